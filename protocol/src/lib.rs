@@ -1,0 +1,410 @@
+//! luot-protocol: the wire types of `shared/contract.md`, v1.
+//!
+//! This crate owns every JSON shape that crosses a process boundary: HTTP
+//! request and answer bodies, websocket frames, the Ticket, the daily report.
+//! It is serde only: no I/O, no clock, no policy. Field names here are binding
+//! for outside integrators; add fields, never rename or drop one.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest request body or websocket message the server accepts (16 KiB).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Longest `request_id`.
+pub const MAX_REQUEST_ID: usize = 64;
+/// Longest username accepted by login.
+pub const MAX_USERNAME: usize = 64;
+/// Longest password accepted by login.
+pub const MAX_PASSWORD: usize = 256;
+/// Longest feedback comment, in characters.
+pub const MAX_COMMENT: usize = 500;
+
+/// `true` when `s` is a valid `request_id`: 1–64 of `[A-Za-z0-9_-]`.
+pub fn valid_request_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_REQUEST_ID
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Lifecycle of a ticket.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Waiting,
+    Called,
+    Done,
+    NoShow,
+}
+
+/// A queue ticket as every client sees it (contract §3).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: String,
+    pub number: String,
+    pub service: String,
+    pub priority: Option<String>,
+    pub status: TicketStatus,
+    pub counter: Option<String>,
+    pub issued_at: String,
+    pub called_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub day: String,
+    pub position: Option<u32>,
+    pub estimated_wait_s: Option<u64>,
+}
+
+/// `{"error": {"code", "message"}}`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------- HTTP bodies
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LoginResponse {
+    pub token: String,
+    pub role: String,
+    pub expires_at: String,
+    /// Added field: the counters a staff member may act on (all for admin).
+    #[serde(default)]
+    pub counters: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    pub service: String,
+    #[serde(default)]
+    pub priority: Option<String>,
+    pub request_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    pub rating: u8,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    pub service: String,
+    pub front: bool,
+}
+
+/// `GET /api/v1/site`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SiteInfo {
+    pub name: String,
+    pub day: String,
+    pub services: Vec<SiteService>,
+    pub counters: Vec<SiteCounter>,
+    /// Added field: where tickets' QR codes point.
+    #[serde(default)]
+    pub public_url: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SiteService {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub waiting: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SiteCounter {
+    pub id: String,
+    pub name: String,
+    pub services: Vec<String>,
+    pub open: bool,
+    pub serving: Option<String>,
+}
+
+/// A counter as answered by open/close.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CounterInfo {
+    pub id: String,
+    pub name: String,
+    pub services: Vec<String>,
+    pub open: bool,
+    pub serving: Option<Ticket>,
+}
+
+// ---------------------------------------------------------------- devices
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum PrinterStatus {
+    Ok,
+    PaperLow,
+    PaperOut,
+    CoverOpen,
+    Offline,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub role: String,
+    pub connected: bool,
+    pub printer: Option<PrinterStatus>,
+    pub last_seen: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DevicesResponse {
+    pub devices: Vec<DeviceInfo>,
+}
+
+// ---------------------------------------------------------------- websocket
+
+/// Messages a client sends on `/api/v1/ws`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Hello {
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        since: Option<u64>,
+    },
+    Issue {
+        request_id: String,
+        service: String,
+        #[serde(default)]
+        priority: Option<String>,
+    },
+    DeviceStatus {
+        printer: PrinterStatus,
+    },
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WelcomeSite {
+    pub name: String,
+    pub public_url: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WelcomeService {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+}
+
+/// The state a snapshot carries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BoardState {
+    pub day: String,
+    pub services: Vec<BoardService>,
+    pub counters: Vec<BoardCounter>,
+    pub recent_calls: Vec<RecentCall>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BoardService {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub waiting: u32,
+    pub next_numbers: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BoardCounter {
+    pub id: String,
+    pub name: String,
+    pub open: bool,
+    pub serving: Option<Ticket>,
+    /// Added field: the services this counter calls, in order.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RecentCall {
+    pub number: String,
+    pub counter: String,
+    pub counter_name: String,
+    pub service_name: String,
+    pub at: String,
+}
+
+/// The `event` object inside an `event` frame (contract §5, rule 29).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WireEvent {
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<Ticket>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    /// Added field for `ticket_transferred`: the service it left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_service: Option<String>,
+    /// Added field: when it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    TicketIssued,
+    TicketCalled,
+    TicketRecalled,
+    TicketDone,
+    TicketNoShow,
+    TicketTransferred,
+    CounterOpened,
+    CounterClosed,
+    DayStarted,
+}
+
+/// Messages the server sends on `/api/v1/ws`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome {
+        role: String,
+        server_time: String,
+        site: WelcomeSite,
+        services: Vec<WelcomeService>,
+        /// Added field: the device id or username this connection speaks for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    Snapshot {
+        seq: u64,
+        state: BoardState,
+    },
+    Event {
+        seq: u64,
+        event: WireEvent,
+    },
+    Issued {
+        request_id: String,
+        ticket: Ticket,
+    },
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        error: ErrorDetail,
+    },
+    Device {
+        device: DeviceInfo,
+    },
+}
+
+// ---------------------------------------------------------------- reports
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DailyReport {
+    pub day: String,
+    pub services: Vec<ReportRow>,
+    pub counters: Vec<ReportRow>,
+    pub staff: Vec<ReportRow>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReportRow {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued: Option<u32>,
+    pub served: u32,
+    pub no_shows: u32,
+    pub wait_s: Stats,
+    pub service_s: Stats,
+    pub ratings: Ratings,
+    /// Added field: mean wait per local hour of issue (`"07": 540.0`), for charts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_by_hour: Option<std::collections::BTreeMap<String, f64>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+pub struct Stats {
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+pub struct Ratings {
+    pub count: u32,
+    pub mean: Option<f64>,
+}
+
+pub const REPORT_CSV_HEADER: &str = "kind,id,issued,served,no_shows,wait_mean_s,wait_p50_s,wait_p90_s,service_mean_s,service_p50_s,service_p90_s,ratings,rating_mean";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_rules() {
+        assert!(valid_request_id("kiosk-sanh-a-000173"));
+        assert!(valid_request_id(&"a".repeat(64)));
+        assert!(!valid_request_id(&"a".repeat(65)));
+        assert!(!valid_request_id(""));
+        assert!(!valid_request_id("có dấu"));
+        assert!(!valid_request_id("a b"));
+    }
+
+    #[test]
+    fn hello_with_null_token_parses() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"hello","token":null,"since":null}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Hello {
+                token: None,
+                since: None
+            }
+        );
+    }
+
+    #[test]
+    fn issue_request_rejects_unknown_fields() {
+        let r: Result<IssueRequest, _> =
+            serde_json::from_str(r#"{"service":"a","request_id":"x","extra":1}"#);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn error_frame_omits_request_id_when_absent() {
+        let m = ServerMessage::Error {
+            request_id: None,
+            error: ErrorDetail {
+                code: "bad_request".into(),
+                message: "x".into(),
+            },
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            s,
+            r#"{"type":"error","error":{"code":"bad_request","message":"x"}}"#
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Who is calling: device tokens (stored as sha256), staff and admin
+//! passwords (argon2id), login tokens, the login rate limit, and random ids.
+//!
+//! This module decides identities and rights; it never touches sled (login
+//! sessions are persisted by the hub through the store) and never logs a
+//! secret.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::Argon2;
+use base64::Engine as _;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::config::{DeviceRole, SiteConfig, UserRole};
+
+/// How long a login token lasts (rule 9).
+pub const LOGIN_TTL: chrono::Duration = chrono::Duration::hours(12);
+/// Failed logins per username that trigger the lock (rule 8).
+pub const MAX_FAILURES: usize = 10;
+/// The window and the lock length of the rate limit.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// An argon2id PHC string for `password`, with a random salt.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+}
+
+pub fn is_argon2id_hash(s: &str) -> bool {
+    PasswordHash::new(s)
+        .map(|h| h.algorithm.as_str() == "argon2id")
+        .unwrap_or(false)
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(h) => Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// `n` random bytes, URL-safe base64 without padding.
+pub fn random_b64(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A new unguessable ticket id: `tk_` + 128 random bits.
+pub fn new_ticket_id() -> String {
+    format!("tk_{}", random_b64(16))
+}
+
+/// A new bearer token (device or login): 256 random bits.
+pub fn new_token() -> String {
+    random_b64(32)
+}
+
+/// Whoever a request or a websocket speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Device {
+        id: String,
+        role: DeviceRole,
+        services: Vec<String>,
+    },
+    User {
+        username: String,
+        role: UserRole,
+        counters: Vec<String>,
+    },
+    /// A screen without a token on a site with `public_board = true`.
+    PublicDisplay,
+}
+
+impl Principal {
+    pub fn role_str(&self) -> &'static str {
+        match self {
+            Principal::Device { role, .. } => role.as_str(),
+            Principal::User { role, .. } => role.as_str(),
+            Principal::PublicDisplay => "display",
+        }
+    }
+
+    /// The scope of `request_id`s (rule 24).
+    pub fn scope(&self) -> String {
+        match self {
+            Principal::Device { id, .. } => format!("device:{id}"),
+            Principal::User { username, .. } => format!("user:{username}"),
+            Principal::PublicDisplay => "public".into(),
+        }
+    }
+
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Principal::Device { id, .. } => Some(id.clone()),
+            Principal::User { username, .. } => Some(username.clone()),
+            Principal::PublicDisplay => None,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Principal::User {
+                role: UserRole::Admin,
+                ..
+            }
+        )
+    }
+
+    pub fn may_issue(&self) -> bool {
+        matches!(
+            self,
+            Principal::User { .. }
+                | Principal::Device {
+                    role: DeviceRole::Kiosk,
+                    ..
+                }
+        )
+    }
+
+    /// Whether this principal may act on counter `id` (staff of it, admin).
+    pub fn may_act_on(&self, counter: &str) -> bool {
+        match self {
+            Principal::User {
+                role: UserRole::Admin,
+                ..
+            } => true,
+            Principal::User {
+                role: UserRole::Staff,
+                counters,
+                ..
+            } => counters.iter().any(|c| c == counter),
+            _ => false,
+        }
+    }
+
+    /// For a kiosk, whether `service` is one of its buttons; others may issue any.
+    pub fn may_issue_for(&self, service: &str) -> bool {
+        match self {
+            Principal::Device {
+                role: DeviceRole::Kiosk,
+                services,
+                ..
+            } => services.iter().any(|s| s == service),
+            Principal::User { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Looks a device token up in the configuration.
+pub fn device_for_token(cfg: &SiteConfig, token: &str) -> Option<Principal> {
+    let h = sha256_hex(token);
+    cfg.devices
+        .iter()
+        .find(|d| d.token_sha256 == h)
+        .map(|d| Principal::Device {
+            id: d.id.clone(),
+            role: d.role,
+            services: d.services.clone(),
+        })
+}
+
+/// Per-username failed-login tracking (rule 8). In memory: a restart forgets it.
+#[derive(Default)]
+pub struct LoginLimiter {
+    failures: HashMap<String, Vec<Instant>>,
+}
+
+impl LoginLimiter {
+    /// `true` when this username is locked at `now`.
+    pub fn locked(&mut self, username: &str, now: Instant) -> bool {
+        let Some(list) = self.failures.get_mut(username) else {
+            return false;
+        };
+        let Some(last) = list.last().copied() else {
+            return false;
+        };
+        if now.duration_since(last) >= FAILURE_WINDOW {
+            self.failures.remove(username);
+            return false;
+        }
+        // Locked when the last MAX_FAILURES failures all fell within one window.
+        list.len() >= MAX_FAILURES
+            && last.duration_since(list[list.len() - MAX_FAILURES]) < FAILURE_WINDOW
+    }
+
+    pub fn record_failure(&mut self, username: &str, now: Instant) {
+        let list = self.failures.entry(username.to_string()).or_default();
+        list.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
+        list.push(now);
+        if self.failures.len() > 100_000 {
+            self.failures
+                .retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
+        }
+    }
+
+    pub fn record_success(&mut self, username: &str) {
+        self.failures.remove(username);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_round_trip() {
+        let h = hash_password("mật khẩu");
+        assert!(is_argon2id_hash(&h));
+        assert!(verify_password("mật khẩu", &h));
+        assert!(!verify_password("mat khau", &h));
+    }
+
+    #[test]
+    fn ticket_ids_are_long_and_url_safe() {
+        let a = new_ticket_id();
+        let b = new_ticket_id();
+        assert_ne!(a, b);
+        assert!(a.len() >= 3 + 22);
+        assert!(a[3..].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn limiter_locks_after_ten_failures_and_unlocks_a_minute_later() {
+        let mut l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..9 {
+            l.record_failure("a", t0 + Duration::from_secs(i));
+            assert!(!l.locked("a", t0 + Duration::from_secs(i)));
+        }
+        l.record_failure("a", t0 + Duration::from_secs(9));
+        assert!(l.locked("a", t0 + Duration::from_secs(10)));
+        assert!(!l.locked("b", t0 + Duration::from_secs(10)));
+        assert!(l.locked("a", t0 + Duration::from_secs(68)));
+        assert!(!l.locked("a", t0 + Duration::from_secs(69)));
+    }
+}
