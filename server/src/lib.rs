@@ -1,6 +1,13 @@
 //! luot-server as a library: the binary in `main.rs` is a thin command line
-//! around these modules.
+//! around these modules. See ARCHITECTURE.md for the map and the invariants.
 
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod report;
+pub mod server;
+pub mod store;
+pub mod ws;

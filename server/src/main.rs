@@ -1,1 +1,220 @@
-fn main() {}
+//! `luot-server`: the command line (contract §6). Parses arguments, sets up
+//! logging, and hands over to the library.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use luot_server::config::{SiteConfig, demo_site};
+use luot_server::{auth, server, store};
+
+/// luot: queue tickets for hospitals and one-stop-shop counters.
+///
+/// Run without arguments for a demo site on http://127.0.0.1:8080.
+#[derive(Parser)]
+#[command(name = "luot-server", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (the demo site when no --config is given).
+    Serve {
+        /// The site configuration (site.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and exit.
+    CheckConfig {
+        /// The site configuration to check.
+        file: PathBuf,
+    },
+    /// Read a password from stdin and print its argon2id hash.
+    HashPassword,
+    /// Print a new device token and its sha256 (for token_sha256).
+    Token,
+    /// Write a consistent backup, whether or not the server is running.
+    Backup {
+        #[arg(long, default_value = "/etc/luot/site.toml")]
+        config: PathBuf,
+        /// The backup file to write.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the data directory with a backup (the server must be stopped).
+    Restore {
+        #[arg(long, default_value = "/etc/luot/site.toml")]
+        config: PathBuf,
+        /// The backup file to read.
+        #[arg(long)]
+        from: PathBuf,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run_serve(None),
+        Some(Cmd::Serve { config }) => run_serve(config),
+        Some(Cmd::CheckConfig { file }) => check_config(&file),
+        Some(Cmd::HashPassword) => hash_password(),
+        Some(Cmd::Token) => {
+            let t = auth::new_token();
+            println!("{t}");
+            println!("{}", auth::sha256_hex(&t));
+            Ok(())
+        }
+        Some(Cmd::Backup { config, to }) => backup(&config, &to),
+        Some(Cmd::Restore { config, from }) => restore(&config, &from),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("luot-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<SiteConfig> {
+    Ok(SiteConfig::load(path)?)
+}
+
+fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    init_logging();
+    let cfg = match config {
+        Some(p) => load(&p)?,
+        None => {
+            let (mut cfg, secrets) = demo_site();
+            cfg.apply_env_overrides("(demo site)")?;
+            let bar = "!".repeat(72);
+            eprintln!("{bar}");
+            eprintln!("!!! DEMO SITE: no --config given. Not for real use: the secrets below are public.");
+            eprintln!("!!! Data is kept in {}", cfg.server.data_dir.display());
+            eprintln!("!!! demo kiosk token (device kiosk-sanh): {}", secrets.kiosk_token);
+            eprintln!("!!! demo display token (device tv-sanh): {}", secrets.display_token);
+            eprintln!(
+                "!!! demo staff user {} password: {}",
+                secrets.staff.0, secrets.staff.1
+            );
+            eprintln!(
+                "!!! demo admin user {} password: {}",
+                secrets.admin.0, secrets.admin.1
+            );
+            eprintln!("{bar}");
+            cfg
+        }
+    };
+    let demo_url = std::env::var("LUOT_PUBLIC_URL").is_err();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut cfg = cfg;
+    let listen = cfg.server.listen;
+    if demo_url && cfg.site.public_url == "http://127.0.0.1:8080" && listen.port() != 8080 {
+        cfg.site.public_url = format!("http://{listen}");
+    }
+    rt.block_on(server::serve(cfg, |addr| {
+        println!("luot-server listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    }))
+}
+
+fn check_config(file: &Path) -> anyhow::Result<()> {
+    let cfg = load(file)?;
+    println!(
+        "{}: ok: \"{}\", {} services, {} counters, {} devices, {} users, listen {}, data in {}",
+        file.display(),
+        cfg.site.name,
+        cfg.services.len(),
+        cfg.counters.len(),
+        cfg.devices.len(),
+        cfg.users.len(),
+        cfg.server.listen,
+        cfg.server.data_dir.display()
+    );
+    Ok(())
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let pw = line.strip_suffix('\n').unwrap_or(&line);
+    let pw = pw.strip_suffix('\r').unwrap_or(pw);
+    if pw.is_empty() {
+        anyhow::bail!("empty password");
+    }
+    println!("{}", auth::hash_password(pw));
+    Ok(())
+}
+
+fn backup(config: &Path, to: &Path) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    let dir = &cfg.server.data_dir;
+    let bytes = match server::backup_from_running(dir) {
+        Some(r) => r?,
+        None => {
+            let s = store::Store::open(dir)?;
+            let mut buf = Vec::new();
+            s.backup_to(&mut buf)?;
+            buf
+        }
+    };
+    if !bytes.starts_with(b"LUOT-BACKUP") {
+        anyhow::bail!(
+            "the server answered with an error: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        );
+    }
+    let tmp = to.with_extension("partial");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, to)?;
+    eprintln!("backup written to {} ({} bytes)", to.display(), bytes.len());
+    Ok(())
+}
+
+fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    let dir = &cfg.server.data_dir;
+    if server::is_running(dir) {
+        anyhow::bail!(
+            "the server is running on {}; stop it first (systemctl stop luot-server)",
+            dir.display()
+        );
+    }
+    let mut file = std::fs::File::open(from)?;
+    std::fs::create_dir_all(dir)?;
+    let staging = dir.join("db.restoring");
+    let _ = std::fs::remove_dir_all(&staging);
+    let n = store::restore_backup(&mut file, &staging)?;
+    let live = dir.join("db");
+    if live.exists() {
+        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+        let old = dir.join(format!("db.before-restore-{stamp}"));
+        std::fs::rename(&live, &old)?;
+        eprintln!("the previous data is kept in {}", old.display());
+    }
+    std::fs::rename(staging.join("db"), &live)?;
+    let _ = std::fs::remove_dir_all(&staging);
+    eprintln!("restored {n} records from {} into {}", from.display(), dir.display());
+    Ok(())
+}

@@ -1,0 +1,585 @@
+//! The hub: the one owner of the engine state and the store.
+//!
+//! It runs on its own OS thread (sled's flush is blocking I/O) and takes
+//! requests from a channel in batches: it applies every command of a batch to
+//! the state, writes all their events in one sled batch, flushes once, and only
+//! then answers and broadcasts (group commit). Reads and subscriptions are
+//! served after the commit, so nobody sees state that is not durable. A slow
+//! websocket client never holds the hub up: broadcasting is a non-blocking
+//! send into a bounded channel, and a client that lags behind gets a snapshot.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use luot_protocol::{
+    CounterInfo, DeviceInfo, PrinterStatus, ServerMessage, Ticket,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::config::{DeviceRole, SiteConfig};
+use crate::engine::{Command, Rejection, Site, State, Subject, TicketRec, render_record};
+use crate::metrics::Metrics;
+use crate::report;
+use crate::store::{Record, Session, Store, StoreError, StoredSnapshot, WriteBatch};
+
+/// Most requests taken into one group commit.
+const MAX_BATCH: usize = 1024;
+/// Write a state snapshot every this many log records.
+const SNAPSHOT_EVERY: u64 = 10_000;
+/// Keep this many log records behind the latest snapshot (history, forensics).
+const KEEP_BEHIND_SNAPSHOT: u64 = 200_000;
+/// Events kept in memory for `hello` with `since`.
+const RESUME_RING: usize = 20_000;
+/// Frames a websocket client may fall behind before it gets a snapshot.
+pub const BROADCAST_CAPACITY: usize = 4096;
+
+/// A frame for websocket clients.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub seq: Option<u64>,
+    /// Device frames go only to admins.
+    pub admin_only: bool,
+    pub text: Utf8Bytes,
+}
+
+/// What a command answers.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Ticket(Box<Ticket>),
+    /// The same `request_id` again: the ticket as it is now.
+    Replayed(Box<Ticket>),
+    Counter(Box<CounterInfo>),
+    Nothing,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("Hệ thống tạm thời không lưu được dữ liệu; vui lòng thử lại (the store cannot be written: {0})")]
+    Unavailable(String),
+}
+
+/// The start of a websocket subscription: what to send first, then `rx`.
+pub struct Catchup {
+    pub frames: Vec<Utf8Bytes>,
+    pub rx: broadcast::Receiver<Frame>,
+}
+
+/// The hub's own state, given to read closures.
+pub struct Inner {
+    pub state: State,
+    pub store: Store,
+    pub config: Arc<SiteConfig>,
+    pub devices: HashMap<String, DeviceLive>,
+    next_seq: u64,
+    next_index: u64,
+    last_snapshot_index: u64,
+    ring: VecDeque<(u64, Utf8Bytes)>,
+    tx: broadcast::Sender<Frame>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Default, Clone)]
+pub struct DeviceLive {
+    pub connections: u32,
+    pub printer: Option<PrinterStatus>,
+    pub last_seen: Option<i64>,
+}
+
+type ReadFn = Box<dyn FnOnce(&mut Inner) + Send>;
+
+pub enum DeviceUpdate {
+    Connected,
+    Disconnected,
+    Seen,
+    Printer(PrinterStatus),
+}
+
+enum Request {
+    Command {
+        cmd: Command,
+        reply: oneshot::Sender<Result<Outcome, HubError>>,
+    },
+    PutSession {
+        token_hash: String,
+        session: Session,
+        reply: oneshot::Sender<Result<(), HubError>>,
+    },
+    Read(ReadFn),
+    Device {
+        id: String,
+        update: DeviceUpdate,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle to the hub; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    tx: mpsc::Sender<Request>,
+    pub broadcast: broadcast::Sender<Frame>,
+}
+
+impl Hub {
+    /// Loads the store and starts the hub thread.
+    pub fn start(
+        config: Arc<SiteConfig>,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Result<Hub, StoreError> {
+        let site = Site::from_config(&config);
+        let (state, next_seq, next_index, last_snapshot_index) = rebuild(&site, &store)?;
+        let (btx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let (tx, rx) = mpsc::channel(64 * 1024);
+        let devices = config
+            .devices
+            .iter()
+            .map(|d| (d.id.clone(), DeviceLive::default()))
+            .collect();
+        let inner = Inner {
+            state,
+            store,
+            config,
+            devices,
+            next_seq,
+            next_index,
+            last_snapshot_index,
+            ring: VecDeque::new(),
+            tx: btx.clone(),
+            metrics,
+        };
+        inner.update_gauges();
+        std::thread::Builder::new()
+            .name("luot-hub".into())
+            .spawn(move || run(inner, rx))?;
+        Ok(Hub { tx, broadcast: btx })
+    }
+
+    async fn send(&self, r: Request) -> Result<(), HubError> {
+        self.tx
+            .send(r)
+            .await
+            .map_err(|_| HubError::Unavailable("the server is shutting down".into()))
+    }
+
+    /// Applies a command; answers once its events are durable.
+    pub async fn command(&self, cmd: Command) -> Result<Outcome, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Command { cmd, reply }).await?;
+        rx.await
+            .map_err(|_| HubError::Unavailable("the server is shutting down".into()))?
+    }
+
+    pub async fn put_session(&self, token_hash: String, session: Session) -> Result<(), HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::PutSession {
+            token_hash,
+            session,
+            reply,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| HubError::Unavailable("the server is shutting down".into()))?
+    }
+
+    /// Runs `f` on the hub's state after the current batch is durable.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> T + Send + 'static,
+    ) -> Result<T, HubError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Read(Box::new(move |inner| {
+            let _ = tx.send(f(inner));
+        })))
+        .await?;
+        rx.await
+            .map_err(|_| HubError::Unavailable("the server is shutting down".into()))
+    }
+
+    /// Subscribes to the event stream: the missed events after `since` when
+    /// the hub still holds them all, otherwise a snapshot.
+    pub async fn subscribe(&self, since: Option<u64>) -> Result<Catchup, HubError> {
+        self.read(move |inner| inner.catchup(since)).await
+    }
+
+    pub fn device(&self, id: &str, update: DeviceUpdate) {
+        let _ = self.tx.try_send(Request::Device {
+            id: id.to_string(),
+            update,
+        });
+    }
+
+    /// Finishes what is queued, flushes, and stops the hub thread.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Request::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Rebuilds the state from the latest snapshot plus the log after it, and
+/// checks that `seq` has no gap.
+fn rebuild(site: &Arc<Site>, store: &Store) -> Result<(State, u64, u64, u64), StoreError> {
+    let loaded = store.load()?;
+    let (mut state, mut last_seq, mut last_index) = match loaded.snapshot {
+        Some(s) => (State::from_snapshot(site.clone(), s.state), s.seq, Some(s.index)),
+        None => (State::new(site.clone()), 0, None),
+    };
+    let snap_index = last_index.unwrap_or(0);
+    for (index, rec) in loaded.records {
+        if let Some(prev) = last_index {
+            if index != prev + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "event log jumps from record {prev} to {index}"
+                )));
+            }
+        }
+        if let Some(seq) = rec.seq {
+            if seq != last_seq + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "seq jumps from {last_seq} to {seq}"
+                )));
+            }
+            last_seq = seq;
+        }
+        state.apply_event(&rec.event);
+        last_index = Some(index);
+    }
+    let next_index = last_index.map(|i| i + 1).unwrap_or(0);
+    Ok((state, last_seq + 1, next_index, snap_index))
+}
+
+struct Pending {
+    reply: PendingReply,
+    result: Result<Outcome, HubError>,
+}
+
+enum PendingReply {
+    Command(oneshot::Sender<Result<Outcome, HubError>>),
+    Session(oneshot::Sender<Result<(), HubError>>),
+}
+
+fn run(mut inner: Inner, mut rx: mpsc::Receiver<Request>) {
+    let mut requests = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        requests.push(first);
+        while requests.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => requests.push(r),
+                Err(_) => break,
+            }
+        }
+        let shutdown = inner.process(&mut requests);
+        if let Some(done) = shutdown {
+            tracing::info!("hub stopped; every acknowledged command is on disk");
+            let _ = done.send(());
+            break;
+        }
+    }
+}
+
+impl Inner {
+    /// One group commit. Returns the shutdown reply when asked to stop.
+    fn process(&mut self, requests: &mut Vec<Request>) -> Option<oneshot::Sender<()>> {
+        let now = now_ms();
+        let mut batch = WriteBatch::default();
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut frames: Vec<(u64, Utf8Bytes)> = Vec::new();
+        let mut reads: Vec<ReadFn> = Vec::new();
+        let mut device_frames: Vec<Utf8Bytes> = Vec::new();
+        let mut shutdown = None;
+        let mut issued = 0u64;
+        let (seq0, index0) = (self.next_seq, self.next_index);
+
+        for req in requests.drain(..) {
+            match req {
+                Request::Command { cmd, reply } => {
+                    let applied = self.state.apply(cmd, now);
+                    for e in &applied.events {
+                        let seq = if e.is_public() {
+                            let s = self.next_seq;
+                            self.next_seq += 1;
+                            if let Some(w) = self.state.render_event(e) {
+                                let msg = ServerMessage::Event { seq: s, event: w };
+                                frames.push((s, to_text(&msg)));
+                            }
+                            Some(s)
+                        } else {
+                            None
+                        };
+                        if matches!(e, crate::engine::Event::TicketIssued { .. }) {
+                            issued += 1;
+                        }
+                        batch.record(
+                            self.next_index,
+                            &Record {
+                                seq,
+                                event: e.clone(),
+                            },
+                        );
+                        self.next_index += 1;
+                    }
+                    for a in &applied.archives {
+                        let day = a.day.to_string();
+                        for t in &a.tickets {
+                            batch.archive_ticket(&t.id, t);
+                        }
+                        batch.report(&day, &report::daily(&self.config, &day, &a.tickets));
+                    }
+                    let result = match applied.result {
+                        Some(Ok(subject)) => Ok(self.outcome(subject)),
+                        Some(Err(r)) => Err(HubError::Rejected(r)),
+                        None => Ok(Outcome::Nothing),
+                    };
+                    pending.push(Pending {
+                        reply: PendingReply::Command(reply),
+                        result,
+                    });
+                }
+                Request::PutSession {
+                    token_hash,
+                    session,
+                    reply,
+                } => {
+                    batch.session(&token_hash, &session);
+                    pending.push(Pending {
+                        reply: PendingReply::Session(reply),
+                        result: Ok(Outcome::Nothing),
+                    });
+                }
+                Request::Read(f) => reads.push(f),
+                Request::Device { id, update } => {
+                    if let Some(f) = self.device_update(&id, update, now) {
+                        device_frames.push(f);
+                    }
+                }
+                Request::Shutdown(tx) => shutdown = Some(tx),
+            }
+        }
+
+        if self.next_index - self.last_snapshot_index >= SNAPSHOT_EVERY && !batch.is_empty() {
+            let index = self.next_index - 1;
+            batch.snapshot(&StoredSnapshot {
+                index,
+                seq: self.next_seq - 1,
+                state: self.state.to_snapshot(),
+            });
+            if index > KEEP_BEHIND_SNAPSHOT {
+                batch.remove_log_before(
+                    self.store
+                        .log_keys_before(index - KEEP_BEHIND_SNAPSHOT, 50_000),
+                );
+            }
+            self.last_snapshot_index = index;
+        }
+
+        let committed = if batch.is_empty() {
+            Ok(())
+        } else {
+            match self.store.commit(batch) {
+                Ok(took) => {
+                    self.metrics.flush_seconds.observe(took.as_secs_f64());
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+
+        match committed {
+            Ok(()) => {
+                self.metrics.tickets_issued.inc_by(issued);
+                for p in pending {
+                    match p.reply {
+                        PendingReply::Command(tx) => {
+                            let _ = tx.send(p.result);
+                        }
+                        PendingReply::Session(tx) => {
+                            let _ = tx.send(Ok(()));
+                        }
+                    }
+                }
+                for (seq, text) in frames {
+                    let _ = self.tx.send(Frame {
+                        seq: Some(seq),
+                        admin_only: false,
+                        text: text.clone(),
+                    });
+                    self.ring.push_back((seq, text));
+                }
+                while self.ring.len() > RESUME_RING {
+                    self.ring.pop_front();
+                }
+                if seq0 != self.next_seq {
+                    self.update_gauges();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; answering 503 and reloading state from disk");
+                self.metrics.store_errors.inc();
+                let why = e.to_string();
+                for p in pending {
+                    match p.reply {
+                        PendingReply::Command(tx) => {
+                            let _ = tx.send(Err(HubError::Unavailable(why.clone())));
+                        }
+                        PendingReply::Session(tx) => {
+                            let _ = tx.send(Err(HubError::Unavailable(why.clone())));
+                        }
+                    }
+                }
+                match rebuild(self.state.site(), &self.store) {
+                    Ok((state, next_seq, next_index, snap)) => {
+                        self.state = state;
+                        self.next_seq = next_seq;
+                        self.next_index = next_index;
+                        self.last_snapshot_index = snap;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reloading state failed; keeping the counters where they were");
+                        self.next_seq = seq0;
+                        self.next_index = index0;
+                    }
+                }
+            }
+        }
+        for f in device_frames {
+            let _ = self.tx.send(Frame {
+                seq: None,
+                admin_only: true,
+                text: f,
+            });
+        }
+        for f in reads {
+            f(self);
+        }
+        shutdown
+    }
+
+    /// The answer for a successful command, rendered right after it.
+    fn outcome(&self, subject: Subject) -> Outcome {
+        match subject {
+            Subject::Ticket(id) => match self.state.ticket(&id) {
+                Some(t) => Outcome::Ticket(Box::new(self.state.render_ticket(t))),
+                None => Outcome::Nothing,
+            },
+            Subject::Replayed(id) => match self.ticket(&id) {
+                Some(t) => Outcome::Replayed(Box::new(t)),
+                None => Outcome::Nothing,
+            },
+            Subject::Counter(id) => match self.state.counter_info(&id) {
+                Some(c) => Outcome::Counter(Box::new(c)),
+                None => Outcome::Nothing,
+            },
+            Subject::Nothing => Outcome::Nothing,
+        }
+    }
+
+    /// A ticket of today or of a past day, as it is now.
+    pub fn ticket(&self, id: &str) -> Option<Ticket> {
+        if let Some(t) = self.state.ticket(id) {
+            return Some(self.state.render_ticket(t));
+        }
+        self.archived(id)
+            .map(|t| render_record(self.state.site(), &t, None, None))
+    }
+
+    pub fn archived(&self, id: &str) -> Option<TicketRec> {
+        self.store.archived_ticket(id)
+    }
+
+    /// The last public seq.
+    pub fn seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    pub fn snapshot_frame(&self) -> Utf8Bytes {
+        to_text(&ServerMessage::Snapshot {
+            seq: self.seq(),
+            state: self.state.board(),
+        })
+    }
+
+    fn catchup(&mut self, since: Option<u64>) -> Catchup {
+        let rx = self.tx.subscribe();
+        let last = self.seq();
+        let frames = match since {
+            Some(s) if s == last => vec![],
+            Some(s) if s < last && self.ring.front().is_some_and(|(first, _)| *first <= s + 1) => {
+                let start = self.ring.len() - (last - s) as usize;
+                self.ring.iter().skip(start).map(|(_, t)| t.clone()).collect()
+            }
+            _ => vec![self.snapshot_frame()],
+        };
+        Catchup { frames, rx }
+    }
+
+    fn device_update(&mut self, id: &str, update: DeviceUpdate, now: i64) -> Option<Utf8Bytes> {
+        let d = self.devices.get_mut(id)?;
+        let before = (d.connections > 0, d.printer);
+        match update {
+            DeviceUpdate::Connected => d.connections += 1,
+            DeviceUpdate::Disconnected => d.connections = d.connections.saturating_sub(1),
+            DeviceUpdate::Seen => {}
+            DeviceUpdate::Printer(p) => {
+                if d.printer != Some(p) {
+                    tracing::info!(device = id, printer = ?p, "printer status");
+                }
+                d.printer = Some(p);
+            }
+        }
+        d.last_seen = Some(now);
+        let after = (d.connections > 0, d.printer);
+        self.metrics.set_printer(id, d.printer);
+        if before == after {
+            return None;
+        }
+        let info = self.device_info(id)?;
+        Some(to_text(&ServerMessage::Device { device: info }))
+    }
+
+    pub fn device_info(&self, id: &str) -> Option<DeviceInfo> {
+        let cfg = self.config.devices.iter().find(|d| d.id == id)?;
+        let live = self.devices.get(id).cloned().unwrap_or_default();
+        Some(DeviceInfo {
+            id: cfg.id.clone(),
+            role: match cfg.role {
+                DeviceRole::Kiosk => "kiosk".into(),
+                DeviceRole::Display => "display".into(),
+            },
+            connected: live.connections > 0,
+            printer: live.printer,
+            last_seen: live.last_seen.map(|t| self.state.site().fmt_time(t)),
+        })
+    }
+
+    fn update_gauges(&self) {
+        for (i, s) in self.state.site().services.iter().enumerate() {
+            self.metrics.set_waiting(&s.id, self.state.waiting_count(i));
+        }
+    }
+
+    /// Writes a consistent backup: called between batches, so no write races it.
+    pub fn backup(&self) -> Result<Vec<u8>, StoreError> {
+        let mut buf = Vec::new();
+        self.store.backup_to(&mut buf)?;
+        Ok(buf)
+    }
+
+    pub fn probe(&self) -> Result<(), StoreError> {
+        self.store.probe()
+    }
+}
+
+fn to_text(m: &ServerMessage) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(m).unwrap_or_default())
+}

@@ -1,0 +1,229 @@
+//! The daily report (contract rule 34 and 45): issued, served, no-shows, wait
+//! and service times (mean, nearest-rank p50 and p90), ratings, per service,
+//! counter and staff member; as JSON and as CSV. Pure functions of a day's
+//! tickets; times are taken at whole seconds, as the tickets print them.
+
+use std::collections::BTreeMap;
+
+use luot_protocol::{DailyReport, Ratings, ReportRow, Stats, TicketStatus, REPORT_CSV_HEADER};
+
+use crate::config::SiteConfig;
+use crate::engine::TicketRec;
+
+#[derive(Default)]
+struct Acc {
+    issued: u32,
+    served: u32,
+    no_shows: u32,
+    waits: Vec<i64>,
+    services: Vec<i64>,
+    ratings: Vec<u8>,
+    wait_by_hour: BTreeMap<String, Vec<i64>>,
+}
+
+fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
+
+fn stats(v: &mut [i64]) -> Stats {
+    if v.is_empty() {
+        return Stats::default();
+    }
+    v.sort_unstable();
+    let n = v.len();
+    let rank = |p: f64| {
+        let r = ((p / 100.0) * n as f64).ceil() as usize;
+        v[r.clamp(1, n) - 1] as f64
+    };
+    let mean = v.iter().sum::<i64>() as f64 / n as f64;
+    Stats {
+        mean: Some((mean * 10.0).round() / 10.0),
+        p50: Some(rank(50.0)),
+        p90: Some(rank(90.0)),
+    }
+}
+
+impl Acc {
+    fn row(mut self, id: &str, with_issued: bool, with_hours: bool) -> ReportRow {
+        let ratings = Ratings {
+            count: self.ratings.len() as u32,
+            mean: if self.ratings.is_empty() {
+                None
+            } else {
+                let m = self.ratings.iter().map(|r| *r as f64).sum::<f64>()
+                    / self.ratings.len() as f64;
+                Some((m * 100.0).round() / 100.0)
+            },
+        };
+        let wait_by_hour = with_hours.then(|| {
+            self.wait_by_hour
+                .iter()
+                .map(|(h, v)| {
+                    let m = v.iter().sum::<i64>() as f64 / v.len() as f64;
+                    (h.clone(), (m * 10.0).round() / 10.0)
+                })
+                .collect()
+        });
+        ReportRow {
+            id: id.to_string(),
+            issued: with_issued.then_some(self.issued),
+            served: self.served,
+            no_shows: self.no_shows,
+            wait_s: stats(&mut self.waits),
+            service_s: stats(&mut self.services),
+            ratings,
+            wait_by_hour,
+        }
+    }
+}
+
+/// The report of `day` from that day's tickets.
+pub fn daily(cfg: &SiteConfig, day: &str, tickets: &[TicketRec]) -> DailyReport {
+    let mut services: BTreeMap<&str, Acc> = BTreeMap::new();
+    let mut counters: BTreeMap<&str, Acc> = BTreeMap::new();
+    let mut staff: BTreeMap<&str, Acc> = BTreeMap::new();
+    let tz = cfg.site.timezone;
+    for t in tickets {
+        let s = services.entry(t.issued_service.as_str()).or_default();
+        s.issued += 1;
+        if let Some(first) = t.first_called_at {
+            let w = secs(first) - secs(t.issued_at);
+            s.waits.push(w);
+            let hour = chrono::DateTime::from_timestamp_millis(t.issued_at)
+                .map(|d| d.with_timezone(&tz).format("%H").to_string())
+                .unwrap_or_default();
+            s.wait_by_hour.entry(hour).or_default().push(w);
+            if let Some(c) = &t.counter {
+                counters.entry(c.as_str()).or_default().waits.push(w);
+            }
+            if let Some(u) = &t.finished_by {
+                staff.entry(u.as_str()).or_default().waits.push(w);
+            }
+        }
+        match t.status {
+            TicketStatus::Done => {
+                let took = match (t.called_at, t.finished_at) {
+                    (Some(c), Some(f)) => Some(secs(f) - secs(c)),
+                    _ => None,
+                };
+                let finished_by = [
+                    Some(services.entry(t.service.as_str()).or_default()),
+                    t.counter.as_deref().map(|c| counters.entry(c).or_default()),
+                    t.finished_by.as_deref().map(|u| staff.entry(u).or_default()),
+                ];
+                for a in finished_by.into_iter().flatten() {
+                    a.served += 1;
+                    a.services.extend(took);
+                    a.ratings.extend(t.rating);
+                }
+            }
+            TicketStatus::NoShow => {
+                services.entry(t.service.as_str()).or_default().no_shows += 1;
+                if let Some(c) = &t.counter {
+                    counters.entry(c.as_str()).or_default().no_shows += 1;
+                }
+                if let Some(u) = &t.finished_by {
+                    staff.entry(u.as_str()).or_default().no_shows += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    // Every configured service and counter gets a row, in configuration order.
+    let mut service_rows = Vec::new();
+    for s in &cfg.services {
+        service_rows.push(services.remove(s.id.as_str()).unwrap_or_default().row(&s.id, true, true));
+    }
+    for (id, acc) in services {
+        service_rows.push(acc.row(id, true, true));
+    }
+    let mut counter_rows = Vec::new();
+    for c in &cfg.counters {
+        counter_rows.push(counters.remove(c.id.as_str()).unwrap_or_default().row(&c.id, false, false));
+    }
+    for (id, acc) in counters {
+        counter_rows.push(acc.row(id, false, false));
+    }
+    let staff_rows = staff.into_iter().map(|(id, a)| a.row(id, false, false)).collect();
+    DailyReport {
+        day: day.to_string(),
+        services: service_rows,
+        counters: counter_rows,
+        staff: staff_rows,
+    }
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        None => String::new(),
+        Some(x) if x.fract() == 0.0 => format!("{}", x as i64),
+        Some(x) => format!("{x}"),
+    }
+}
+
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The report as CSV with the header of rule 34.
+pub fn csv(r: &DailyReport) -> String {
+    let mut out = String::from(REPORT_CSV_HEADER);
+    out.push('\n');
+    for (kind, rows) in [("service", &r.services), ("counter", &r.counters), ("staff", &r.staff)] {
+        for row in rows {
+            let cols = [
+                kind.to_string(),
+                field(&row.id),
+                row.issued.map(|n| n.to_string()).unwrap_or_default(),
+                row.served.to_string(),
+                row.no_shows.to_string(),
+                num(row.wait_s.mean),
+                num(row.wait_s.p50),
+                num(row.wait_s.p90),
+                num(row.service_s.mean),
+                num(row.service_s.p50),
+                num(row.service_s.p90),
+                row.ratings.count.to_string(),
+                num(row.ratings.mean),
+            ];
+            out.push_str(&cols.join(","));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<i64> = (1..=10).collect();
+        let s = stats(&mut v);
+        assert_eq!(s.p50, Some(5.0));
+        assert_eq!(s.p90, Some(9.0));
+        assert_eq!(s.mean, Some(5.5));
+        let mut one = vec![7];
+        assert_eq!(stats(&mut one).p90, Some(7.0));
+        assert_eq!(stats(&mut []).mean, None);
+    }
+
+    #[test]
+    fn csv_has_header_and_empty_nulls() {
+        let r = DailyReport {
+            day: "2026-11-22".into(),
+            services: vec![Acc::default().row("kham-noi", true, false)],
+            counters: vec![],
+            staff: vec![],
+        };
+        let c = csv(&r);
+        let mut lines = c.lines();
+        assert_eq!(lines.next(), Some(REPORT_CSV_HEADER));
+        assert_eq!(lines.next(), Some("service,kham-noi,0,0,0,,,,,,,0,"));
+    }
+}

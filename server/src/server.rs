@@ -1,0 +1,185 @@
+//! Running the server: open the store, start the hub, bind HTTP and the
+//! control socket, tick the clock, and drain on SIGTERM. Owns process
+//! lifetime; no request handling lives here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use crate::auth::LoginLimiter;
+use crate::config::SiteConfig;
+use crate::engine::Command;
+use crate::http::{App, router};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// The control socket in the data directory (backup while running).
+pub fn control_socket(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
+/// Runs until SIGTERM or SIGINT. `announce` is called with the bound address.
+pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let data_dir = config.server.data_dir.clone();
+    let store = Store::open(&data_dir).with_context(|| {
+        format!(
+            "cannot open the data directory {} (if it is damaged, restore a backup with `luot-server restore --from FILE`)",
+            data_dir.display()
+        )
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let t0 = std::time::Instant::now();
+    let hub = Hub::start(config.clone(), store, metrics.clone()).with_context(|| {
+        format!(
+            "cannot load the queue state from {} (restore a backup with `luot-server restore --from FILE`)",
+            data_dir.display()
+        )
+    })?;
+    let seq = hub.read(|inner| inner.seq()).await.unwrap_or(0);
+    tracing::info!(
+        seq,
+        took_ms = t0.elapsed().as_millis() as u64,
+        "state loaded"
+    );
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let app = Arc::new(App {
+        hub: hub.clone(),
+        config: config.clone(),
+        metrics,
+        limiter: Mutex::new(LoginLimiter::default()),
+        shutdown: shutdown_rx.clone(),
+    });
+
+    // The day rolls over even when nobody presses a button.
+    hub.command(Command::Tick).await.ok();
+    let ticker = {
+        let hub = hub.clone();
+        let mut stop = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => { let _ = hub.command(Command::Tick).await; }
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+
+    let control = spawn_control_socket(&data_dir, hub.clone(), shutdown_rx.clone())?;
+
+    tracing::info!(%addr, site = %config.site.name, "luot-server listening");
+    announce(addr);
+
+    let mut stop = shutdown_rx.clone();
+    let server = axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.changed().await;
+    });
+
+    let signal = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+        }
+        let _ = shutdown_tx.send(true);
+    };
+    let server = tokio::spawn(async move { server.await });
+    signal.await;
+    // Give connections a bounded time to finish, then flush and stop.
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(r) => r??,
+        Err(_) => tracing::warn!("connections did not close within 10 s"),
+    }
+    ticker.abort();
+    control.abort();
+    hub.shutdown().await;
+    let _ = std::fs::remove_file(control_socket(&data_dir));
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn spawn_control_socket(
+    data_dir: &Path,
+    hub: Hub,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let path = control_socket(data_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot create the control socket {}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                conn = listener.accept() => {
+                    if let Ok((stream, _)) = conn {
+                        let hub = hub.clone();
+                        tokio::spawn(async move { let _ = control(stream, hub).await; });
+                    }
+                }
+                _ = stop.changed() => break,
+            }
+        }
+    }))
+}
+
+async fn control(stream: UnixStream, hub: Hub) -> anyhow::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r).read_line(&mut line).await?;
+    match line.trim() {
+        "ping" => w.write_all(b"pong\n").await?,
+        "backup" => {
+            let bytes = hub.read(|inner| inner.backup()).await??;
+            tracing::info!(bytes = bytes.len(), "backup taken over the control socket");
+            w.write_all(&bytes).await?;
+        }
+        other => w.write_all(format!("unknown command {other}\n").as_bytes()).await?,
+    }
+    w.shutdown().await?;
+    Ok(())
+}
+
+/// Asks a running server for a backup; `None` when no server answers.
+pub fn backup_from_running(data_dir: &Path) -> Option<anyhow::Result<Vec<u8>>> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(control_socket(data_dir)).ok()?;
+    Some((|| {
+        s.write_all(b"backup\n")?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        Ok(buf)
+    })())
+}
+
+/// Whether a server is running on this data directory.
+pub fn is_running(data_dir: &Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(control_socket(data_dir)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 5];
+    s.write_all(b"ping\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"pong\n"
+}

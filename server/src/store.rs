@@ -1,0 +1,402 @@
+//! The durable store: the only module that knows sled.
+//!
+//! One sled tree holds everything under key prefixes, so every group commit is
+//! a single atomic `apply_batch` followed by one explicit `flush` (fsync):
+//!
+//! - `L` + u64 BE: the event log, one record per event, in order;
+//! - `M` + name: metadata (format version, the latest state snapshot, health probe);
+//! - `S` + sha256(token): login sessions;
+//! - `A` + ticket id: tickets of past days;
+//! - `R` + day: reports of past days.
+//!
+//! Nothing here decides queue rules. The hub calls `commit` and answers only
+//! after it returned `Ok`: acknowledged means flushed.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Event, StateSnapshot};
+
+/// Version of the on-disk layout. A newer binary migrates older data; an
+/// older binary refuses newer data.
+pub const FORMAT_VERSION: u32 = 1;
+const BACKUP_MAGIC: &[u8] = b"LUOT-BACKUP 1\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data store failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("the data store holds a record that cannot be read ({0}); restore it from a backup with `luot-server restore --from FILE`")]
+    Corrupt(String),
+    #[error("the data store was written by a newer luot (format {0}, this binary reads {FORMAT_VERSION}); upgrade luot-server")]
+    TooNew(u32),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One record of the event log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The public sequence number; `None` for private events (feedback).
+    pub seq: Option<u64>,
+    pub event: Event,
+}
+
+/// A stored snapshot of the engine state.
+#[derive(Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    /// The last log index the snapshot includes.
+    pub index: u64,
+    /// The last public seq it includes.
+    pub seq: u64,
+    pub state: StateSnapshot,
+}
+
+/// A login session as stored.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Session {
+    pub username: String,
+    pub expires_at: i64,
+}
+
+/// Writes collected by the hub for one group commit.
+#[derive(Default)]
+pub struct WriteBatch {
+    batch: sled::Batch,
+    pub records: usize,
+    keys: Vec<Vec<u8>>,
+}
+
+impl WriteBatch {
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.batch.insert(key.clone(), value);
+        self.keys.push(key);
+    }
+    pub fn record(&mut self, index: u64, rec: &Record) {
+        self.put(log_key(index), json(rec));
+        self.records += 1;
+    }
+    pub fn snapshot(&mut self, snap: &StoredSnapshot) {
+        self.put(b"Msnapshot".to_vec(), json(snap));
+    }
+    pub fn session(&mut self, token_hash: &str, s: &Session) {
+        self.put(prefixed(b'S', token_hash.as_bytes()), json(s));
+    }
+    pub fn archive_ticket(&mut self, id: &str, t: &crate::engine::TicketRec) {
+        self.put(prefixed(b'A', id.as_bytes()), json(t));
+    }
+    pub fn report(&mut self, day: &str, r: &luot_protocol::DailyReport) {
+        self.put(prefixed(b'R', day.as_bytes()), json(r));
+    }
+    pub fn remove_log_before(&mut self, keys: Vec<Vec<u8>>) {
+        for k in keys {
+            self.batch.remove(k);
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn prefixed(p: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(p);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn log_key(index: u64) -> Vec<u8> {
+    prefixed(b'L', &index.to_be_bytes())
+}
+
+/// What the store holds at start-up.
+pub struct Loaded {
+    pub snapshot: Option<StoredSnapshot>,
+    /// Records after the snapshot, with their log index.
+    pub records: Vec<(u64, Record)>,
+}
+
+pub struct Store {
+    db: sled::Db,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(16 * 1024 * 1024)
+            .flush_every_ms(None)
+            .open()?;
+        let store = Store {
+            db,
+            dir: dir.to_path_buf(),
+        };
+        match store.db.get(b"Mformat")? {
+            None => {
+                store
+                    .db
+                    .insert(b"Mformat", FORMAT_VERSION.to_string().as_bytes())?;
+                store.db.flush()?;
+            }
+            Some(v) => {
+                let v: u32 = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt("format version".into()))?;
+                if v > FORMAT_VERSION {
+                    return Err(StoreError::TooNew(v));
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads the latest snapshot and every log record after it.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let snapshot: Option<StoredSnapshot> = match self.db.get(b"Msnapshot")? {
+            Some(v) => Some(
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("snapshot: {e}")))?,
+            ),
+            None => None,
+        };
+        let from = snapshot.as_ref().map(|s| s.index + 1).unwrap_or(0);
+        let mut records = Vec::new();
+        for kv in self.db.range(log_key(from)..log_key(u64::MAX)) {
+            let (k, v) = kv?;
+            let index = u64::from_be_bytes(
+                k[1..]
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("log key".into()))?,
+            );
+            let rec: Record = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("log record {index}: {e}")))?;
+            records.push((index, rec));
+        }
+        Ok(Loaded { snapshot, records })
+    }
+
+    /// Writes a batch atomically and flushes it to disk. Returns the flush time.
+    /// On failure the batch's keys are removed again, so nothing that was
+    /// not acknowledged can surface later.
+    pub fn commit(&self, batch: WriteBatch) -> Result<Duration, StoreError> {
+        let keys = batch.keys;
+        let t0 = Instant::now();
+        let result = self
+            .db
+            .apply_batch(batch.batch)
+            .and_then(|_| self.db.flush().map(|_| ()));
+        match result {
+            Ok(()) => Ok(t0.elapsed()),
+            Err(e) => {
+                let mut undo = sled::Batch::default();
+                for k in keys {
+                    undo.remove(k);
+                }
+                let _ = self.db.apply_batch(undo);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Proves the store is writable (for `/healthz`).
+    pub fn probe(&self) -> Result<(), StoreError> {
+        self.db
+            .insert(b"Mhealth", chrono::Utc::now().to_rfc3339().as_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn session(&self, token_hash: &str) -> Result<Option<Session>, StoreError> {
+        Ok(self
+            .db
+            .get(prefixed(b'S', token_hash.as_bytes()))?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    /// Removes expired sessions (cheap: there are few).
+    pub fn expired_sessions(&self, now: i64) -> Vec<String> {
+        self.db
+            .scan_prefix(b"S")
+            .filter_map(|kv| kv.ok())
+            .filter_map(|(k, v)| {
+                let s: Session = serde_json::from_slice(&v).ok()?;
+                (s.expires_at < now).then(|| String::from_utf8_lossy(&k[1..]).into_owned())
+            })
+            .collect()
+    }
+
+    pub fn remove_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        self.db.remove(prefixed(b'S', token_hash.as_bytes()))?;
+        Ok(())
+    }
+
+    pub fn archived_ticket(&self, id: &str) -> Option<crate::engine::TicketRec> {
+        self.db
+            .get(prefixed(b'A', id.as_bytes()))
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+    }
+
+    pub fn archived_report(&self, day: &str) -> Option<luot_protocol::DailyReport> {
+        self.db
+            .get(prefixed(b'R', day.as_bytes()))
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+    }
+
+    /// Log keys older than `before`, at most `max` of them (for pruning).
+    pub fn log_keys_before(&self, before: u64, max: usize) -> Vec<Vec<u8>> {
+        self.db
+            .range(log_key(0)..log_key(before))
+            .keys()
+            .filter_map(|k| k.ok())
+            .take(max)
+            .map(|k| k.to_vec())
+            .collect()
+    }
+
+    /// Writes a consistent copy of the whole store. The caller guarantees no
+    /// write happens meanwhile (the hub calls it between batches).
+    pub fn backup_to(&self, out: &mut dyn Write) -> Result<u64, StoreError> {
+        let mut hasher = Sha256::new();
+        let mut write = |buf: &[u8], out: &mut dyn Write| -> std::io::Result<()> {
+            hasher.update(buf);
+            out.write_all(buf)
+        };
+        write(BACKUP_MAGIC, out)?;
+        let mut n: u64 = 0;
+        for kv in self.db.iter() {
+            let (k, v) = kv?;
+            if k.as_ref() == b"Mhealth" {
+                continue;
+            }
+            write(&(k.len() as u32).to_be_bytes(), out)?;
+            write(&k, out)?;
+            write(&(v.len() as u32).to_be_bytes(), out)?;
+            write(&v, out)?;
+            n += 1;
+        }
+        // Trailer: a zero-length key marks the end, then the count and the checksum.
+        write(&0u32.to_be_bytes(), out)?;
+        write(&n.to_be_bytes(), out)?;
+        let digest = hasher.finalize();
+        out.write_all(&digest)?;
+        out.flush()?;
+        Ok(n)
+    }
+}
+
+/// Restores a backup into a fresh store at `dir`, which must not exist.
+/// Verifies the checksum before anything is written.
+pub fn restore_backup(input: &mut dyn Read, dir: &Path) -> Result<u64, StoreError> {
+    let mut all = Vec::new();
+    input.read_to_end(&mut all)?;
+    let bad = |m: &str| StoreError::Corrupt(format!("backup file: {m}"));
+    if all.len() < BACKUP_MAGIC.len() + 4 + 8 + 32 || !all.starts_with(BACKUP_MAGIC) {
+        return Err(bad("not a luot backup"));
+    }
+    let (body, digest) = all.split_at(all.len() - 32);
+    if Sha256::digest(body).as_slice() != digest {
+        return Err(bad("checksum mismatch (truncated or damaged)"));
+    }
+    let mut entries = Vec::new();
+    let mut p = BACKUP_MAGIC.len();
+    let take = |p: &mut usize, n: usize| -> Result<&[u8], StoreError> {
+        let s = body.get(*p..*p + n).ok_or_else(|| bad("truncated"))?;
+        *p += n;
+        Ok(s)
+    };
+    loop {
+        let klen = u32::from_be_bytes(take(&mut p, 4)?.try_into().unwrap_or_default()) as usize;
+        if klen == 0 {
+            break;
+        }
+        let k = take(&mut p, klen)?.to_vec();
+        let vlen = u32::from_be_bytes(take(&mut p, 4)?.try_into().unwrap_or_default()) as usize;
+        let v = take(&mut p, vlen)?.to_vec();
+        entries.push((k, v));
+    }
+    let n = u64::from_be_bytes(take(&mut p, 8)?.try_into().unwrap_or_default());
+    if n != entries.len() as u64 || p != body.len() {
+        return Err(bad("entry count mismatch"));
+    }
+    let store = Store::open(dir)?;
+    let mut batch = sled::Batch::default();
+    for (k, v) in entries {
+        batch.insert(k, v);
+    }
+    store.db.apply_batch(batch)?;
+    store.db.flush()?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn ev(n: i64) -> Event {
+        Event::DayStarted {
+            day: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+            at: n,
+        }
+    }
+
+    #[test]
+    fn committed_records_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let mut b = WriteBatch::default();
+            for i in 0..5 {
+                b.record(i, &Record { seq: Some(i + 1), event: ev(i as i64) });
+            }
+            s.commit(b).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let l = s.load().unwrap();
+        assert_eq!(l.records.len(), 5);
+        assert_eq!(l.records[4].1.seq, Some(5));
+    }
+
+    #[test]
+    fn backup_restores_byte_for_byte_and_detects_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a")).unwrap();
+        let mut b = WriteBatch::default();
+        for i in 0..100 {
+            b.record(i, &Record { seq: Some(i + 1), event: ev(i as i64) });
+        }
+        s.commit(b).unwrap();
+        let mut buf = Vec::new();
+        assert!(s.backup_to(&mut buf).unwrap() >= 100);
+        let restored = dir.path().join("b");
+        restore_backup(&mut buf.as_slice(), &restored).unwrap();
+        let r = Store::open(&restored).unwrap().load().unwrap();
+        assert_eq!(r.records, s.load().unwrap().records);
+        let mut damaged = buf.clone();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 1;
+        assert!(restore_backup(&mut damaged.as_slice(), &dir.path().join("c")).is_err());
+        let truncated = &buf[..buf.len() - 10];
+        assert!(restore_backup(&mut &truncated[..], &dir.path().join("d")).is_err());
+    }
+}
