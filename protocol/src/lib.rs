@@ -177,7 +177,7 @@ pub struct DevicesResponse {
 
 /// Messages a client sends on `/api/v1/ws`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     Hello {
         #[serde(default)]
@@ -390,6 +390,17 @@ mod tests {
         let r: Result<IssueRequest, _> =
             serde_json::from_str(r#"{"service":"a","request_id":"x","extra":1}"#);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn client_messages_reject_unknown_fields() {
+        let r: Result<ClientMessage, _> = serde_json::from_str(
+            r#"{"type":"issue","request_id":"a","service":"b","extra":1}"#,
+        );
+        assert!(r.is_err());
+        let r: Result<ClientMessage, _> =
+            serde_json::from_str(r#"{"type":"device_status","printer":"ok"}"#);
+        assert!(r.is_ok());
     }
 
     #[test]
