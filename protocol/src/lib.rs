@@ -394,9 +394,8 @@ mod tests {
 
     #[test]
     fn client_messages_reject_unknown_fields() {
-        let r: Result<ClientMessage, _> = serde_json::from_str(
-            r#"{"type":"issue","request_id":"a","service":"b","extra":1}"#,
-        );
+        let r: Result<ClientMessage, _> =
+            serde_json::from_str(r#"{"type":"issue","request_id":"a","service":"b","extra":1}"#);
         assert!(r.is_err());
         let r: Result<ClientMessage, _> =
             serde_json::from_str(r#"{"type":"device_status","printer":"ok"}"#);

@@ -8,8 +8,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -204,8 +206,10 @@ impl LoginLimiter {
         list.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
         list.push(now);
         if self.failures.len() > 100_000 {
-            self.failures
-                .retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
+            self.failures.retain(|_, v| {
+                v.last()
+                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
         }
     }
 
@@ -232,7 +236,11 @@ mod tests {
         let b = new_ticket_id();
         assert_ne!(a, b);
         assert!(a.len() >= 3 + 22);
-        assert!(a[3..].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            a[3..]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 
     #[test]

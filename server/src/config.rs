@@ -342,11 +342,7 @@ impl SiteConfig {
         let rs = raw.site.get_ref();
         let name = rs.name.get_ref().trim().to_string();
         if name.is_empty() {
-            return Err(ctx.err(
-                rs.name.span(),
-                "site.name",
-                "the site needs a name".into(),
-            ));
+            return Err(ctx.err(rs.name.span(), "site.name", "the site needs a name".into()));
         }
         let timezone: Tz = match &rs.timezone {
             None => chrono_tz::Asia::Ho_Chi_Minh,
@@ -383,10 +379,7 @@ impl SiteConfig {
                     ctx.err(
                         l.span(),
                         "server.listen",
-                        format!(
-                            "\"{}\" is not an address such as 0.0.0.0:8080",
-                            l.get_ref()
-                        ),
+                        format!("\"{}\" is not an address such as 0.0.0.0:8080", l.get_ref()),
                     )
                 })?;
             }
@@ -420,7 +413,10 @@ impl SiteConfig {
         // [priority]
         let mut priority = Priority {
             ratio: 3,
-            classes: DEFAULT_PRIORITY_CLASSES.iter().map(|s| s.to_string()).collect(),
+            classes: DEFAULT_PRIORITY_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         };
         if let Some(p) = &raw.priority {
             if let Some(r) = &p.ratio {
@@ -469,7 +465,10 @@ impl SiteConfig {
                 return Err(ctx.err(
                     s.id.span(),
                     "services.id",
-                    format!("\"{}\" is not a service id (1-32 of a-z, 0-9, -)", s.id.get_ref()),
+                    format!(
+                        "\"{}\" is not a service id (1-32 of a-z, 0-9, -)",
+                        s.id.get_ref()
+                    ),
                 ));
             }
             ids.check(&ctx, &s.id, "services.id")?;
@@ -524,7 +523,10 @@ impl SiteConfig {
                 return Err(ctx.err(
                     c.id.span(),
                     "counters.id",
-                    format!("\"{}\" is not a counter id (1-32 of a-z, 0-9, -)", c.id.get_ref()),
+                    format!(
+                        "\"{}\" is not a counter id (1-32 of a-z, 0-9, -)",
+                        c.id.get_ref()
+                    ),
                 ));
             }
             cids.check(&ctx, &c.id, "counters.id")?;
@@ -560,7 +562,12 @@ impl SiteConfig {
             counters.push(Counter {
                 id: c.id.get_ref().clone(),
                 name: c.name.get_ref().trim().to_string(),
-                services: c.services.get_ref().iter().map(|s| s.get_ref().clone()).collect(),
+                services: c
+                    .services
+                    .get_ref()
+                    .iter()
+                    .map(|s| s.get_ref().clone())
+                    .collect(),
             });
         }
 
@@ -573,7 +580,10 @@ impl SiteConfig {
                 return Err(ctx.err(
                     d.id.span(),
                     "devices.id",
-                    format!("\"{}\" is not a device id (1-32 of a-z, 0-9, -)", d.id.get_ref()),
+                    format!(
+                        "\"{}\" is not a device id (1-32 of a-z, 0-9, -)",
+                        d.id.get_ref()
+                    ),
                 ));
             }
             dids.check(&ctx, &d.id, "devices.id")?;
@@ -810,7 +820,10 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         ],
         priority: Priority {
             ratio: 3,
-            classes: DEFAULT_PRIORITY_CLASSES.iter().map(|s| s.to_string()).collect(),
+            classes: DEFAULT_PRIORITY_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         },
     };
     (cfg, secrets)
@@ -876,7 +889,10 @@ services = ["kham-noi", "kham-ngoai"]
             + 1;
         assert_eq!(e.line, line);
         assert_eq!(e.field, "services.prefix");
-        assert!(e.to_string().starts_with(&format!("site.toml:{line}: services.prefix")));
+        assert!(
+            e.to_string()
+                .starts_with(&format!("site.toml:{line}: services.prefix"))
+        );
     }
 
     #[test]
@@ -906,7 +922,10 @@ services = ["kham-noi", "kham-ngoai"]
             err_of(&GOOD.replace("Asia/Ho_Chi_Minh", "Mars/Base")).field,
             "site.timezone"
         );
-        assert_eq!(err_of(&GOOD.replace("\"05:00\"", "\"5h\"")).field, "site.day_starts_at");
+        assert_eq!(
+            err_of(&GOOD.replace("\"05:00\"", "\"5h\"")).field,
+            "site.day_starts_at"
+        );
     }
 
     #[test]
@@ -936,7 +955,10 @@ services = ["kham-noi", "kham-ngoai"]
             };
             let hash = crate::auth::hash_password("x");
             let text = text
-                .replace("token_sha256 = \"REPLACE\"", &format!("token_sha256 = \"{}\"", "ab".repeat(32)))
+                .replace(
+                    "token_sha256 = \"REPLACE\"",
+                    &format!("token_sha256 = \"{}\"", "ab".repeat(32)),
+                )
                 .replace("\"REPLACE\"", &format!("'{hash}'"));
             // Two devices would share the placeholder token: give each its own.
             let mut n = 0;

@@ -12,9 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use luot_protocol::{
-    CounterInfo, DeviceInfo, PrinterStatus, ServerMessage, Ticket,
-};
+use luot_protocol::{CounterInfo, DeviceInfo, PrinterStatus, ServerMessage, Ticket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{DeviceRole, SiteConfig};
@@ -57,7 +55,9 @@ pub enum Outcome {
 pub enum HubError {
     #[error(transparent)]
     Rejected(#[from] Rejection),
-    #[error("Hệ thống tạm thời không lưu được dữ liệu; vui lòng thử lại (the store cannot be written: {0})")]
+    #[error(
+        "Hệ thống tạm thời không lưu được dữ liệu; vui lòng thử lại (the store cannot be written: {0})"
+    )]
     Unavailable(String),
 }
 
@@ -220,8 +220,19 @@ impl Hub {
     }
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// Shift of the hub's clock, from `LUOT_CLOCK_OFFSET_S` (for tests and
+/// rehearsals of a day change; never set it on a real site).
+static CLOCK_OFFSET_MS: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
+    std::env::var("LUOT_CLOCK_OFFSET_S")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .map(|s| s * 1000)
+        .unwrap_or(0)
+});
+
+/// The hub's clock: the only place the queue reads the time.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis() + *CLOCK_OFFSET_MS
 }
 
 /// Rebuilds the state from the latest snapshot plus the log after it, and
@@ -229,7 +240,11 @@ fn now_ms() -> i64 {
 fn rebuild(site: &Arc<Site>, store: &Store) -> Result<(State, u64, u64, u64), StoreError> {
     let loaded = store.load()?;
     let (mut state, mut last_seq, mut last_index) = match loaded.snapshot {
-        Some(s) => (State::from_snapshot(site.clone(), s.state), s.seq, Some(s.index)),
+        Some(s) => (
+            State::from_snapshot(site.clone(), s.state),
+            s.seq,
+            Some(s.index),
+        ),
         None => (State::new(site.clone()), 0, None),
     };
     let snap_index = last_index.unwrap_or(0);
@@ -516,7 +531,11 @@ impl Inner {
             Some(s) if s == last => vec![],
             Some(s) if s < last && self.ring.front().is_some_and(|(first, _)| *first <= s + 1) => {
                 let start = self.ring.len() - (last - s) as usize;
-                self.ring.iter().skip(start).map(|(_, t)| t.clone()).collect()
+                self.ring
+                    .iter()
+                    .skip(start)
+                    .map(|(_, t)| t.clone())
+                    .collect()
             }
             _ => vec![self.snapshot_frame()],
         };

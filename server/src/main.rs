@@ -102,10 +102,18 @@ fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {
             cfg.apply_env_overrides("(demo site)")?;
             let bar = "!".repeat(72);
             eprintln!("{bar}");
-            eprintln!("!!! DEMO SITE: no --config given. Not for real use: the secrets below are public.");
+            eprintln!(
+                "!!! DEMO SITE: no --config given. Not for real use: the secrets below are public."
+            );
             eprintln!("!!! Data is kept in {}", cfg.server.data_dir.display());
-            eprintln!("!!! demo kiosk token (device kiosk-sanh): {}", secrets.kiosk_token);
-            eprintln!("!!! demo display token (device tv-sanh): {}", secrets.display_token);
+            eprintln!(
+                "!!! demo kiosk token (device kiosk-sanh): {}",
+                secrets.kiosk_token
+            );
+            eprintln!(
+                "!!! demo display token (device tv-sanh): {}",
+                secrets.display_token
+            );
             eprintln!(
                 "!!! demo staff user {} password: {}",
                 secrets.staff.0, secrets.staff.1
@@ -215,6 +223,10 @@ fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
     }
     std::fs::rename(staging.join("db"), &live)?;
     let _ = std::fs::remove_dir_all(&staging);
-    eprintln!("restored {n} records from {} into {}", from.display(), dir.display());
+    eprintln!(
+        "restored {n} records from {} into {}",
+        from.display(),
+        dir.display()
+    );
     Ok(())
 }

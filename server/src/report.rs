@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use luot_protocol::{DailyReport, Ratings, ReportRow, Stats, TicketStatus, REPORT_CSV_HEADER};
+use luot_protocol::{DailyReport, REPORT_CSV_HEADER, Ratings, ReportRow, Stats, TicketStatus};
 
 use crate::config::SiteConfig;
 use crate::engine::TicketRec;
@@ -50,8 +50,8 @@ impl Acc {
             mean: if self.ratings.is_empty() {
                 None
             } else {
-                let m = self.ratings.iter().map(|r| *r as f64).sum::<f64>()
-                    / self.ratings.len() as f64;
+                let m =
+                    self.ratings.iter().map(|r| *r as f64).sum::<f64>() / self.ratings.len() as f64;
                 Some((m * 100.0).round() / 100.0)
             },
         };
@@ -109,7 +109,9 @@ pub fn daily(cfg: &SiteConfig, day: &str, tickets: &[TicketRec]) -> DailyReport 
                 let finished_by = [
                     Some(services.entry(t.service.as_str()).or_default()),
                     t.counter.as_deref().map(|c| counters.entry(c).or_default()),
-                    t.finished_by.as_deref().map(|u| staff.entry(u).or_default()),
+                    t.finished_by
+                        .as_deref()
+                        .map(|u| staff.entry(u).or_default()),
                 ];
                 for a in finished_by.into_iter().flatten() {
                     a.served += 1;
@@ -132,19 +134,32 @@ pub fn daily(cfg: &SiteConfig, day: &str, tickets: &[TicketRec]) -> DailyReport 
     // Every configured service and counter gets a row, in configuration order.
     let mut service_rows = Vec::new();
     for s in &cfg.services {
-        service_rows.push(services.remove(s.id.as_str()).unwrap_or_default().row(&s.id, true, true));
+        service_rows.push(
+            services
+                .remove(s.id.as_str())
+                .unwrap_or_default()
+                .row(&s.id, true, true),
+        );
     }
     for (id, acc) in services {
         service_rows.push(acc.row(id, true, true));
     }
     let mut counter_rows = Vec::new();
     for c in &cfg.counters {
-        counter_rows.push(counters.remove(c.id.as_str()).unwrap_or_default().row(&c.id, false, false));
+        counter_rows.push(
+            counters
+                .remove(c.id.as_str())
+                .unwrap_or_default()
+                .row(&c.id, false, false),
+        );
     }
     for (id, acc) in counters {
         counter_rows.push(acc.row(id, false, false));
     }
-    let staff_rows = staff.into_iter().map(|(id, a)| a.row(id, false, false)).collect();
+    let staff_rows = staff
+        .into_iter()
+        .map(|(id, a)| a.row(id, false, false))
+        .collect();
     DailyReport {
         day: day.to_string(),
         services: service_rows,
@@ -173,7 +188,11 @@ fn field(s: &str) -> String {
 pub fn csv(r: &DailyReport) -> String {
     let mut out = String::from(REPORT_CSV_HEADER);
     out.push('\n');
-    for (kind, rows) in [("service", &r.services), ("counter", &r.counters), ("staff", &r.staff)] {
+    for (kind, rows) in [
+        ("service", &r.services),
+        ("counter", &r.counters),
+        ("staff", &r.staff),
+    ] {
         for row in rows {
             let cols = [
                 kind.to_string(),

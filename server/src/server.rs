@@ -40,6 +40,9 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
     let addr = listener.local_addr()?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    if let Ok(off) = std::env::var("LUOT_CLOCK_OFFSET_S") {
+        tracing::warn!(offset_s = %off, "LUOT_CLOCK_OFFSET_S is set: the queue clock is shifted (tests only)");
+    }
     let t0 = std::time::Instant::now();
     let hub = Hub::start(config.clone(), store, metrics.clone()).with_context(|| {
         format!(
@@ -155,7 +158,10 @@ async fn control(stream: UnixStream, hub: Hub) -> anyhow::Result<()> {
             tracing::info!(bytes = bytes.len(), "backup taken over the control socket");
             w.write_all(&bytes).await?;
         }
-        other => w.write_all(format!("unknown command {other}\n").as_bytes()).await?,
+        other => {
+            w.write_all(format!("unknown command {other}\n").as_bytes())
+                .await?
+        }
     }
     w.shutdown().await?;
     Ok(())

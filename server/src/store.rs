@@ -30,9 +30,13 @@ const BACKUP_MAGIC: &[u8] = b"LUOT-BACKUP 1\n";
 pub enum StoreError {
     #[error("the data store failed: {0}")]
     Sled(#[from] sled::Error),
-    #[error("the data store holds a record that cannot be read ({0}); restore it from a backup with `luot-server restore --from FILE`")]
+    #[error(
+        "the data store holds a record that cannot be read ({0}); restore it from a backup with `luot-server restore --from FILE`"
+    )]
     Corrupt(String),
-    #[error("the data store was written by a newer luot (format {0}, this binary reads {FORMAT_VERSION}); upgrade luot-server")]
+    #[error(
+        "the data store was written by a newer luot (format {0}, this binary reads {FORMAT_VERSION}); upgrade luot-server"
+    )]
     TooNew(u32),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -367,7 +371,13 @@ mod tests {
             let s = Store::open(dir.path()).unwrap();
             let mut b = WriteBatch::default();
             for i in 0..5 {
-                b.record(i, &Record { seq: Some(i + 1), event: ev(i as i64) });
+                b.record(
+                    i,
+                    &Record {
+                        seq: Some(i + 1),
+                        event: ev(i as i64),
+                    },
+                );
             }
             s.commit(b).unwrap();
         }
@@ -383,7 +393,13 @@ mod tests {
         let s = Store::open(&dir.path().join("a")).unwrap();
         let mut b = WriteBatch::default();
         for i in 0..100 {
-            b.record(i, &Record { seq: Some(i + 1), event: ev(i as i64) });
+            b.record(
+                i,
+                &Record {
+                    seq: Some(i + 1),
+                    event: ev(i as i64),
+                },
+            );
         }
         s.commit(b).unwrap();
         let mut buf = Vec::new();

@@ -14,8 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
 
 use luot_protocol::{
-    ClientMessage, IssueRequest, MAX_BODY_BYTES, ServerMessage, WelcomeService,
-    WelcomeSite,
+    ClientMessage, IssueRequest, MAX_BODY_BYTES, ServerMessage, WelcomeService, WelcomeSite,
 };
 
 use crate::auth::Principal;
@@ -42,7 +41,9 @@ pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Respo
 }
 
 fn text(m: &ServerMessage) -> Message {
-    Message::Text(Utf8Bytes::from(serde_json::to_string(m).unwrap_or_default()))
+    Message::Text(Utf8Bytes::from(
+        serde_json::to_string(m).unwrap_or_default(),
+    ))
 }
 
 fn error_frame(request_id: Option<String>, e: &ApiError) -> Message {
@@ -197,7 +198,11 @@ impl Conn {
                 let rid = serde_json::from_str::<serde_json::Value>(raw)
                     .ok()
                     .filter(|v| v.get("type").and_then(|t| t.as_str()) == Some("issue"))
-                    .and_then(|v| v.get("request_id").and_then(|r| r.as_str()).map(String::from));
+                    .and_then(|v| {
+                        v.get("request_id")
+                            .and_then(|r| r.as_str())
+                            .map(String::from)
+                    });
                 let err = ApiError::bad_request(format!("invalid message: {e}"));
                 return send(sink, error_frame(rid, &err)).await;
             }
@@ -252,27 +257,25 @@ impl Conn {
                 });
                 Ok(Flow::Continue)
             }
-            ClientMessage::DeviceStatus { printer } => {
-                match (&self.who, &self.device) {
-                    (
-                        Some(Principal::Device {
-                            role: DeviceRole::Kiosk,
-                            ..
-                        }),
-                        Some(id),
-                    ) => {
-                        self.app.hub.device(id, DeviceUpdate::Printer(printer));
-                        Ok(Flow::Continue)
-                    }
-                    _ => {
-                        send(
-                            sink,
-                            error_frame(None, &ApiError::forbidden("only kiosks report a printer")),
-                        )
-                        .await
-                    }
+            ClientMessage::DeviceStatus { printer } => match (&self.who, &self.device) {
+                (
+                    Some(Principal::Device {
+                        role: DeviceRole::Kiosk,
+                        ..
+                    }),
+                    Some(id),
+                ) => {
+                    self.app.hub.device(id, DeviceUpdate::Printer(printer));
+                    Ok(Flow::Continue)
                 }
-            }
+                _ => {
+                    send(
+                        sink,
+                        error_frame(None, &ApiError::forbidden("only kiosks report a printer")),
+                    )
+                    .await
+                }
+            },
         }
     }
 
@@ -292,7 +295,9 @@ impl Conn {
         S: SinkExt<Message> + Unpin,
     {
         let who = match token.as_deref() {
-            None | Some("") if self.app.config.server.public_board => Some(Principal::PublicDisplay),
+            None | Some("") if self.app.config.server.public_board => {
+                Some(Principal::PublicDisplay)
+            }
             None | Some("") => None,
             Some(t) => self.app.resolve(t).await,
         };
@@ -396,7 +401,8 @@ impl Conn {
 fn frame_seq(s: &str) -> Option<u64> {
     let i = s.find("\"seq\":")? + 6;
     let rest = &s[i..];
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
-

@@ -25,7 +25,10 @@ async fn site_health_metrics_and_unknown_paths() {
     assert_eq!(s.body["name"], "Bệnh viện Thử nghiệm");
     assert_eq!(s.body["services"][0]["id"], "kham-noi");
     assert_eq!(s.body["services"][0]["waiting"], 0);
-    assert_eq!(s.body["counters"][1]["services"], json!(["kham-noi", "kham-ngoai"]));
+    assert_eq!(
+        s.body["counters"][1]["services"],
+        json!(["kham-noi", "kham-ngoai"])
+    );
     assert_eq!(s.body["counters"][0]["open"], true);
     assert_eq!(s.body["counters"][0]["serving"], Value::Null);
     assert_eq!(s.body["day"].as_str().unwrap().len(), 10);
@@ -98,7 +101,10 @@ async fn issuing_tickets() {
         .await;
     assert_eq!(r.status, 201);
     assert_eq!(r.body["priority"], "pregnant");
-    assert_eq!(r.body["position"], 1, "priority goes ahead of the two normal tickets");
+    assert_eq!(
+        r.body["position"], 1,
+        "priority goes ahead of the two normal tickets"
+    );
     let r = api
         .post(
             "/api/v1/tickets",
@@ -136,25 +142,92 @@ async fn bad_input_is_refused_and_changes_nothing() {
             let resp = r.send().await.unwrap();
             let status = resp.status().as_u16();
             let v: Value = resp.json().await.unwrap_or(Value::Null);
-            (status, v["error"]["code"].as_str().unwrap_or("").to_string())
+            (
+                status,
+                v["error"]["code"].as_str().unwrap_or("").to_string(),
+            )
         }
     };
     let k = Some(KIOSK_TOKEN);
     let j = Some("application/json");
-    let cases: Vec<(Vec<u8>, Option<&'static str>, Option<&'static str>, u16, &str)> = vec![
+    let cases: Vec<(
+        Vec<u8>,
+        Option<&'static str>,
+        Option<&'static str>,
+        u16,
+        &str,
+    )> = vec![
         (b"{not json".to_vec(), j, k, 400, "bad_request"),
         (b"[]".to_vec(), j, k, 400, "bad_request"),
-        (br#"{"service":"kham-noi"}"#.to_vec(), j, k, 400, "bad_request"),
-        (br#"{"service":"kham-noi","request_id":"x","extra":1}"#.to_vec(), j, k, 400, "bad_request"),
-        (br#"{"service":42,"request_id":"x"}"#.to_vec(), j, k, 400, "bad_request"),
-        (r#"{"service":"kham-noi","request_id":"có dấu"}"#.as_bytes().to_vec(), j, k, 400, "bad_request"),
-        (format!(r#"{{"service":"kham-noi","request_id":"{}"}}"#, "a".repeat(65)).into_bytes(), j, k, 400, "bad_request"),
-        (br#"{"service":"kham-noi","request_id":""}"#.to_vec(), j, k, 400, "bad_request"),
-        (br#"{"service":"kham-noi","request_id":"x"}"#.to_vec(), None, k, 415, "unsupported_media_type"),
-        (br#"{"service":"kham-noi","request_id":"x"}"#.to_vec(), Some("text/plain"), k, 415, "unsupported_media_type"),
+        (
+            br#"{"service":"kham-noi"}"#.to_vec(),
+            j,
+            k,
+            400,
+            "bad_request",
+        ),
+        (
+            br#"{"service":"kham-noi","request_id":"x","extra":1}"#.to_vec(),
+            j,
+            k,
+            400,
+            "bad_request",
+        ),
+        (
+            br#"{"service":42,"request_id":"x"}"#.to_vec(),
+            j,
+            k,
+            400,
+            "bad_request",
+        ),
+        (
+            r#"{"service":"kham-noi","request_id":"có dấu"}"#.as_bytes().to_vec(),
+            j,
+            k,
+            400,
+            "bad_request",
+        ),
+        (
+            format!(
+                r#"{{"service":"kham-noi","request_id":"{}"}}"#,
+                "a".repeat(65)
+            )
+            .into_bytes(),
+            j,
+            k,
+            400,
+            "bad_request",
+        ),
+        (
+            br#"{"service":"kham-noi","request_id":""}"#.to_vec(),
+            j,
+            k,
+            400,
+            "bad_request",
+        ),
+        (
+            br#"{"service":"kham-noi","request_id":"x"}"#.to_vec(),
+            None,
+            k,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            br#"{"service":"kham-noi","request_id":"x"}"#.to_vec(),
+            Some("text/plain"),
+            k,
+            415,
+            "unsupported_media_type",
+        ),
         // 401 comes before 400 and 415.
         (b"{not json".to_vec(), None, None, 401, "unauthorized"),
-        (b"{not json".to_vec(), j, Some("wrong-token"), 401, "unauthorized"),
+        (
+            b"{not json".to_vec(),
+            j,
+            Some("wrong-token"),
+            401,
+            "unauthorized",
+        ),
         // 413 may come first.
         (vec![b' '; 16 * 1024 + 1], j, None, 413, "too_large"),
         (vec![b' '; 1024 * 1024], j, k, 413, "too_large"),
@@ -173,14 +246,24 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(waiting_total(&api).await, 1);
 
     // Login bodies.
-    let l = api.post("/api/v1/login", None, Some(json!({"username": "le.thu"}))).await;
+    let l = api
+        .post("/api/v1/login", None, Some(json!({"username": "le.thu"})))
+        .await;
     assert_eq!((l.status, l.code()), (400, "bad_request"));
     let l = api
-        .post("/api/v1/login", None, Some(json!({"username": "a".repeat(65), "password": "x"})))
+        .post(
+            "/api/v1/login",
+            None,
+            Some(json!({"username": "a".repeat(65), "password": "x"})),
+        )
         .await;
     assert_eq!(l.status, 400);
     let l = api
-        .post("/api/v1/login", None, Some(json!({"username": "le.thu", "password": "x".repeat(257)})))
+        .post(
+            "/api/v1/login",
+            None,
+            Some(json!({"username": "le.thu", "password": "x".repeat(257)})),
+        )
         .await;
     assert_eq!(l.status, 400);
     // A malformed Authorization header is a wrong token.
@@ -199,7 +282,11 @@ async fn login_and_rate_limit() {
     let server = site.start();
     let api = Api::new(&server);
     let ok = api
-        .post("/api/v1/login", None, Some(json!({"username": "le.thu", "password": PASSWORD})))
+        .post(
+            "/api/v1/login",
+            None,
+            Some(json!({"username": "le.thu", "password": PASSWORD})),
+        )
         .await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.body["role"], "staff");
@@ -215,12 +302,20 @@ async fn login_and_rate_limit() {
     }
     // Ten failures within a minute: even the right password gets 429.
     let r = api
-        .post("/api/v1/login", None, Some(json!({"username": "le.thu", "password": PASSWORD})))
+        .post(
+            "/api/v1/login",
+            None,
+            Some(json!({"username": "le.thu", "password": PASSWORD})),
+        )
         .await;
     assert_eq!((r.status, r.code()), (429, "too_many_attempts"));
     // Other users are not affected.
     let r = api
-        .post("/api/v1/login", None, Some(json!({"username": "tran.an", "password": PASSWORD})))
+        .post(
+            "/api/v1/login",
+            None,
+            Some(json!({"username": "tran.an", "password": PASSWORD})),
+        )
         .await;
     assert_eq!(r.status, 200);
     // Passwords never reach the log.
@@ -240,11 +335,21 @@ async fn counter_workflow_and_errors() {
     let r = api.post(&next("quay-1"), Some(&staff), None).await;
     assert_eq!((r.status, r.code()), (409, "queue_empty"));
     for action in ["recall", "done", "no-show"] {
-        let r = api.post(&format!("/api/v1/counters/quay-1/{action}"), Some(&staff), None).await;
+        let r = api
+            .post(
+                &format!("/api/v1/counters/quay-1/{action}"),
+                Some(&staff),
+                None,
+            )
+            .await;
         assert_eq!((r.status, r.code()), (409, "nothing_called"), "{action}");
     }
     let r = api
-        .post("/api/v1/counters/quay-1/transfer", Some(&staff), Some(json!({"service": "xet-nghiem", "front": true})))
+        .post(
+            "/api/v1/counters/quay-1/transfer",
+            Some(&staff),
+            Some(json!({"service": "xet-nghiem", "front": true})),
+        )
         .await;
     assert_eq!((r.status, r.code()), (409, "nothing_called"));
 
@@ -257,33 +362,69 @@ async fn counter_workflow_and_errors() {
     assert_eq!(r.body["counter"], "quay-1");
     assert!(r.body["called_at"].is_string());
 
-    let r = api.post("/api/v1/counters/quay-1/recall", Some(&staff), None).await;
+    let r = api
+        .post("/api/v1/counters/quay-1/recall", Some(&staff), None)
+        .await;
     assert_eq!((r.status, r.body["number"].as_str()), (200, Some("A001")));
     assert_eq!(r.body["status"], "called");
 
     // Next while A001 is called: A001 is done, A002 called.
     let r = api.post(&next("quay-1"), Some(&staff), None).await;
     assert_eq!(r.body["id"], a2["id"]);
-    let g = api.get(&format!("/api/v1/tickets/{}", a1["id"].as_str().unwrap()), None).await;
+    let g = api
+        .get(
+            &format!("/api/v1/tickets/{}", a1["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(g.body["status"], "done");
     assert!(g.body["finished_at"].is_string());
 
-    let r = api.post("/api/v1/counters/quay-1/no-show", Some(&staff), None).await;
-    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("no_show")));
+    let r = api
+        .post("/api/v1/counters/quay-1/no-show", Some(&staff), None)
+        .await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (200, Some("no_show"))
+    );
 
     // Feedback.
     let fb = |id: &Value| format!("/api/v1/tickets/{}/feedback", id.as_str().unwrap());
-    let r = api.post(&fb(&a2["id"]), None, Some(json!({"rating": 5}))).await;
+    let r = api
+        .post(&fb(&a2["id"]), None, Some(json!({"rating": 5})))
+        .await;
     assert_eq!((r.status, r.code()), (409, "not_served"));
-    let r = api.post(&fb(&a1["id"]), None, Some(json!({"rating": 0}))).await;
+    let r = api
+        .post(&fb(&a1["id"]), None, Some(json!({"rating": 0})))
+        .await;
     assert_eq!((r.status, r.code()), (400, "bad_request"));
-    let r = api.post(&fb(&a1["id"]), None, Some(json!({"rating": 4, "comment": "x".repeat(501)}))).await;
+    let r = api
+        .post(
+            &fb(&a1["id"]),
+            None,
+            Some(json!({"rating": 4, "comment": "x".repeat(501)})),
+        )
+        .await;
     assert_eq!(r.status, 400);
-    let r = api.post(&fb(&a1["id"]), None, Some(json!({"rating": 4, "comment": "Nhân viên rất tận tình"}))).await;
+    let r = api
+        .post(
+            &fb(&a1["id"]),
+            None,
+            Some(json!({"rating": 4, "comment": "Nhân viên rất tận tình"})),
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let r = api.post(&fb(&a1["id"]), None, Some(json!({"rating": 5}))).await;
+    let r = api
+        .post(&fb(&a1["id"]), None, Some(json!({"rating": 5})))
+        .await;
     assert_eq!((r.status, r.code()), (409, "already_rated"));
-    let r = api.post("/api/v1/tickets/tk_nope/feedback", None, Some(json!({"rating": 5}))).await;
+    let r = api
+        .post(
+            "/api/v1/tickets/tk_nope/feedback",
+            None,
+            Some(json!({"rating": 5})),
+        )
+        .await;
     assert_eq!((r.status, r.code()), (404, "unknown_ticket"));
 
     // Transfer keeps the number; front puts it first.
@@ -291,15 +432,31 @@ async fn counter_workflow_and_errors() {
     let a3 = api.issue(KIOSK_TOKEN, "kham-noi", "w4").await.body;
     api.post(&next("quay-1"), Some(&staff), None).await;
     let r = api
-        .post("/api/v1/counters/quay-1/transfer", Some(&staff), Some(json!({"service": "kham-ngoai"})))
+        .post(
+            "/api/v1/counters/quay-1/transfer",
+            Some(&staff),
+            Some(json!({"service": "kham-ngoai"})),
+        )
         .await;
-    assert_eq!((r.status, r.code()), (400, "bad_request"), "front is required");
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "bad_request"),
+        "front is required"
+    );
     let r = api
-        .post("/api/v1/counters/quay-1/transfer", Some(&staff), Some(json!({"service": "nope", "front": true})))
+        .post(
+            "/api/v1/counters/quay-1/transfer",
+            Some(&staff),
+            Some(json!({"service": "nope", "front": true})),
+        )
         .await;
     assert_eq!((r.status, r.code()), (404, "unknown_service"));
     let r = api
-        .post("/api/v1/counters/quay-1/transfer", Some(&staff), Some(json!({"service": "kham-ngoai", "front": true})))
+        .post(
+            "/api/v1/counters/quay-1/transfer",
+            Some(&staff),
+            Some(json!({"service": "kham-ngoai", "front": true})),
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["id"], a3["id"]);
@@ -309,19 +466,30 @@ async fn counter_workflow_and_errors() {
     assert_eq!(r.body["counter"], Value::Null);
     assert_eq!(r.body["called_at"], Value::Null);
     assert_eq!(r.body["position"], 1);
-    let g = api.get(&format!("/api/v1/tickets/{}", b1["id"].as_str().unwrap()), None).await;
+    let g = api
+        .get(
+            &format!("/api/v1/tickets/{}", b1["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(g.body["position"], 2);
 
     // Open and close.
-    let r = api.post("/api/v1/counters/quay-1/close", Some(&staff), None).await;
+    let r = api
+        .post("/api/v1/counters/quay-1/close", Some(&staff), None)
+        .await;
     assert_eq!((r.status, r.body["open"].as_bool()), (200, Some(false)));
     assert_eq!(r.body["id"], "quay-1");
-    let r = api.post("/api/v1/counters/quay-1/close", Some(&staff), None).await;
+    let r = api
+        .post("/api/v1/counters/quay-1/close", Some(&staff), None)
+        .await;
     assert_eq!((r.status, r.body["open"].as_bool()), (200, Some(false)));
     api.issue(KIOSK_TOKEN, "kham-noi", "w5").await;
     let r = api.post(&next("quay-1"), Some(&staff), None).await;
     assert_eq!((r.status, r.code()), (409, "counter_closed"));
-    let r = api.post("/api/v1/counters/quay-1/open", Some(&staff), None).await;
+    let r = api
+        .post("/api/v1/counters/quay-1/open", Some(&staff), None)
+        .await;
     assert_eq!((r.status, r.body["open"].as_bool()), (200, Some(true)));
 
     // Who: unknown counter is 404 for admin, 403 for staff (not theirs).
@@ -329,7 +497,9 @@ async fn counter_workflow_and_errors() {
     assert_eq!((r.status, r.code()), (404, "unknown_counter"));
     let r = api.post(&next("quay-99"), Some(&staff), None).await;
     assert_eq!((r.status, r.code()), (403, "forbidden"));
-    let r = api.post("/api/v1/counters/quay-1/explode", Some(&admin), None).await;
+    let r = api
+        .post("/api/v1/counters/quay-1/explode", Some(&admin), None)
+        .await;
     assert_eq!(r.status, 404);
 }
 
@@ -353,16 +523,66 @@ async fn role_matrix() {
     ];
     // expected status per caller, in the order above
     let rows: Vec<(&str, &str, Option<Value>, [u16; 7])> = vec![
-        ("GET", "/api/v1/site", None, [200, 200, 200, 200, 200, 200, 200]),
-        ("GET", "/api/v1/reports/daily", None, [401, 401, 403, 403, 403, 403, 200]),
-        ("GET", "/api/v1/devices", None, [401, 401, 403, 403, 403, 403, 200]),
-        ("POST", "/api/v1/tickets", Some(json!({"service": "kham-noi", "request_id": "rm"})), [401, 401, 201, 403, 201, 201, 201]),
-        ("POST", "/api/v1/counters/quay-1/open", None, [401, 401, 403, 403, 200, 403, 200]),
-        ("POST", "/api/v1/counters/quay-1/close", None, [401, 401, 403, 403, 200, 403, 200]),
-        ("POST", "/api/v1/counters/quay-1/recall", None, [401, 401, 403, 403, 409, 403, 409]),
-        ("POST", "/api/v1/counters/quay-1/done", None, [401, 401, 403, 403, 409, 403, 409]),
-        ("POST", "/api/v1/counters/quay-1/no-show", None, [401, 401, 403, 403, 409, 403, 409]),
-        ("POST", "/api/v1/counters/quay-1/transfer", Some(json!({"service": "kham-ngoai", "front": false})), [401, 401, 403, 403, 409, 403, 409]),
+        (
+            "GET",
+            "/api/v1/site",
+            None,
+            [200, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/api/v1/reports/daily",
+            None,
+            [401, 401, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/v1/devices",
+            None,
+            [401, 401, 403, 403, 403, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/v1/tickets",
+            Some(json!({"service": "kham-noi", "request_id": "rm"})),
+            [401, 401, 201, 403, 201, 201, 201],
+        ),
+        (
+            "POST",
+            "/api/v1/counters/quay-1/open",
+            None,
+            [401, 401, 403, 403, 200, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/v1/counters/quay-1/close",
+            None,
+            [401, 401, 403, 403, 200, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/v1/counters/quay-1/recall",
+            None,
+            [401, 401, 403, 403, 409, 403, 409],
+        ),
+        (
+            "POST",
+            "/api/v1/counters/quay-1/done",
+            None,
+            [401, 401, 403, 403, 409, 403, 409],
+        ),
+        (
+            "POST",
+            "/api/v1/counters/quay-1/no-show",
+            None,
+            [401, 401, 403, 403, 409, 403, 409],
+        ),
+        (
+            "POST",
+            "/api/v1/counters/quay-1/transfer",
+            Some(json!({"service": "kham-ngoai", "front": false})),
+            [401, 401, 403, 403, 409, 403, 409],
+        ),
     ];
     for (method, path, body, expect) in rows {
         for ((name, token), want) in callers.iter().zip(expect) {
@@ -377,7 +597,8 @@ async fn role_matrix() {
         }
     }
     // Next: staff of the counter and admin may call; open the counter first.
-    api.post("/api/v1/counters/quay-1/open", Some(&admin), None).await;
+    api.post("/api/v1/counters/quay-1/open", Some(&admin), None)
+        .await;
     for ((name, token), want) in callers.iter().zip([401, 401, 403, 403, 200, 403, 200]) {
         let a = api.post("/api/v1/counters/quay-1/next", *token, None).await;
         assert_eq!(a.status, want, "next as {name}: {}", a.text);
@@ -386,7 +607,12 @@ async fn role_matrix() {
     assert_eq!(api.get("/metrics", None).await.status, 200);
     // A ticket's page: anyone holding the id.
     let t = api.issue(KIOSK_TOKEN, "kham-noi", "rm2").await.body;
-    let a = api.get(&format!("/api/v1/tickets/{}", t["id"].as_str().unwrap()), None).await;
+    let a = api
+        .get(
+            &format!("/api/v1/tickets/{}", t["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(a.status, 200);
 }
 
@@ -401,9 +627,14 @@ async fn reports_and_devices() {
         api.issue(KIOSK_TOKEN, "kham-noi", &format!("r{i}")).await;
     }
     api.issue(KIOSK_TOKEN, "kham-ngoai", "r9").await;
-    let first = api.post("/api/v1/counters/quay-1/next", Some(&staff), None).await.body;
-    api.post("/api/v1/counters/quay-1/next", Some(&staff), None).await;
-    api.post("/api/v1/counters/quay-1/no-show", Some(&staff), None).await;
+    let first = api
+        .post("/api/v1/counters/quay-1/next", Some(&staff), None)
+        .await
+        .body;
+    api.post("/api/v1/counters/quay-1/next", Some(&staff), None)
+        .await;
+    api.post("/api/v1/counters/quay-1/no-show", Some(&staff), None)
+        .await;
     api.post(
         &format!("/api/v1/tickets/{}/feedback", first["id"].as_str().unwrap()),
         None,
@@ -424,8 +655,16 @@ async fn reports_and_devices() {
     let ngoai = services.iter().find(|s| s["id"] == "kham-ngoai").unwrap();
     assert_eq!(ngoai["issued"], 1);
     assert_eq!(ngoai["wait_s"]["mean"], Value::Null);
-    let q1 = r.body["counters"].as_array().unwrap().iter().find(|c| c["id"] == "quay-1").unwrap();
-    assert_eq!((q1["served"].as_u64(), q1["no_shows"].as_u64()), (Some(1), Some(1)));
+    let q1 = r.body["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "quay-1")
+        .unwrap();
+    assert_eq!(
+        (q1["served"].as_u64(), q1["no_shows"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert!(q1.get("issued").is_none());
     let st = r.body["staff"].as_array().unwrap();
     assert_eq!(st[0]["id"], "le.thu");
@@ -440,20 +679,35 @@ async fn reports_and_devices() {
         .send()
         .await
         .unwrap();
-    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let text = csv.text().await.unwrap();
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
         "kind,id,issued,served,no_shows,wait_mean_s,wait_p50_s,wait_p90_s,service_mean_s,service_p50_s,service_p90_s,ratings,rating_mean"
     );
-    assert!(text.lines().any(|l| l.starts_with("service,kham-noi,3,1,1,")));
-    assert!(text.lines().any(|l| l.starts_with("service,kham-ngoai,1,0,0,,,,,,,0,")));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("service,kham-noi,3,1,1,"))
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("service,kham-ngoai,1,0,0,,,,,,,0,"))
+    );
     assert!(text.lines().any(|l| l.starts_with("staff,le.thu,,1,1,")));
 
-    let r = api.get("/api/v1/reports/daily?day=2026-13-45", Some(&admin)).await;
+    let r = api
+        .get("/api/v1/reports/daily?day=2026-13-45", Some(&admin))
+        .await;
     assert_eq!((r.status, r.code()), (400, "bad_request"));
-    let r = api.get("/api/v1/reports/daily?day=2020-01-01", Some(&admin)).await;
+    let r = api
+        .get("/api/v1/reports/daily?day=2020-01-01", Some(&admin))
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["services"][0]["issued"], 0);
 

@@ -23,7 +23,12 @@ async fn hello_welcome_snapshot_and_live_events() {
     assert_eq!(welcome["site"]["name"], "Bệnh viện Thử nghiệm");
     assert_eq!(welcome["site"]["public_url"], "http://luot.test");
     // A kiosk's services are its buttons, in order.
-    let ids: Vec<&str> = welcome["services"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = welcome["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["kham-noi", "kham-ngoai"]);
     assert_eq!(welcome["services"][0]["name"], "Khám Nội");
     assert!(welcome["server_time"].as_str().unwrap().ends_with("+07:00"));
@@ -58,7 +63,8 @@ async fn hello_welcome_snapshot_and_live_events() {
 
     // A staff call: done is not emitted (nothing called), ticket_called is.
     let staff = api.login("le.thu").await;
-    api.post("/api/v1/counters/quay-1/next", Some(&staff), None).await;
+    api.post("/api/v1/counters/quay-1/next", Some(&staff), None)
+        .await;
     let ev = board.recv().await.unwrap();
     assert_eq!(ev["seq"].as_u64().unwrap(), seq0 + 2);
     assert_eq!(kind(&ev), "ticket_called");
@@ -67,36 +73,56 @@ async fn hello_welcome_snapshot_and_live_events() {
     assert_eq!(ev["event"]["service_name"], "Khám Nội");
     assert_eq!(ev["event"]["ticket"]["status"], "called");
 
-    api.post("/api/v1/counters/quay-1/recall", Some(&staff), None).await;
+    api.post("/api/v1/counters/quay-1/recall", Some(&staff), None)
+        .await;
     let ev = board.recv().await.unwrap();
     assert_eq!(kind(&ev), "ticket_recalled");
-    api.post("/api/v1/counters/quay-1/close", Some(&staff), None).await;
+    api.post("/api/v1/counters/quay-1/close", Some(&staff), None)
+        .await;
     let ev = board.recv().await.unwrap();
     assert_eq!(kind(&ev), "counter_closed");
     assert_eq!(ev["event"]["counter_name"], "Quầy 1");
     assert!(ev["event"].get("ticket").is_none());
 
     // Next on a counter with a called ticket: ticket_done then ticket_called.
-    api.post("/api/v1/counters/quay-1/open", Some(&staff), None).await;
+    api.post("/api/v1/counters/quay-1/open", Some(&staff), None)
+        .await;
     assert_eq!(kind(&board.recv().await.unwrap()), "counter_opened");
     api.issue(KIOSK_TOKEN, "kham-noi", "h2").await;
     assert_eq!(kind(&board.recv().await.unwrap()), "ticket_issued");
-    api.post("/api/v1/counters/quay-1/next", Some(&staff), None).await;
+    api.post("/api/v1/counters/quay-1/next", Some(&staff), None)
+        .await;
     let done = board.recv().await.unwrap();
     let called = board.recv().await.unwrap();
-    assert_eq!((kind(&done), kind(&called)), ("ticket_done", "ticket_called"));
-    assert_eq!(called["seq"].as_u64().unwrap(), done["seq"].as_u64().unwrap() + 1);
+    assert_eq!(
+        (kind(&done), kind(&called)),
+        ("ticket_done", "ticket_called")
+    );
+    assert_eq!(
+        called["seq"].as_u64().unwrap(),
+        done["seq"].as_u64().unwrap() + 1
+    );
     assert_eq!(done["event"]["ticket"]["number"], "A001");
     assert_eq!(called["event"]["ticket"]["number"], "A002");
 
     // Transfer emits only ticket_transferred.
-    api.post("/api/v1/counters/quay-1/transfer", Some(&staff), Some(json!({"service": "kham-ngoai", "front": true}))).await;
+    api.post(
+        "/api/v1/counters/quay-1/transfer",
+        Some(&staff),
+        Some(json!({"service": "kham-ngoai", "front": true})),
+    )
+    .await;
     let ev = board.recv().await.unwrap();
     assert_eq!(kind(&ev), "ticket_transferred");
     assert_eq!(ev["event"]["ticket"]["number"], "A002");
     assert_eq!(ev["event"]["ticket"]["service"], "kham-ngoai");
     assert_eq!(ev["event"]["counter"], "quay-1");
-    assert!(board.recv_within(Duration::from_millis(300)).await.is_none());
+    assert!(
+        board
+            .recv_within(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
 
     // A fresh snapshot shows it all.
     let (mut late, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), None).await;
@@ -128,16 +154,25 @@ async fn resume_with_since_sends_only_missed_events() {
         assert_eq!(ev["type"], "event", "missed events, not a snapshot");
         assert_eq!(ev["seq"].as_u64().unwrap(), seq + i);
     }
-    assert!(board.recv_within(Duration::from_millis(300)).await.is_none());
+    assert!(
+        board
+            .recv_within(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
     // Up to date: nothing at all.
     let (mut b2, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), Some(seq + 3)).await;
     assert!(b2.recv_within(Duration::from_millis(300)).await.is_none());
     // Ahead of the server (after a restore): a snapshot.
     let (mut b3, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), Some(seq + 1000)).await;
     let s = b3.recv().await.unwrap();
-    assert_eq!((s["type"].as_str(), s["seq"].as_u64()), (Some("snapshot"), Some(seq + 3)));
+    assert_eq!(
+        (s["type"].as_str(), s["seq"].as_u64()),
+        (Some("snapshot"), Some(seq + 3))
+    );
     // A new hello on the same socket resubscribes.
-    b3.send(json!({"type": "hello", "token": DISPLAY_TOKEN, "since": seq + 1})).await;
+    b3.send(json!({"type": "hello", "token": DISPLAY_TOKEN, "since": seq + 1}))
+        .await;
     assert_eq!(b3.recv().await.unwrap()["type"], "welcome");
     assert_eq!(b3.recv().await.unwrap()["seq"].as_u64(), Some(seq + 2));
     assert_eq!(b3.recv().await.unwrap()["seq"].as_u64(), Some(seq + 3));
@@ -150,7 +185,8 @@ async fn idempotent_issue_after_a_dropped_connection() {
     let api = Api::new(&server);
     // The kiosk sends an issue and loses the connection before reading the answer.
     let (mut k, _) = Ws::hello(&server, Some(KIOSK_TOKEN), None).await;
-    k.send(json!({"type": "issue", "request_id": "press-42", "service": "kham-ngoai"})).await;
+    k.send(json!({"type": "issue", "request_id": "press-42", "service": "kham-ngoai"}))
+        .await;
     drop(k);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // It reconnects and resends with the same request_id.
@@ -163,9 +199,13 @@ async fn idempotent_issue_after_a_dropped_connection() {
     assert_eq!(h.status, 200);
     assert_eq!(h.body["id"], issued["ticket"]["id"]);
     let site_info = api.get("/api/v1/site", None).await;
-    assert_eq!(site_info.body["services"][1]["waiting"], 1, "one press, one ticket");
+    assert_eq!(
+        site_info.body["services"][1]["waiting"], 1,
+        "one press, one ticket"
+    );
     // Same request_id, different service: an error frame carrying the request_id.
-    k.send(json!({"type": "issue", "request_id": "press-42", "service": "kham-noi"})).await;
+    k.send(json!({"type": "issue", "request_id": "press-42", "service": "kham-noi"}))
+        .await;
     let e = k.recv_until(|v| v["type"] == "error").await.pop().unwrap();
     assert_eq!(e["request_id"], "press-42");
     assert_eq!(e["error"]["code"], "request_id_reused");
@@ -183,23 +223,45 @@ async fn kiosk_errors_device_status_and_admin_frames() {
 
     let (mut k, _) = Ws::hello(&server, Some(KIOSK_TOKEN), None).await;
     k.recv().await.unwrap();
-    let dev = adm.recv_until(|v| v["type"] == "device").await.pop().unwrap();
+    let dev = adm
+        .recv_until(|v| v["type"] == "device")
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(dev["device"]["id"], "kiosk-sanh-a");
     assert_eq!(dev["device"]["connected"], true);
     assert!(dev.get("seq").is_none());
 
     for (msg, code) in [
-        (json!({"type": "issue", "request_id": "e1", "service": "xet-nghiem"}), "forbidden"),
-        (json!({"type": "issue", "request_id": "e2", "service": "nope"}), "unknown_service"),
-        (json!({"type": "issue", "request_id": "e3", "service": "kham-noi", "priority": "vip"}), "bad_request"),
-        (json!({"type": "issue", "request_id": "bad id!", "service": "kham-noi"}), "bad_request"),
-        (json!({"type": "issue", "request_id": "e4", "service": "kham-noi", "extra": true}), "bad_request"),
+        (
+            json!({"type": "issue", "request_id": "e1", "service": "xet-nghiem"}),
+            "forbidden",
+        ),
+        (
+            json!({"type": "issue", "request_id": "e2", "service": "nope"}),
+            "unknown_service",
+        ),
+        (
+            json!({"type": "issue", "request_id": "e3", "service": "kham-noi", "priority": "vip"}),
+            "bad_request",
+        ),
+        (
+            json!({"type": "issue", "request_id": "bad id!", "service": "kham-noi"}),
+            "bad_request",
+        ),
+        (
+            json!({"type": "issue", "request_id": "e4", "service": "kham-noi", "extra": true}),
+            "bad_request",
+        ),
     ] {
         let rid = msg["request_id"].clone();
         k.send(msg).await;
         let e = k.recv_until(|v| v["type"] == "error").await.pop().unwrap();
         assert_eq!(e["error"]["code"], code);
-        assert_eq!(e["request_id"], rid, "an error answering an issue carries its request_id");
+        assert_eq!(
+            e["request_id"], rid,
+            "an error answering an issue carries its request_id"
+        );
     }
     // Not JSON / unknown type: bad_request, socket stays open, no request_id.
     k.send_text("{{{").await;
@@ -209,24 +271,40 @@ async fn kiosk_errors_device_status_and_admin_frames() {
     k.send(json!({"type": "dance"})).await;
     assert_eq!(k.recv().await.unwrap()["error"]["code"], "bad_request");
 
-    k.send(json!({"type": "device_status", "printer": "paper_out"})).await;
-    let dev = adm.recv_until(|v| v["type"] == "device").await.pop().unwrap();
+    k.send(json!({"type": "device_status", "printer": "paper_out"}))
+        .await;
+    let dev = adm
+        .recv_until(|v| v["type"] == "device")
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(dev["device"]["printer"], "paper_out");
     let d = api.get("/api/v1/devices", Some(&admin)).await;
-    let kd = d.body["devices"].as_array().unwrap().iter().find(|d| d["id"] == "kiosk-sanh-a").unwrap().clone();
+    let kd = d.body["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "kiosk-sanh-a")
+        .unwrap()
+        .clone();
     assert_eq!(kd["printer"], "paper_out");
     assert_eq!(kd["connected"], true);
     assert!(kd["last_seen"].as_str().unwrap().ends_with("+07:00"));
     let m = api.get("/metrics", None).await;
-    assert!(m.text.contains("luot_printer_status{device=\"kiosk-sanh-a\",status=\"paper_out\"} 1"));
+    assert!(
+        m.text
+            .contains("luot_printer_status{device=\"kiosk-sanh-a\",status=\"paper_out\"} 1")
+    );
 
     // A display may not report a printer.
     let (mut tv, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), None).await;
     tv.recv().await.unwrap();
-    tv.send(json!({"type": "device_status", "printer": "ok"})).await;
+    tv.send(json!({"type": "device_status", "printer": "ok"}))
+        .await;
     assert_eq!(tv.recv().await.unwrap()["error"]["code"], "forbidden");
     // Nor issue.
-    tv.send(json!({"type": "issue", "request_id": "tv1", "service": "kham-noi"})).await;
+    tv.send(json!({"type": "issue", "request_id": "tv1", "service": "kham-noi"}))
+        .await;
     assert_eq!(tv.recv().await.unwrap()["error"]["code"], "forbidden");
 
     // The kiosk goes away: admins see it disconnected; other roles never get device frames.
@@ -248,13 +326,15 @@ async fn bad_hello_size_limit_and_deadline() {
     let server = site.start();
     // Wrong token: error frame, then close 1008.
     let mut ws = Ws::connect(&server).await;
-    ws.send(json!({"type": "hello", "token": "nope", "since": null})).await;
+    ws.send(json!({"type": "hello", "token": "nope", "since": null}))
+        .await;
     let e = ws.recv().await.unwrap();
     assert_eq!(e["error"]["code"], "unauthorized");
     assert_eq!(ws.close_code().await, Some(1008));
     // No token on a site without a public board.
     let mut ws = Ws::connect(&server).await;
-    ws.send(json!({"type": "hello", "token": null, "since": null})).await;
+    ws.send(json!({"type": "hello", "token": null, "since": null}))
+        .await;
     assert_eq!(ws.recv().await.unwrap()["error"]["code"], "unauthorized");
     assert_eq!(ws.close_code().await, Some(1008));
     // Silence: closed with 1008 after 5 s.
@@ -264,13 +344,17 @@ async fn bad_hello_size_limit_and_deadline() {
     assert!(t0.elapsed() >= Duration::from_secs(4));
     // Issue before hello: refused and closed.
     let mut ws = Ws::connect(&server).await;
-    ws.send(json!({"type": "issue", "request_id": "x", "service": "kham-noi"})).await;
+    ws.send(json!({"type": "issue", "request_id": "x", "service": "kham-noi"}))
+        .await;
     assert_eq!(ws.recv().await.unwrap()["error"]["code"], "unauthorized");
     assert_eq!(ws.close_code().await, Some(1008));
     // Over 16 KiB: close 1009.
     let (mut ws, _) = Ws::hello(&server, Some(KIOSK_TOKEN), None).await;
     ws.recv().await.unwrap();
-    let big = format!(r#"{{"type":"issue","request_id":"x","service":"{}"}}"#, "a".repeat(17 * 1024));
+    let big = format!(
+        r#"{{"type":"issue","request_id":"x","service":"{}"}}"#,
+        "a".repeat(17 * 1024)
+    );
     ws.send_text(&big).await;
     assert_eq!(ws.close_code().await, Some(1009));
     // Nothing was issued by any of it.
@@ -288,7 +372,8 @@ async fn public_board_needs_no_token() {
     assert_eq!(w["role"], "display");
     assert_eq!(ws.recv().await.unwrap()["type"], "snapshot");
     // It cannot issue.
-    ws.send(json!({"type": "issue", "request_id": "p1", "service": "kham-noi"})).await;
+    ws.send(json!({"type": "issue", "request_id": "p1", "service": "kham-noi"}))
+        .await;
     assert_eq!(ws.recv().await.unwrap()["error"]["code"], "forbidden");
 }
 

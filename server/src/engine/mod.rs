@@ -117,7 +117,11 @@ impl Site {
     /// The queue day that `now` belongs to (rule 6): the local date on which
     /// the day began at `day_starts_at`.
     pub fn day_of(&self, now: Millis) -> NaiveDate {
-        let local = self.tz.timestamp_millis_opt(now).single().map(|t| t.naive_local());
+        let local = self
+            .tz
+            .timestamp_millis_opt(now)
+            .single()
+            .map(|t| t.naive_local());
         let local = local.unwrap_or_else(|| {
             DateTime::<Utc>::from_timestamp_millis(now)
                 .unwrap_or_default()
@@ -330,7 +334,9 @@ pub enum Rejection {
     NotServed,
     #[error("Số này đã được đánh giá (already rated)")]
     AlreadyRated,
-    #[error("request_id đã dùng cho một yêu cầu khác (request_id reused with a different service or priority)")]
+    #[error(
+        "request_id đã dùng cho một yêu cầu khác (request_id reused with a different service or priority)"
+    )]
     RequestIdReused,
 }
 
@@ -897,7 +903,9 @@ impl State {
                 self.enqueue(i);
                 None
             }
-            Event::TicketCalled { id, counter, at, .. } => {
+            Event::TicketCalled {
+                id, counter, at, ..
+            } => {
                 let (Some(&i), Some(c)) = (self.by_id.get(id), self.site.counter_idx(counter))
                 else {
                     return None;
@@ -922,7 +930,9 @@ impl State {
                 self.push_recent(rec);
                 None
             }
-            Event::TicketRecalled { id, counter, at, .. } => {
+            Event::TicketRecalled {
+                id, counter, at, ..
+            } => {
                 if let Some(t) = self.ticket(id) {
                     let rec = RecentCallRec {
                         number: t.number.clone(),

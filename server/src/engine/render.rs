@@ -71,7 +71,11 @@ impl State {
         let normal = self.site.normal_bucket();
         let mut out = Vec::with_capacity(max);
         let mut front = q.waiting.range((0, 0)..(1, 0)).map(|(_, &i)| i);
-        let mut prio = q.waiting.range((1, 0)..(normal, 0)).map(|(_, &i)| i).peekable();
+        let mut prio = q
+            .waiting
+            .range((1, 0)..(normal, 0))
+            .map(|(_, &i)| i)
+            .peekable();
         let mut norm = q.waiting.range((normal, 0)..).map(|(_, &i)| i).peekable();
         let mut run = 0;
         while out.len() < max {
@@ -116,7 +120,11 @@ impl State {
                     name: c.name.clone(),
                     open: self.counters[i].open,
                     serving: self.serving(i).map(|t| self.render_ticket(t)),
-                    services: c.services.iter().map(|&s| site.services[s].id.clone()).collect(),
+                    services: c
+                        .services
+                        .iter()
+                        .map(|&s| site.services[s].id.clone())
+                        .collect(),
                 })
                 .collect(),
             recent_calls: self
@@ -157,7 +165,11 @@ impl State {
                 .map(|(i, c)| SiteCounter {
                     id: c.id.clone(),
                     name: c.name.clone(),
-                    services: c.services.iter().map(|&s| site.services[s].id.clone()).collect(),
+                    services: c
+                        .services
+                        .iter()
+                        .map(|&s| site.services[s].id.clone())
+                        .collect(),
                     open: self.counters[i].open,
                     serving: self.serving(i).map(|t| t.number.clone()),
                 })
@@ -232,18 +244,18 @@ impl State {
             Event::TicketIssued { ticket, .. } => {
                 ticket_event(EventKind::TicketIssued, &ticket.id, None, ticket.issued_at)
             }
-            Event::TicketCalled { id, counter, at, .. } => {
-                ticket_event(EventKind::TicketCalled, id, Some(counter), *at)
-            }
-            Event::TicketRecalled { id, counter, at, .. } => {
-                ticket_event(EventKind::TicketRecalled, id, Some(counter), *at)
-            }
-            Event::TicketDone { id, counter, at, .. } => {
-                ticket_event(EventKind::TicketDone, id, Some(counter), *at)
-            }
-            Event::TicketNoShow { id, counter, at, .. } => {
-                ticket_event(EventKind::TicketNoShow, id, Some(counter), *at)
-            }
+            Event::TicketCalled {
+                id, counter, at, ..
+            } => ticket_event(EventKind::TicketCalled, id, Some(counter), *at),
+            Event::TicketRecalled {
+                id, counter, at, ..
+            } => ticket_event(EventKind::TicketRecalled, id, Some(counter), *at),
+            Event::TicketDone {
+                id, counter, at, ..
+            } => ticket_event(EventKind::TicketDone, id, Some(counter), *at),
+            Event::TicketNoShow {
+                id, counter, at, ..
+            } => ticket_event(EventKind::TicketNoShow, id, Some(counter), *at),
             Event::TicketTransferred {
                 id,
                 counter,

@@ -97,7 +97,12 @@ impl Fx {
             other => panic!("{other:?}"),
         }
     }
-    fn simple(&mut self, f: fn(String, Option<String>) -> Command, counter: &str, now: Millis) -> Result<Subject, Rejection> {
+    fn simple(
+        &mut self,
+        f: fn(String, Option<String>) -> Command,
+        counter: &str,
+        now: Millis,
+    ) -> Result<Subject, Rejection> {
         self.run(f(counter.into(), Some("u".into())), now)
     }
 }
@@ -145,11 +150,20 @@ fn rollover_closes_yesterday_as_no_show_and_restarts_numbering() {
     f.next("c1", t(2)).unwrap();
     let a = f.st.apply(Command::Tick, t(22 * 60 + 1));
     assert_eq!(a.events.len(), 1);
-    assert!(matches!(&a.events[0], Event::DayStarted { day, .. } if day.to_string() == "2026-11-23"));
+    assert!(
+        matches!(&a.events[0], Event::DayStarted { day, .. } if day.to_string() == "2026-11-23")
+    );
     let arch = &a.archives[0];
     assert_eq!(arch.day.to_string(), "2026-11-22");
-    assert!(arch.tickets.iter().all(|t| t.status == TicketStatus::NoShow));
-    assert!(f.st.ticket(&a1.id).is_none(), "yesterday's ticket does not leak into today");
+    assert!(
+        arch.tickets
+            .iter()
+            .all(|t| t.status == TicketStatus::NoShow)
+    );
+    assert!(
+        f.st.ticket(&a1.id).is_none(),
+        "yesterday's ticket does not leak into today"
+    );
     assert_eq!(f.st.waiting_count(0), 0);
     assert!(f.st.serving(0).is_none());
     let n = f.issue("a", None, t(22 * 60 + 2));
@@ -167,9 +181,18 @@ fn idempotent_issue_and_reuse() {
         priority: None,
         ticket_id: id.into(),
     };
-    assert_eq!(f.run(issue("a", "x1"), t(0)), Ok(Subject::Ticket("x1".into())));
-    assert_eq!(f.run(issue("a", "x2"), t(1)), Ok(Subject::Replayed("x1".into())));
-    assert_eq!(f.run(issue("b", "x3"), t(2)), Err(Rejection::RequestIdReused));
+    assert_eq!(
+        f.run(issue("a", "x1"), t(0)),
+        Ok(Subject::Ticket("x1".into()))
+    );
+    assert_eq!(
+        f.run(issue("a", "x2"), t(1)),
+        Ok(Subject::Replayed("x1".into()))
+    );
+    assert_eq!(
+        f.run(issue("b", "x3"), t(2)),
+        Err(Rejection::RequestIdReused)
+    );
     assert_eq!(f.st.waiting_count(0) + f.st.waiting_count(1), 1);
     // Another scope may use the same request_id.
     let other = Command::Issue {
@@ -193,7 +216,10 @@ fn replay_is_recognised_across_the_day_start() {
         ticket_id: id.into(),
     };
     f.run(issue("x1"), t(21 * 60 + 59)).unwrap();
-    assert_eq!(f.run(issue("x2"), t(22 * 60 + 1)), Ok(Subject::Replayed("x1".into())));
+    assert_eq!(
+        f.run(issue("x2"), t(22 * 60 + 1)),
+        Ok(Subject::Replayed("x1".into()))
+    );
 }
 
 #[test]
@@ -237,7 +263,10 @@ fn priority_ratio_then_one_normal() {
     let order: Vec<bool> = (0..8)
         .map(|i| f.next("c1", t(20 + i)).unwrap().priority.is_some())
         .collect();
-    assert_eq!(order, vec![true, true, false, true, true, false, false, false]);
+    assert_eq!(
+        order,
+        vec![true, true, false, true, true, false, false, false]
+    );
 }
 
 #[test]
@@ -280,7 +309,10 @@ fn closed_counter_keeps_its_called_ticket() {
     f.issue("a", None, t(0));
     f.issue("a", None, t(0));
     f.next("c1", t(1)).unwrap();
-    assert_eq!(f.simple(close, "c1", t(2)), Ok(Subject::Counter("c1".into())));
+    assert_eq!(
+        f.simple(close, "c1", t(2)),
+        Ok(Subject::Counter("c1".into()))
+    );
     assert_eq!(f.next("c1", t(3)), Err(Rejection::CounterClosed));
     assert!(f.simple(recall, "c1", t(3)).is_ok());
     assert!(f.simple(done, "c1", t(4)).is_ok());
@@ -358,7 +390,11 @@ fn position_and_estimate() {
     assert_eq!(f.st.render_ticket(wt).estimated_wait_s, Some(3 * 240 / 2));
     f.simple(close, "c2", t(23)).unwrap();
     f.simple(close, "c3", t(23)).unwrap();
-    assert_eq!(f.st.render_ticket(f.st.ticket(&w.id).unwrap()).estimated_wait_s, None);
+    assert_eq!(
+        f.st.render_ticket(f.st.ticket(&w.id).unwrap())
+            .estimated_wait_s,
+        None
+    );
 }
 
 #[test]
@@ -370,7 +406,10 @@ fn next_numbers_follow_the_ratio() {
     for i in 0..3 {
         f.issue("a", Some("emergency"), t(i));
     }
-    assert_eq!(f.st.next_numbers(0, 5), vec!["A004", "A005", "A001", "A006", "A002"]);
+    assert_eq!(
+        f.st.next_numbers(0, 5),
+        vec!["A004", "A005", "A001", "A006", "A002"]
+    );
 }
 
 #[test]
@@ -526,7 +565,11 @@ fn run_ops(ratio: u32, ops: &[Op]) -> Run {
             }
             if let Event::TicketCalled { id, .. } = e {
                 let t = f.st.ticket(id).unwrap();
-                calls.push((counter.clone(), t.priority.is_some(), normal_waiting && !front_call));
+                calls.push((
+                    counter.clone(),
+                    t.priority.is_some(),
+                    normal_waiting && !front_call,
+                ));
             }
         }
         if is_next {

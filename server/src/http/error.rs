@@ -45,7 +45,11 @@ impl ApiError {
         )
     }
     pub fn not_found() -> ApiError {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "No such path in the luot API")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such path in the luot API",
+        )
     }
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)

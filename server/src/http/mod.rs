@@ -123,7 +123,11 @@ impl App {
         if session.expires_at <= chrono::Utc::now().timestamp_millis() {
             return None;
         }
-        let user = self.config.users.iter().find(|u| u.username == session.username)?;
+        let user = self
+            .config
+            .users
+            .iter()
+            .find(|u| u.username == session.username)?;
         Some(Principal::User {
             username: user.username.clone(),
             role: user.role,
@@ -136,12 +140,18 @@ impl App {
         match bearer(headers) {
             None if headers.contains_key(header::AUTHORIZATION) => Err(ApiError::unauthorized()),
             None => Ok(None),
-            Some(t) => self.resolve(t).await.map(Some).ok_or_else(ApiError::unauthorized),
+            Some(t) => self
+                .resolve(t)
+                .await
+                .map(Some)
+                .ok_or_else(ApiError::unauthorized),
         }
     }
 
     async fn require(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        self.principal(headers).await?.ok_or_else(ApiError::unauthorized)
+        self.principal(headers)
+            .await?
+            .ok_or_else(ApiError::unauthorized)
     }
 
     async fn require_admin(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -163,7 +173,11 @@ fn ticket_response(outcome: Outcome, created: StatusCode) -> Response {
 }
 
 async fn healthz(State(app): State<AppState>) -> Response {
-    match app.hub.read(|inner| inner.probe().map_err(|e| e.to_string())).await {
+    match app
+        .hub
+        .read(|inner| inner.probe().map_err(|e| e.to_string()))
+        .await
+    {
         Ok(Ok(())) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Ok(Err(reason)) | Err(crate::hub::HubError::Unavailable(reason)) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -187,7 +201,10 @@ async fn metrics(
         app.require_admin(&headers).await?;
     }
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         app.metrics.render(),
     )
         .into_response())
@@ -208,10 +225,17 @@ async fn login(
         return Err(ApiError::bad_request("username must be 1 to 64 characters"));
     }
     if req.password.chars().count() > MAX_PASSWORD {
-        return Err(ApiError::bad_request("password must be at most 256 characters"));
+        return Err(ApiError::bad_request(
+            "password must be at most 256 characters",
+        ));
     }
     let now = Instant::now();
-    if app.limiter.lock().map(|mut l| l.locked(&req.username, now)).unwrap_or(false) {
+    if app
+        .limiter
+        .lock()
+        .map(|mut l| l.locked(&req.username, now))
+        .unwrap_or(false)
+    {
         tracing::warn!(username = %req.username, "login refused: too many attempts");
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -219,7 +243,12 @@ async fn login(
             "Đăng nhập sai quá nhiều lần; thử lại sau một phút (too many failed logins, try again in a minute)",
         ));
     }
-    let user = app.config.users.iter().find(|u| u.username == req.username).cloned();
+    let user = app
+        .config
+        .users
+        .iter()
+        .find(|u| u.username == req.username)
+        .cloned();
     // Verify against a dummy hash for unknown users, so timing tells nothing.
     let hash = user
         .as_ref()
@@ -345,10 +374,18 @@ async fn feedback(
 ) -> Result<Response, ApiError> {
     let req: FeedbackRequest = parse(&headers, &body)?;
     if !(1..=5).contains(&req.rating) {
-        return Err(ApiError::bad_request("rating phải từ 1 đến 5 (rating must be 1 to 5)"));
+        return Err(ApiError::bad_request(
+            "rating phải từ 1 đến 5 (rating must be 1 to 5)",
+        ));
     }
-    if req.comment.as_ref().is_some_and(|c| c.chars().count() > MAX_COMMENT) {
-        return Err(ApiError::bad_request("comment must be at most 500 characters"));
+    if req
+        .comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > MAX_COMMENT)
+    {
+        return Err(ApiError::bad_request(
+            "comment must be at most 500 characters",
+        ));
     }
     app.hub
         .command(Command::Feedback {
@@ -366,7 +403,9 @@ async fn counter_action(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    const ACTIONS: [&str; 7] = ["next", "recall", "done", "no-show", "transfer", "open", "close"];
+    const ACTIONS: [&str; 7] = [
+        "next", "recall", "done", "no-show", "transfer", "open", "close",
+    ];
     if !ACTIONS.contains(&action.as_str()) {
         return Err(ApiError::not_found());
     }

@@ -1,0 +1,433 @@
+//! The command line of contract §6 and rules 1–5, 43, 44, run as real
+//! processes: hash-password, token, check-config, the demo site, backup and
+//! restore, SIGTERM, and a day that starts while the server is down.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use luot_tests::*;
+use serde_json::json;
+
+fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(binary("luot-server"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn hash_password_prints_only_the_hash() {
+    let (code, out, _) = run(&["hash-password"], "bí mật 123\n");
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].starts_with("$argon2id$"));
+    assert!(luot_server::auth::verify_password("bí mật 123", lines[0]));
+    assert!(!luot_server::auth::verify_password(
+        "bí mật 123\n",
+        lines[0]
+    ));
+}
+
+#[test]
+fn token_prints_token_and_its_sha256() {
+    let (code, out, _) = run(&["token"], "");
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].len() >= 32);
+    assert_eq!(lines[1], sha(lines[0]));
+    assert!(
+        lines[1]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
+    let (_, again, _) = run(&["token"], "");
+    assert_ne!(again, out, "every token is new");
+}
+
+#[test]
+fn check_config_names_file_line_and_field() {
+    let site = Site::hospital();
+    let path = site.config();
+    let (code, out, err) = run(&["check-config", path.to_str().unwrap()], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 services"), "{out}");
+
+    // A duplicate prefix, reported at its second occurrence.
+    let text = test_site_toml(false).replace("prefix = \"B\"", "prefix = \"A\"");
+    let line = text.lines().position(|l| l == "prefix = \"A\"").unwrap();
+    let second = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == "prefix = \"A\"")
+        .nth(1)
+        .unwrap()
+        .0
+        + 1;
+    assert!(second > line + 1);
+    std::fs::write(&path, &text).unwrap();
+    let (code, _, err) = run(&["check-config", path.to_str().unwrap()], "");
+    assert_ne!(code, 0);
+    let want = format!("{}:{second}: services.prefix", path.display());
+    assert!(err.contains(&want), "{err} should contain {want}");
+
+    // A counter naming an unknown service.
+    let text = test_site_toml(false).replace(
+        "services = [\"xet-nghiem\"]\n\n[[devices]]",
+        "services = [\"sieu-am\"]\n\n[[devices]]",
+    );
+    std::fs::write(&path, &text).unwrap();
+    let (code, _, err) = run(&["check-config", path.to_str().unwrap()], "");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("counters.services") && err.contains("sieu-am"),
+        "{err}"
+    );
+
+    // A file that is not there.
+    let (code, _, err) = run(&["check-config", "/nonexistent/site.toml"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("/nonexistent/site.toml"));
+
+    // serve refuses a bad configuration too.
+    let (code, _, err) = run(&["serve", "--config", path.to_str().unwrap()], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("sieu-am"));
+}
+
+#[tokio::test]
+async fn demo_site_prints_its_secrets_and_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr");
+    let mut child = Command::new(binary("luot-server"))
+        .current_dir(dir.path())
+        .env("LUOT_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let addr = line
+        .strip_prefix("luot-server listening on http://")
+        .unwrap()
+        .to_string();
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(err.contains("DEMO"), "a loud warning");
+    assert!(dir.path().join("luot-data").is_dir(), "data in ./luot-data");
+    // Each secret on its own line; the password line names its user.
+    let kiosk_line = err.lines().find(|l| l.contains("kiosk token")).unwrap();
+    let kiosk_token = kiosk_line.rsplit(' ').next().unwrap().to_string();
+    let staff_line = err.lines().find(|l| l.contains("staff user")).unwrap();
+    let staff_user = staff_line
+        .split("staff user ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let staff_pw = staff_line.rsplit(' ').next().unwrap().to_string();
+    assert!(
+        err.lines()
+            .any(|l| l.contains("admin user") && l.contains("password"))
+    );
+    assert!(err.lines().any(|l| l.contains("display token")));
+
+    let http = reqwest::Client::new();
+    let site: serde_json::Value = http
+        .get(format!("http://{addr}/api/v1/site"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(site["services"].as_array().unwrap().len(), 3);
+    assert_eq!(site["counters"].as_array().unwrap().len(), 4);
+    let t = http
+        .post(format!("http://{addr}/api/v1/tickets"))
+        .bearer_auth(&kiosk_token)
+        .json(&json!({"service": site["services"][0]["id"], "request_id": "demo-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.status().as_u16(), 201);
+    let l = http
+        .post(format!("http://{addr}/api/v1/login"))
+        .json(&json!({"username": staff_user, "password": staff_pw}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(l.status().as_u16(), 200);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_closes_sockets_with_1001() {
+    let site = Site::hospital();
+    let mut server = site.start();
+    let api = Api::new(&server);
+    let t = api.issue(KIOSK_TOKEN, "kham-noi", "t1").await;
+    let (mut ws, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), None).await;
+    ws.recv().await.unwrap();
+    let exited_ok = tokio::task::spawn_blocking(move || {
+        let ok = server.terminate();
+        (ok, server)
+    });
+    assert_eq!(ws.close_code().await, Some(1001));
+    let (ok, server) = exited_ok.await.unwrap();
+    assert!(ok, "exit status 0 after SIGTERM: {}", server.stderr());
+    drop(server);
+    let server = site.start();
+    let api = Api::new(&server);
+    let g = api
+        .get(
+            &format!("/api/v1/tickets/{}", t.body["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(g.status, 200);
+}
+
+#[tokio::test]
+async fn backup_while_running_and_restore() {
+    let site = Site::hospital();
+    let data = site.data();
+    let cfg = site.config();
+    let env_run = |args: &[&str]| {
+        Command::new(binary("luot-server"))
+            .args(args)
+            .env("LUOT_DATA_DIR", &data)
+            .output()
+            .unwrap()
+    };
+    let mut server = site.start();
+    let api = Api::new(&server);
+    let kept = api.issue(KIOSK_TOKEN, "kham-noi", "b1").await.body;
+    api.issue(KIOSK_TOKEN, "kham-noi", "b2").await;
+    let backup_seq = {
+        let (mut ws, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), None).await;
+        ws.recv().await.unwrap()["seq"].as_u64().unwrap()
+    };
+    let file = site.dir.path().join("luot.backup");
+    let out = env_run(&[
+        "backup",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--to",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(file.metadata().unwrap().len() > 100);
+    let lost = api.issue(KIOSK_TOKEN, "kham-noi", "b3").await.body;
+    assert_eq!(lost["number"], "A003");
+
+    // restore refuses while the server runs.
+    let out = env_run(&[
+        "restore",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--from",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("running"));
+
+    assert!(server.terminate());
+    let out = env_run(&[
+        "restore",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--from",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = site.start();
+    let api = Api::new(&server);
+    let g = api
+        .get(
+            &format!("/api/v1/tickets/{}", kept["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!((g.status, g.body["number"].as_str()), (200, Some("A001")));
+    let g = api
+        .get(
+            &format!("/api/v1/tickets/{}", lost["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(g.status, 404, "the data directory is the backup's");
+    // seq continues from the backup's last event.
+    let (mut ws, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), None).await;
+    assert_eq!(ws.recv().await.unwrap()["seq"].as_u64(), Some(backup_seq));
+    let t = api.issue(KIOSK_TOKEN, "kham-noi", "b4").await;
+    assert_eq!(
+        ws.recv().await.unwrap()["seq"].as_u64(),
+        Some(backup_seq + 1)
+    );
+    assert_eq!(t.body["number"], "A003");
+
+    // Backup with the server stopped works too, and a damaged file is refused.
+    drop(server);
+    let file2 = site.dir.path().join("offline.backup");
+    let out = env_run(&[
+        "backup",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--to",
+        file2.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bytes = std::fs::read(&file2).unwrap();
+    bytes.truncate(bytes.len() - 7);
+    std::fs::write(&file2, &bytes).unwrap();
+    let out = env_run(&[
+        "restore",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--from",
+        file2.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let server = site.start();
+    let api = Api::new(&server);
+    let g = api
+        .get(
+            &format!("/api/v1/tickets/{}", t.body["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(g.status, 200, "a refused restore leaves the data alone");
+}
+
+#[tokio::test]
+async fn a_day_that_began_while_the_server_was_down() {
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    let admin_day1 = api.login("admin").await;
+    let waiting = api.issue(KIOSK_TOKEN, "kham-noi", "d1").await.body;
+    let served = api.issue(KIOSK_TOKEN, "kham-noi", "d2").await.body;
+    api.post("/api/v1/counters/quay-1/next", Some(&staff), None)
+        .await;
+    api.post("/api/v1/counters/quay-1/done", Some(&staff), None)
+        .await;
+    let day1 = api.get("/api/v1/site", None).await.body["day"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut ws, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), None).await;
+    let seq1 = ws.recv().await.unwrap()["seq"].as_u64().unwrap();
+    drop(ws);
+    drop(server);
+
+    // Start again a day later.
+    let server = Server::start(
+        &site.config(),
+        &site.data(),
+        &[("LUOT_CLOCK_OFFSET_S", "86400")],
+    );
+    let api = Api::new(&server);
+    let s = api.get("/api/v1/site", None).await.body;
+    assert_ne!(s["day"].as_str().unwrap(), day1);
+    assert_eq!(
+        s["services"][0]["waiting"], 0,
+        "yesterday's tickets do not leak into today"
+    );
+    let (mut ws, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), Some(seq1)).await;
+    let snap = ws.recv().await.unwrap();
+    assert_eq!(
+        snap["seq"].as_u64(),
+        Some(seq1 + 1),
+        "one day_started event, no event per ticket"
+    );
+    // Yesterday's waiting ticket is a no-show, the served one stays done.
+    let g = api
+        .get(
+            &format!("/api/v1/tickets/{}", waiting["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(g.body["status"], "done", "A001 was served first");
+    let g = api
+        .get(
+            &format!("/api/v1/tickets/{}", served["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(g.body["status"], "no_show");
+    assert_eq!(g.body["day"].as_str().unwrap(), day1);
+    // Numbering restarts.
+    let t = api.issue(KIOSK_TOKEN, "kham-noi", "d3").await;
+    assert_eq!(t.body["number"], "A001");
+    // A replay of yesterday's request answers yesterday's ticket as it is now.
+    let r = api.issue(KIOSK_TOKEN, "kham-noi", "d2").await;
+    assert_eq!(
+        (r.status, r.body["id"].clone()),
+        (200, served["id"].clone())
+    );
+    // Yesterday's report is kept; login tokens survive the restart.
+    let rep = api
+        .get(
+            &format!("/api/v1/reports/daily?day={day1}"),
+            Some(&admin_day1),
+        )
+        .await;
+    assert_eq!(rep.status, 200, "{}", rep.text);
+    let noi = &rep.body["services"][0];
+    assert_eq!(
+        (
+            noi["issued"].as_u64(),
+            noi["served"].as_u64(),
+            noi["no_shows"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
