@@ -900,7 +900,7 @@ services = ["kham-noi", "kham-ngoai"]
         let e = err_of(&GOOD.replace("\"kham-noi\", \"kham-ngoai\"]", "\"kham-noi\", \"rang\"]"));
         assert_eq!(e.field, "counters.services");
         assert!(e.message.contains("rang"), "{e}");
-        assert_eq!(e.line, GOOD.lines().count() - 0);
+        assert_eq!(e.line, GOOD.lines().count());
     }
 
     #[test]

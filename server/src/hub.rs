@@ -249,12 +249,12 @@ fn rebuild(site: &Arc<Site>, store: &Store) -> Result<(State, u64, u64, u64), St
     };
     let snap_index = last_index.unwrap_or(0);
     for (index, rec) in loaded.records {
-        if let Some(prev) = last_index {
-            if index != prev + 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "event log jumps from record {prev} to {index}"
-                )));
-            }
+        if let Some(prev) = last_index
+            && index != prev + 1
+        {
+            return Err(StoreError::Corrupt(format!(
+                "event log jumps from record {prev} to {index}"
+            )));
         }
         if let Some(seq) = rec.seq {
             if seq != last_seq + 1 {

@@ -27,6 +27,11 @@ pub fn control_socket(data_dir: &Path) -> PathBuf {
 
 /// Runs until SIGTERM or SIGINT. `announce` is called with the bound address.
 pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    // Thousands of screens need thousands of sockets.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
     let data_dir = config.server.data_dir.clone();
     let store = Store::open(&data_dir).with_context(|| {
         format!(

@@ -133,9 +133,8 @@ async fn client(socket: WebSocket, app: AppState) {
                 }
             }
             reply = reply_rx.recv() => {
-                if let Some(m) = reply {
-                    if send(&mut sink, m).await.is_err() { break None; }
-                }
+                if let Some(m) = reply
+                    && send(&mut sink, m).await.is_err() { break None; }
             }
             frame = next_frame => {
                 let ok = match frame {

@@ -3,6 +3,8 @@
 //! requests retried with the same request_id give one ticket each, and `seq`
 //! continues without a gap.
 
+#![allow(clippy::unwrap_used, clippy::type_complexity)] // tests may panic on a broken server
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,12 +130,11 @@ async fn board(url: String, seqs: Arc<Mutex<Vec<u64>>>) -> Vec<(u64, u64)> {
             let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
             if let Some(s) = v["seq"].as_u64() {
                 let mut seqs = seqs.lock().await;
-                if v["type"] == "event" {
-                    if let Some(last) = seqs.last() {
-                        if s != last + 1 {
-                            gaps.push((*last, s));
-                        }
-                    }
+                if v["type"] == "event"
+                    && let Some(last) = seqs.last()
+                    && s != last + 1
+                {
+                    gaps.push((*last, s));
                 }
                 seqs.push(s);
             }

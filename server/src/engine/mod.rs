@@ -577,12 +577,12 @@ impl State {
                     }
                     return Err(Rejection::RequestIdReused);
                 }
-                if let Some(p) = &priority {
-                    if self.site.class_idx(p).is_none() {
-                        return Err(Rejection::BadRequest(format!(
-                            "Không có diện ưu tiên \"{p}\" (unknown priority class)"
-                        )));
-                    }
+                if let Some(p) = &priority
+                    && self.site.class_idx(p).is_none()
+                {
+                    return Err(Rejection::BadRequest(format!(
+                        "Không có diện ưu tiên \"{p}\" (unknown priority class)"
+                    )));
                 }
                 let s = self
                     .site
@@ -799,10 +799,10 @@ impl State {
                     .map(|(k, &i)| (*k, i))
             })
             .min();
-        if let Some((_, i)) = prio {
-            if !any_normal || self.counters[c].run < self.site.ratio {
-                return Some(i);
-            }
+        if let Some((_, i)) = prio
+            && (!any_normal || self.counters[c].run < self.site.ratio)
+        {
+            return Some(i);
         }
         def.services.iter().find_map(|&s| {
             self.queues[s]
@@ -843,10 +843,9 @@ impl State {
             .counter
             .as_deref()
             .and_then(|c| self.site.counter_idx(c))
+            && self.counters[c].serving == Some(i)
         {
-            if self.counters[c].serving == Some(i) {
-                self.counters[c].serving = None;
-            }
+            self.counters[c].serving = None;
         }
     }
 
@@ -945,9 +944,7 @@ impl State {
                 None
             }
             Event::TicketDone { id, by, at, .. } => {
-                let Some(&i) = self.by_id.get(id) else {
-                    return None;
-                };
+                let &i = self.by_id.get(id)?;
                 self.release_counter(i);
                 let t = &mut self.tickets[i];
                 t.status = TicketStatus::Done;
@@ -965,9 +962,7 @@ impl State {
                 None
             }
             Event::TicketNoShow { id, by, at, .. } => {
-                let Some(&i) = self.by_id.get(id) else {
-                    return None;
-                };
+                let &i = self.by_id.get(id)?;
                 self.release_counter(i);
                 let t = &mut self.tickets[i];
                 t.status = TicketStatus::NoShow;
@@ -982,9 +977,7 @@ impl State {
                 order,
                 ..
             } => {
-                let Some(&i) = self.by_id.get(id) else {
-                    return None;
-                };
+                let &i = self.by_id.get(id)?;
                 self.release_counter(i);
                 let t = &mut self.tickets[i];
                 t.status = TicketStatus::Waiting;

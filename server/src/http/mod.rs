@@ -313,12 +313,12 @@ pub fn check_issue(
             "request_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
         ));
     }
-    if let Some(p) = &req.priority {
-        if !config.priority.classes.iter().any(|c| c == p) {
-            return Err(ApiError::bad_request(format!(
-                "Không có diện ưu tiên \"{p}\" (unknown priority class)"
-            )));
-        }
+    if let Some(p) = &req.priority
+        && !config.priority.classes.iter().any(|c| c == p)
+    {
+        return Err(ApiError::bad_request(format!(
+            "Không có diện ưu tiên \"{p}\" (unknown priority class)"
+        )));
     }
     if config.service(&req.service).is_none() {
         return Err(crate::engine::Rejection::UnknownService.into());

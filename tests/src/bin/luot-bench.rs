@@ -1,0 +1,310 @@
+//! `luot-bench`: measures the real server on this machine and prints numbers.
+//!
+//! ```text
+//! cargo run --release -p luot-tests --bin luot-bench -- all [--out bench.json] [--baseline BENCHMARKS.json]
+//! ```
+//!
+//! - `issue`: durable issue throughput and latency with K concurrent kiosk websockets;
+//! - `fanout`: staff call → event at every one of W connected screens; server RSS;
+//! - `restart`: time from start to ready with N events in the log.
+//!
+//! Everything runs against a real `luot-server` process on 127.0.0.1 with a
+//! temporary data directory; every loop is bounded.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use luot_tests::*;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of luot-server on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+    /// Write the figures as JSON here.
+    #[arg(long, global = true)]
+    out: Option<std::path::PathBuf>,
+    /// Compare with figures from an earlier run (JSON written by --out).
+    #[arg(long, global = true)]
+    baseline: Option<std::path::PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum What {
+    Issue {
+        #[arg(long, default_value_t = 64)]
+        kiosks: usize,
+        #[arg(long, default_value_t = 50_000)]
+        tickets: usize,
+    },
+    Fanout {
+        #[arg(long, default_value_t = 5_000)]
+        screens: usize,
+        #[arg(long, default_value_t = 40)]
+        calls: usize,
+    },
+    Restart {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+    },
+    All,
+}
+
+type Figures = BTreeMap<String, f64>;
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Issues `tickets` in total from `kiosks` websockets, one in flight each.
+async fn issue_load(server: &Server, kiosks: usize, tickets: usize, tag: &str) -> (f64, Histogram<u64>) {
+    let per = tickets.div_ceil(kiosks);
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let mut conns = vec![];
+    for i in 0..kiosks {
+        let (token, service) = if i % 4 == 3 { (KIOSK2_TOKEN, "xet-nghiem") } else { (KIOSK_TOKEN, ["kham-noi", "kham-ngoai"][i % 2]) };
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap();
+        ws.send(Message::Text(json!({"type": "hello", "token": token}).to_string().into())).await.unwrap();
+        // welcome + snapshot
+        let mut got = 0;
+        while got < 2 {
+            if let Some(Ok(Message::Text(_))) = ws.next().await {
+                got += 1;
+            }
+        }
+        conns.push((ws, service));
+    }
+    let t0 = Instant::now();
+    let mut tasks = vec![];
+    for (i, (mut ws, service)) in conns.into_iter().enumerate() {
+        let hist = hist.clone();
+        let tag = tag.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new(3).unwrap();
+            for n in 0..per {
+                let msg = json!({"type": "issue", "request_id": format!("{tag}-{i}-{n}"), "service": service});
+                let sent = Instant::now();
+                ws.send(Message::Text(msg.to_string().into())).await.unwrap();
+                loop {
+                    let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("socket closed") };
+                    if t.as_str().starts_with(r#"{"type":"issued""#) {
+                        break;
+                    }
+                    if t.as_str().starts_with(r#"{"type":"error""#) {
+                        panic!("issue failed: {t}");
+                    }
+                }
+                local.record(sent.elapsed().as_micros() as u64).unwrap();
+            }
+            hist.lock().await.add(&local).unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = t0.elapsed().as_secs_f64();
+    let h = hist.lock().await.clone();
+    ((per * kiosks) as f64 / took, h)
+}
+
+async fn bench_issue(kiosks: usize, tickets: usize, f: &mut Figures) {
+    let site = Site::hospital();
+    let server = site.start();
+    // Warm up.
+    issue_load(&server, kiosks, kiosks * 20, "warm").await;
+    let (rate, h) = issue_load(&server, kiosks, tickets, "run").await;
+    println!(
+        "issue: {kiosks} kiosk websockets, {} durable tickets: {rate:.0} tickets/s; ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        h.len(),
+        ms(&h, 0.5),
+        ms(&h, 0.99),
+        h.max() as f64 / 1000.0
+    );
+    f.insert("issue_tickets_per_s".into(), rate.round());
+    f.insert("issue_p50_ms".into(), ms(&h, 0.5));
+    f.insert("issue_p99_ms".into(), ms(&h, 0.99));
+    f.insert("issue_max_ms".into(), h.max() as f64 / 1000.0);
+    let api = Api::new(&server);
+    let m = api.get("/metrics", None).await.text;
+    let flushes = m.lines().find(|l| l.starts_with("luot_store_flush_seconds_count")).and_then(|l| l.split(' ').nth(1)).unwrap_or("?").to_string();
+    println!("issue: {flushes} group commits (fsyncs) in total");
+}
+
+async fn bench_fanout(screens: usize, calls: usize, f: &mut Figures) {
+    let site = Site::hospital();
+    let server = site.start();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_mb(server.child.id());
+    println!("rss: idle server {idle:.1} MB");
+    f.insert("rss_idle_mb".into(), (idle * 10.0).round() / 10.0);
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    for i in 0..calls {
+        api.issue(KIOSK_TOKEN, "kham-noi", &format!("f{i}")).await;
+    }
+    // Connect the screens.
+    let received: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(screens * calls)));
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    let t0 = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..screens {
+        let url = server.ws_url();
+        let received = received.clone();
+        let ready = ready.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ws, _) = loop {
+                match tokio_tungstenite::connect_async(&url).await {
+                    Ok(c) => break c,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            };
+            ws.send(Message::Text(json!({"type": "hello", "token": DISPLAY_TOKEN}).to_string().into())).await.unwrap();
+            let mut mine = Vec::with_capacity(calls);
+            let mut snapshot = false;
+            while let Some(Ok(msg)) = ws.next().await {
+                let Message::Text(t) = msg else { continue };
+                let at = Instant::now();
+                if !snapshot {
+                    if t.as_str().starts_with(r#"{"type":"snapshot""#) {
+                        snapshot = true;
+                        ready.add_permits(1);
+                    }
+                    continue;
+                }
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["event"]["kind"] == "ticket_called" {
+                    mine.push((v["event"]["ticket"]["number"].as_str().unwrap().to_string(), at));
+                    if mine.len() == calls {
+                        break;
+                    }
+                }
+            }
+            received.lock().await.extend(mine);
+        }));
+    }
+    let _ = ready.acquire_many(screens as u32).await.unwrap();
+    println!("fanout: {screens} screens connected in {:.1} s", t0.elapsed().as_secs_f64());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = rss_mb(server.child.id());
+    println!("rss: server with {screens} connected screens {rss:.1} MB");
+    f.insert(format!("rss_{screens}_screens_mb"), (rss * 10.0).round() / 10.0);
+
+    let mut sent: BTreeMap<String, Instant> = BTreeMap::new();
+    for _ in 0..calls {
+        let t = Instant::now();
+        let r = api.post("/api/v1/counters/quay-1/next", Some(&staff), None).await;
+        sent.insert(r.body["number"].as_str().unwrap().to_string(), t);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+    }
+    let got = received.lock().await;
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    for (number, at) in got.iter() {
+        if let Some(t) = sent.get(number) {
+            h.record(at.duration_since(*t).as_micros() as u64).unwrap();
+        }
+    }
+    let expected = screens * calls;
+    println!(
+        "fanout: staff call -> event at every screen: {} of {expected} deliveries; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        h.len(),
+        ms(&h, 0.5),
+        ms(&h, 0.99),
+        h.max() as f64 / 1000.0
+    );
+    f.insert(format!("fanout_{screens}_p50_ms"), ms(&h, 0.5));
+    f.insert(format!("fanout_{screens}_p99_ms"), ms(&h, 0.99));
+    f.insert(format!("fanout_{screens}_max_ms"), h.max() as f64 / 1000.0);
+    f.insert(format!("fanout_{screens}_delivered_fraction"), h.len() as f64 / expected as f64);
+}
+
+async fn bench_restart(events: usize, f: &mut Figures) {
+    let site = Site::hospital();
+    let mut server = site.start();
+    // One ticket_issued event per ticket (plus the day_started event).
+    issue_load(&server, 64, events, "fill").await;
+    let seq = {
+        let (mut ws, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), None).await;
+        ws.recv().await.unwrap()["seq"].as_u64().unwrap()
+    };
+    server.kill9();
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let mut s = site.start();
+        let api = Api::new(&s);
+        loop {
+            if api.get("/healthz", None).await.status == 200 {
+                break;
+            }
+        }
+        h.record(t0.elapsed().as_micros() as u64).unwrap();
+        s.kill9();
+    }
+    println!(
+        "restart: {seq} events in the log; start to ready: median {:.0} ms, max {:.0} ms",
+        ms(&h, 0.5),
+        h.max() as f64 / 1000.0
+    );
+    f.insert("restart_events".into(), seq as f64);
+    f.insert("restart_ready_ms".into(), ms(&h, 0.5));
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let _ = binary("luot-server");
+    if !target_dir().ends_with("release") {
+        eprintln!("warning: not a release build; run with `cargo run --release`");
+    }
+    let mut f = Figures::new();
+    match cli.what {
+        What::Issue { kiosks, tickets } => bench_issue(kiosks, tickets, &mut f).await,
+        What::Fanout { screens, calls } => bench_fanout(screens, calls, &mut f).await,
+        What::Restart { events } => bench_restart(events, &mut f).await,
+        What::All => {
+            bench_issue(64, 50_000, &mut f).await;
+            bench_fanout(5_000, 40, &mut f).await;
+            bench_restart(100_000, &mut f).await;
+        }
+    }
+    println!("\n| figure | value |\n| --- | --- |");
+    for (k, v) in &f {
+        println!("| {k} | {v} |");
+    }
+    if let Some(path) = cli.baseline {
+        let base: Figures = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default()).unwrap_or_default();
+        println!("\ncompared with {}:", path.display());
+        for (k, v) in &f {
+            if let Some(b) = base.get(k) {
+                let d = if *b != 0.0 { (v - b) / b * 100.0 } else { 0.0 };
+                println!("  {k}: {v} (baseline {b}, {d:+.1}%)");
+            }
+        }
+    }
+    if let Some(out) = cli.out {
+        std::fs::write(out, serde_json::to_string_pretty(&f).unwrap()).unwrap();
+    }
+}
