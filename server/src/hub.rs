@@ -29,8 +29,12 @@ const SNAPSHOT_EVERY: u64 = 10_000;
 const KEEP_BEHIND_SNAPSHOT: u64 = 200_000;
 /// Events kept in memory for `hello` with `since`.
 const RESUME_RING: usize = 20_000;
-/// Frames a websocket client may fall behind before it gets a snapshot.
+/// Group commits a websocket client may fall behind before it gets a snapshot.
 pub const BROADCAST_CAPACITY: usize = 4096;
+
+/// What one group commit broadcasts: its frames, in order. One message per
+/// commit wakes each client once, however many events the commit holds.
+pub type Frames = Arc<[Frame]>;
 
 /// A frame for websocket clients.
 #[derive(Clone, Debug)]
@@ -64,7 +68,7 @@ pub enum HubError {
 /// The start of a websocket subscription: what to send first, then `rx`.
 pub struct Catchup {
     pub frames: Vec<Utf8Bytes>,
-    pub rx: broadcast::Receiver<Frame>,
+    pub rx: broadcast::Receiver<Frames>,
 }
 
 /// The hub's own state, given to read closures.
@@ -77,7 +81,7 @@ pub struct Inner {
     next_index: u64,
     last_snapshot_index: u64,
     ring: VecDeque<(u64, Utf8Bytes)>,
-    tx: broadcast::Sender<Frame>,
+    tx: broadcast::Sender<Frames>,
     metrics: Arc<Metrics>,
 }
 
@@ -119,7 +123,7 @@ enum Request {
 #[derive(Clone)]
 pub struct Hub {
     tx: mpsc::Sender<Request>,
-    pub broadcast: broadcast::Sender<Frame>,
+    pub broadcast: broadcast::Sender<Frames>,
 }
 
 impl Hub {
@@ -382,22 +386,6 @@ impl Inner {
             }
         }
 
-        if self.next_index - self.last_snapshot_index >= SNAPSHOT_EVERY && !batch.is_empty() {
-            let index = self.next_index - 1;
-            batch.snapshot(&StoredSnapshot {
-                index,
-                seq: self.next_seq - 1,
-                state: self.state.to_snapshot(),
-            });
-            if index > KEEP_BEHIND_SNAPSHOT {
-                batch.remove_log_before(
-                    self.store
-                        .log_keys_before(index - KEEP_BEHIND_SNAPSHOT, 50_000),
-                );
-            }
-            self.last_snapshot_index = index;
-        }
-
         let committed = if batch.is_empty() {
             Ok(())
         } else {
@@ -413,6 +401,7 @@ impl Inner {
         match committed {
             Ok(()) => {
                 self.metrics.tickets_issued.inc_by(issued);
+                self.maybe_snapshot();
                 for p in pending {
                     match p.reply {
                         PendingReply::Command(tx) => {
@@ -423,14 +412,18 @@ impl Inner {
                         }
                     }
                 }
-                for (seq, text) in frames {
-                    let _ = self.tx.send(Frame {
-                        seq: Some(seq),
-                        admin_only: false,
-                        text: text.clone(),
-                    });
-                    self.ring.push_back((seq, text));
+                if !frames.is_empty() {
+                    let batch: Frames = frames
+                        .iter()
+                        .map(|(seq, text)| Frame {
+                            seq: Some(*seq),
+                            admin_only: false,
+                            text: text.clone(),
+                        })
+                        .collect();
+                    let _ = self.tx.send(batch);
                 }
+                self.ring.extend(frames);
                 while self.ring.len() > RESUME_RING {
                     self.ring.pop_front();
                 }
@@ -467,17 +460,48 @@ impl Inner {
                 }
             }
         }
-        for f in device_frames {
-            let _ = self.tx.send(Frame {
-                seq: None,
-                admin_only: true,
-                text: f,
-            });
+        if !device_frames.is_empty() {
+            let batch: Frames = device_frames
+                .into_iter()
+                .map(|text| Frame {
+                    seq: None,
+                    admin_only: true,
+                    text,
+                })
+                .collect();
+            let _ = self.tx.send(batch);
         }
         for f in reads {
             f(self);
         }
         shutdown
+    }
+
+    /// Every `SNAPSHOT_EVERY` records, saves the state so a restart replays
+    /// little; then drops log records far behind it.
+    fn maybe_snapshot(&mut self) {
+        if self.next_index - self.last_snapshot_index < SNAPSHOT_EVERY || self.next_index == 0 {
+            return;
+        }
+        let index = self.next_index - 1;
+        let snap = StoredSnapshot {
+            index,
+            seq: self.next_seq - 1,
+            state: self.state.to_snapshot(),
+        };
+        match self.store.write_snapshot(&snap) {
+            Ok(()) => {
+                self.last_snapshot_index = index;
+                if index > KEEP_BEHIND_SNAPSHOT {
+                    if let Err(e) = self.store.prune_log(index - KEEP_BEHIND_SNAPSHOT, 20_000) {
+                        tracing::warn!(error = %e, "pruning old log records failed");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "writing a state snapshot failed; the log still has everything")
+            }
+        }
     }
 
     /// The answer for a successful command, rendered right after it.

@@ -4,10 +4,15 @@
 //! a single atomic `apply_batch` followed by one explicit `flush` (fsync):
 //!
 //! - `L` + u64 BE: the event log, one record per event, in order;
-//! - `M` + name: metadata (format version, the latest state snapshot, health probe);
+//! - `M` + name: metadata (format version, health probe);
 //! - `S` + sha256(token): login sessions;
 //! - `A` + ticket id: tickets of past days;
 //! - `R` + day: reports of past days.
+//!
+//! The latest state snapshot lives in a tree of its own (`snapshot`): it is
+//! large, and sled rewrites a whole leaf when one of its values changes, so it
+//! must not share a leaf with the log's tail. It is redundant (the log alone
+//! rebuilds the state), so it is written after the batch it covers.
 //!
 //! Nothing here decides queue rules. The hub calls `commit` and answers only
 //! after it returned `Ok`: acknowledged means flushed.
@@ -25,6 +30,8 @@ use crate::engine::{Event, StateSnapshot};
 /// older binary refuses newer data.
 pub const FORMAT_VERSION: u32 = 1;
 const BACKUP_MAGIC: &[u8] = b"LUOT-BACKUP 1\n";
+/// Where the snapshot tree's value travels inside a backup file.
+const SNAPSHOT_BACKUP_KEY: &[u8] = b"Xsnapshot";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,9 +91,6 @@ impl WriteBatch {
         self.put(log_key(index), json(rec));
         self.records += 1;
     }
-    pub fn snapshot(&mut self, snap: &StoredSnapshot) {
-        self.put(b"Msnapshot".to_vec(), json(snap));
-    }
     pub fn session(&mut self, token_hash: &str, s: &Session) {
         self.put(prefixed(b'S', token_hash.as_bytes()), json(s));
     }
@@ -95,11 +99,6 @@ impl WriteBatch {
     }
     pub fn report(&mut self, day: &str, r: &luot_protocol::DailyReport) {
         self.put(prefixed(b'R', day.as_bytes()), json(r));
-    }
-    pub fn remove_log_before(&mut self, keys: Vec<Vec<u8>>) {
-        for k in keys {
-            self.batch.remove(k);
-        }
     }
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
@@ -130,6 +129,7 @@ pub struct Loaded {
 
 pub struct Store {
     db: sled::Db,
+    snapshots: sled::Tree,
     dir: PathBuf,
 }
 
@@ -142,8 +142,10 @@ impl Store {
             .cache_capacity(16 * 1024 * 1024)
             .flush_every_ms(None)
             .open()?;
+        let snapshots = db.open_tree("snapshot")?;
         let store = Store {
             db,
+            snapshots,
             dir: dir.to_path_buf(),
         };
         match store.db.get(b"Mformat")? {
@@ -172,7 +174,7 @@ impl Store {
 
     /// Reads the latest snapshot and every log record after it.
     pub fn load(&self) -> Result<Loaded, StoreError> {
-        let snapshot: Option<StoredSnapshot> = match self.db.get(b"Msnapshot")? {
+        let snapshot: Option<StoredSnapshot> = match self.snapshots.get(b"latest")? {
             Some(v) => Some(
                 serde_json::from_slice(&v)
                     .map_err(|e| StoreError::Corrupt(format!("snapshot: {e}")))?,
@@ -216,6 +218,33 @@ impl Store {
                 Err(e.into())
             }
         }
+    }
+
+    /// Writes a state snapshot and flushes it. Call only after the batch it
+    /// covers is committed.
+    pub fn write_snapshot(&self, snap: &StoredSnapshot) -> Result<(), StoreError> {
+        self.snapshots.insert(b"latest", json(snap))?;
+        self.snapshots.flush()?;
+        Ok(())
+    }
+
+    /// Removes log records older than `before`, at most `max` of them.
+    /// Only for records a durable snapshot already covers.
+    pub fn prune_log(&self, before: u64, max: usize) -> Result<usize, StoreError> {
+        let keys: Vec<_> = self
+            .db
+            .range(log_key(0)..log_key(before))
+            .keys()
+            .filter_map(|k| k.ok())
+            .take(max)
+            .collect();
+        let mut batch = sled::Batch::default();
+        let n = keys.len();
+        for k in keys {
+            batch.remove(k);
+        }
+        self.db.apply_batch(batch)?;
+        Ok(n)
     }
 
     /// Proves the store is writable (for `/healthz`).
@@ -266,17 +295,6 @@ impl Store {
             .and_then(|v| serde_json::from_slice(&v).ok())
     }
 
-    /// Log keys older than `before`, at most `max` of them (for pruning).
-    pub fn log_keys_before(&self, before: u64, max: usize) -> Vec<Vec<u8>> {
-        self.db
-            .range(log_key(0)..log_key(before))
-            .keys()
-            .filter_map(|k| k.ok())
-            .take(max)
-            .map(|k| k.to_vec())
-            .collect()
-    }
-
     /// Writes a consistent copy of the whole store. The caller guarantees no
     /// write happens meanwhile (the hub calls it between batches).
     pub fn backup_to(&self, out: &mut dyn Write) -> Result<u64, StoreError> {
@@ -287,7 +305,17 @@ impl Store {
         };
         write(BACKUP_MAGIC, out)?;
         let mut n: u64 = 0;
-        for kv in self.db.iter() {
+        // The snapshot goes under a reserved key of the main tree's key space.
+        let snap = self
+            .snapshots
+            .get(b"latest")?
+            .map(|v| (sled::IVec::from(SNAPSHOT_BACKUP_KEY), v));
+        for kv in self
+            .db
+            .iter()
+            .map(|kv| kv.map_err(StoreError::from))
+            .chain(snap.map(Ok))
+        {
             let (k, v) = kv?;
             if k.as_ref() == b"Mhealth" {
                 continue;
@@ -345,7 +373,11 @@ pub fn restore_backup(input: &mut dyn Read, dir: &Path) -> Result<u64, StoreErro
     let store = Store::open(dir)?;
     let mut batch = sled::Batch::default();
     for (k, v) in entries {
-        batch.insert(k, v);
+        if k == SNAPSHOT_BACKUP_KEY {
+            store.snapshots.insert(b"latest", v)?;
+        } else {
+            batch.insert(k, v);
+        }
     }
     store.db.apply_batch(batch)?;
     store.db.flush()?;

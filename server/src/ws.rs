@@ -20,16 +20,18 @@ use luot_protocol::{
 use crate::auth::Principal;
 use crate::config::DeviceRole;
 use crate::http::{ApiError, AppState, check_issue, issue_command};
-use crate::hub::{DeviceUpdate, Frame, Outcome};
+use crate::hub::{DeviceUpdate, Frame, Frames, Outcome};
 
 pub const PING_EVERY: Duration = Duration::from_secs(15);
 pub const IDLE_DROP: Duration = Duration::from_secs(45);
 pub const HELLO_WITHIN: Duration = Duration::from_secs(5);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most frames written to one client before a flush.
+const FORWARD_BURST: usize = 256;
 
 pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+    ws.read_buffer_size(2 * 1024)
+        .write_buffer_size(4 * 1024)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(MAX_BODY_BYTES)
         .max_frame_size(MAX_BODY_BYTES)
@@ -65,7 +67,7 @@ struct Conn {
     who: Option<Principal>,
     /// The device this connection counts for in `/devices`.
     device: Option<String>,
-    rx: Option<broadcast::Receiver<Frame>>,
+    rx: Option<broadcast::Receiver<Frames>>,
     last_seq: u64,
 }
 
@@ -379,20 +381,52 @@ impl Conn {
         Ok(Flow::Continue)
     }
 
-    async fn forward<S>(&mut self, f: Frame, sink: &mut S) -> Result<Flow, ()>
+    /// Sends the frames of `first` and of whatever else is already waiting in
+    /// the broadcast channel, then flushes once: one write for a burst.
+    async fn forward<S>(&mut self, first: Frames, sink: &mut S) -> Result<Flow, ()>
     where
         S: SinkExt<Message> + Unpin,
     {
+        let mut next = Some(first);
+        let mut fed = 0;
+        while let Some(batch) = next.take() {
+            for f in batch.iter() {
+                if self.wants(f) {
+                    match timeout(SEND_TIMEOUT, sink.feed(Message::Text(f.text.clone()))).await {
+                        Ok(Ok(())) => fed += 1,
+                        _ => return Err(()),
+                    }
+                }
+            }
+            if fed >= FORWARD_BURST {
+                break;
+            }
+            next = match self.rx.as_mut().map(|rx| rx.try_recv()) {
+                Some(Ok(f)) => Some(f),
+                Some(Err(broadcast::error::TryRecvError::Lagged(_))) => {
+                    return self.resubscribe(None, sink).await;
+                }
+                _ => None,
+            };
+        }
+        match timeout(SEND_TIMEOUT, sink.flush()).await {
+            Ok(Ok(())) => Ok(Flow::Continue),
+            _ => Err(()),
+        }
+    }
+
+    /// Whether this client gets `f`, and bookkeeping of the last seq sent.
+    fn wants(&mut self, f: &Frame) -> bool {
         if f.admin_only && !self.who.as_ref().is_some_and(|w| w.is_admin()) {
-            return Ok(Flow::Continue);
+            return false;
         }
         if let Some(seq) = f.seq {
             if seq <= self.last_seq {
-                return Ok(Flow::Continue);
+                return false;
             }
             self.last_seq = seq;
         }
-        send(sink, Message::Text(f.text)).await
+        true
     }
 }
 

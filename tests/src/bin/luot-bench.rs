@@ -77,14 +77,29 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 }
 
 /// Issues `tickets` in total from `kiosks` websockets, one in flight each.
-async fn issue_load(server: &Server, kiosks: usize, tickets: usize, tag: &str) -> (f64, Histogram<u64>) {
+async fn issue_load(
+    server: &Server,
+    kiosks: usize,
+    tickets: usize,
+    tag: &str,
+) -> (f64, Histogram<u64>) {
     let per = tickets.div_ceil(kiosks);
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let mut conns = vec![];
     for i in 0..kiosks {
-        let (token, service) = if i % 4 == 3 { (KIOSK2_TOKEN, "xet-nghiem") } else { (KIOSK_TOKEN, ["kham-noi", "kham-ngoai"][i % 2]) };
-        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap();
-        ws.send(Message::Text(json!({"type": "hello", "token": token}).to_string().into())).await.unwrap();
+        let (token, service) = if i % 4 == 3 {
+            (KIOSK2_TOKEN, "xet-nghiem")
+        } else {
+            (KIOSK_TOKEN, ["kham-noi", "kham-ngoai"][i % 2])
+        };
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(server.ws_url(), None, true)
+            .await
+            .unwrap();
+        ws.send(Message::Text(
+            json!({"type": "hello", "token": token}).to_string().into(),
+        ))
+        .await
+        .unwrap();
         // welcome + snapshot
         let mut got = 0;
         while got < 2 {
@@ -106,7 +121,11 @@ async fn issue_load(server: &Server, kiosks: usize, tickets: usize, tag: &str) -
                 let sent = Instant::now();
                 ws.send(Message::Text(msg.to_string().into())).await.unwrap();
                 loop {
-                    let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("socket closed") };
+                    let t = match ws.next().await {
+                        Some(Ok(Message::Text(t))) => t,
+                        Some(Ok(_)) => continue,
+                        other => panic!("socket closed: {other:?}"),
+                    };
                     if t.as_str().starts_with(r#"{"type":"issued""#) {
                         break;
                     }
@@ -146,8 +165,23 @@ async fn bench_issue(kiosks: usize, tickets: usize, f: &mut Figures) {
     f.insert("issue_max_ms".into(), h.max() as f64 / 1000.0);
     let api = Api::new(&server);
     let m = api.get("/metrics", None).await.text;
-    let flushes = m.lines().find(|l| l.starts_with("luot_store_flush_seconds_count")).and_then(|l| l.split(' ').nth(1)).unwrap_or("?").to_string();
-    println!("issue: {flushes} group commits (fsyncs) in total");
+    let flushes = m
+        .lines()
+        .find(|l| l.starts_with("luot_store_flush_seconds_count"))
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("?")
+        .to_string();
+    let flush_sum: f64 = m
+        .lines()
+        .find(|l| l.starts_with("luot_store_flush_seconds_sum"))
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    let n: f64 = flushes.parse().unwrap_or(f64::NAN);
+    println!(
+        "issue: {flushes} group commits (fsyncs) in total, mean write+flush {:.3} ms",
+        flush_sum / n * 1000.0
+    );
 }
 
 async fn bench_fanout(screens: usize, calls: usize, f: &mut Figures) {
@@ -163,7 +197,8 @@ async fn bench_fanout(screens: usize, calls: usize, f: &mut Figures) {
         api.issue(KIOSK_TOKEN, "kham-noi", &format!("f{i}")).await;
     }
     // Connect the screens.
-    let received: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::with_capacity(screens * calls)));
+    let received: Arc<Mutex<Vec<(String, Instant)>>> =
+        Arc::new(Mutex::new(Vec::with_capacity(screens * calls)));
     let ready = Arc::new(tokio::sync::Semaphore::new(0));
     let t0 = Instant::now();
     let mut tasks = vec![];
@@ -173,12 +208,18 @@ async fn bench_fanout(screens: usize, calls: usize, f: &mut Figures) {
         let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let (mut ws, _) = loop {
-                match tokio_tungstenite::connect_async(&url).await {
+                match tokio_tungstenite::connect_async_with_config(&url, None, true).await {
                     Ok(c) => break c,
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
             };
-            ws.send(Message::Text(json!({"type": "hello", "token": DISPLAY_TOKEN}).to_string().into())).await.unwrap();
+            ws.send(Message::Text(
+                json!({"type": "hello", "token": DISPLAY_TOKEN})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .unwrap();
             let mut mine = Vec::with_capacity(calls);
             let mut snapshot = false;
             while let Some(Ok(msg)) = ws.next().await {
@@ -193,7 +234,10 @@ async fn bench_fanout(screens: usize, calls: usize, f: &mut Figures) {
                 }
                 let v: Value = serde_json::from_str(t.as_str()).unwrap();
                 if v["event"]["kind"] == "ticket_called" {
-                    mine.push((v["event"]["ticket"]["number"].as_str().unwrap().to_string(), at));
+                    mine.push((
+                        v["event"]["ticket"]["number"].as_str().unwrap().to_string(),
+                        at,
+                    ));
                     if mine.len() == calls {
                         break;
                     }
@@ -203,16 +247,24 @@ async fn bench_fanout(screens: usize, calls: usize, f: &mut Figures) {
         }));
     }
     let _ = ready.acquire_many(screens as u32).await.unwrap();
-    println!("fanout: {screens} screens connected in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "fanout: {screens} screens connected in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss = rss_mb(server.child.id());
     println!("rss: server with {screens} connected screens {rss:.1} MB");
-    f.insert(format!("rss_{screens}_screens_mb"), (rss * 10.0).round() / 10.0);
+    f.insert(
+        format!("rss_{screens}_screens_mb"),
+        (rss * 10.0).round() / 10.0,
+    );
 
     let mut sent: BTreeMap<String, Instant> = BTreeMap::new();
     for _ in 0..calls {
         let t = Instant::now();
-        let r = api.post("/api/v1/counters/quay-1/next", Some(&staff), None).await;
+        let r = api
+            .post("/api/v1/counters/quay-1/next", Some(&staff), None)
+            .await;
         sent.insert(r.body["number"].as_str().unwrap().to_string(), t);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -237,7 +289,10 @@ async fn bench_fanout(screens: usize, calls: usize, f: &mut Figures) {
     f.insert(format!("fanout_{screens}_p50_ms"), ms(&h, 0.5));
     f.insert(format!("fanout_{screens}_p99_ms"), ms(&h, 0.99));
     f.insert(format!("fanout_{screens}_max_ms"), h.max() as f64 / 1000.0);
-    f.insert(format!("fanout_{screens}_delivered_fraction"), h.len() as f64 / expected as f64);
+    f.insert(
+        format!("fanout_{screens}_delivered_fraction"),
+        h.len() as f64 / expected as f64,
+    );
 }
 
 async fn bench_restart(events: usize, f: &mut Figures) {
@@ -295,7 +350,9 @@ async fn main() {
         println!("| {k} | {v} |");
     }
     if let Some(path) = cli.baseline {
-        let base: Figures = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default()).unwrap_or_default();
+        let base: Figures =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default())
+                .unwrap_or_default();
         println!("\ncompared with {}:", path.display());
         for (k, v) in &f {
             if let Some(b) = base.get(k) {
