@@ -61,6 +61,14 @@ enum What {
 
 type Figures = BTreeMap<String, f64>;
 
+/// Client sockets with small buffers, like a real screen: tungstenite's
+/// default 128 KiB read buffer costs the bench more than the server.
+fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
 fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -92,9 +100,13 @@ async fn issue_load(
         } else {
             (KIOSK_TOKEN, ["kham-noi", "kham-ngoai"][i % 2])
         };
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(server.ws_url(), None, true)
-            .await
-            .unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
+            server.ws_url(),
+            Some(small_buffers()),
+            true,
+        )
+        .await
+        .unwrap();
         ws.send(Message::Text(
             json!({"type": "hello", "token": token}).to_string().into(),
         ))
@@ -208,7 +220,13 @@ async fn bench_fanout(screens: usize, calls: usize, f: &mut Figures) {
         let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let (mut ws, _) = loop {
-                match tokio_tungstenite::connect_async_with_config(&url, None, true).await {
+                match tokio_tungstenite::connect_async_with_config(
+                    &url,
+                    Some(small_buffers()),
+                    true,
+                )
+                .await
+                {
                     Ok(c) => break c,
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
