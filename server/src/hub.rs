@@ -30,7 +30,7 @@ const KEEP_BEHIND_SNAPSHOT: u64 = 200_000;
 /// Events kept in memory for `hello` with `since`.
 const RESUME_RING: usize = 20_000;
 /// Group commits a websocket client may fall behind before it gets a snapshot.
-pub const BROADCAST_CAPACITY: usize = 4096;
+pub const BROADCAST_CAPACITY: usize = 1024;
 
 /// What one group commit broadcasts: its frames, in order. One message per
 /// commit wakes each client once, however many events the commit holds.
@@ -74,7 +74,11 @@ pub struct Catchup {
 /// The hub's own state, given to read closures.
 pub struct Inner {
     pub state: State,
-    pub store: Store,
+    pub store: Arc<Store>,
+    /// Hands snapshots to the writer thread; full while it is busy.
+    snapshot_tx: std::sync::mpsc::SyncSender<StoredSnapshot>,
+    /// Set while the writer thread works on a snapshot.
+    snapshot_busy: Arc<std::sync::atomic::AtomicBool>,
     pub config: Arc<SiteConfig>,
     pub devices: HashMap<String, DeviceLive>,
     next_seq: u64,
@@ -135,6 +139,9 @@ impl Hub {
     ) -> Result<Hub, StoreError> {
         let site = Site::from_config(&config);
         let (state, next_seq, next_index, last_snapshot_index) = rebuild(&site, &store)?;
+        let store = Arc::new(store);
+        let snapshot_busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let snapshot_tx = spawn_snapshot_writer(store.clone(), snapshot_busy.clone())?;
         let (btx, _) = broadcast::channel(BROADCAST_CAPACITY);
         let (tx, rx) = mpsc::channel(64 * 1024);
         let devices = config
@@ -145,6 +152,8 @@ impl Hub {
         let inner = Inner {
             state,
             store,
+            snapshot_tx,
+            snapshot_busy,
             config,
             devices,
             next_seq,
@@ -237,6 +246,38 @@ static CLOCK_OFFSET_MS: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
 /// The hub's clock: the only place the queue reads the time.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis() + *CLOCK_OFFSET_MS
+}
+
+/// The thread that writes state snapshots, so the hub never waits for one.
+/// The log is the truth: a snapshot that is lost or late only makes the next
+/// start-up replay more.
+fn spawn_snapshot_writer(
+    store: Arc<Store>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::sync::mpsc::SyncSender<StoredSnapshot>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<StoredSnapshot>(1);
+    std::thread::Builder::new()
+        .name("luot-snapshot".into())
+        .spawn(move || {
+            for snap in rx {
+                let t0 = std::time::Instant::now();
+                match store.write_snapshot(&snap) {
+                    Ok(()) => {
+                        tracing::debug!(index = snap.index, took_ms = t0.elapsed().as_millis() as u64, "state snapshot written");
+                        if snap.index > KEEP_BEHIND_SNAPSHOT {
+                            if let Err(e) =
+                                store.prune_log(snap.index - KEEP_BEHIND_SNAPSHOT, 20_000)
+                            {
+                                tracing::warn!(error = %e, "pruning old log records failed");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "writing a state snapshot failed; the log still has everything"),
+                }
+                busy.store(false, std::sync::atomic::Ordering::Release);
+            }
+        })?;
+    Ok(tx)
 }
 
 /// Rebuilds the state from the latest snapshot plus the log after it, and
@@ -480,7 +521,12 @@ impl Inner {
     /// Every `SNAPSHOT_EVERY` records, saves the state so a restart replays
     /// little; then drops log records far behind it.
     fn maybe_snapshot(&mut self) {
-        if self.next_index - self.last_snapshot_index < SNAPSHOT_EVERY || self.next_index == 0 {
+        if self.next_index - self.last_snapshot_index < SNAPSHOT_EVERY
+            || self.next_index == 0
+            || self
+                .snapshot_busy
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
             return;
         }
         let index = self.next_index - 1;
@@ -489,18 +535,14 @@ impl Inner {
             seq: self.next_seq - 1,
             state: self.state.to_snapshot(),
         };
-        match self.store.write_snapshot(&snap) {
-            Ok(()) => {
-                self.last_snapshot_index = index;
-                if index > KEEP_BEHIND_SNAPSHOT {
-                    if let Err(e) = self.store.prune_log(index - KEEP_BEHIND_SNAPSHOT, 20_000) {
-                        tracing::warn!(error = %e, "pruning old log records failed");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "writing a state snapshot failed; the log still has everything")
-            }
+        // Serialising and writing happen on the writer thread.
+        self.snapshot_busy
+            .store(true, std::sync::atomic::Ordering::Release);
+        if self.snapshot_tx.try_send(snap).is_ok() {
+            self.last_snapshot_index = index;
+        } else {
+            self.snapshot_busy
+                .store(false, std::sync::atomic::Ordering::Release);
         }
     }
 

@@ -393,8 +393,8 @@ async fn a_client_that_lags_gets_a_snapshot() {
     let mut answered = 0;
     let mut sent = 0;
     while answered < N {
-        // Keep up to 256 issues in flight.
-        while sent < N && sent - answered < 256 {
+        // Keep a few issues in flight: many small group commits.
+        while sent < N && sent - answered < 4 {
             k.send(json!({"type": "issue", "request_id": format!("lag-{sent}"), "service": "kham-noi"})).await;
             sent += 1;
         }
