@@ -264,13 +264,12 @@ fn spawn_snapshot_writer(
                 match store.write_snapshot(&snap) {
                     Ok(()) => {
                         tracing::debug!(index = snap.index, took_ms = t0.elapsed().as_millis() as u64, "state snapshot written");
-                        if snap.index > KEEP_BEHIND_SNAPSHOT {
-                            if let Err(e) =
+                        if snap.index > KEEP_BEHIND_SNAPSHOT
+                            && let Err(e) =
                                 store.prune_log(snap.index - KEEP_BEHIND_SNAPSHOT, 20_000)
                             {
                                 tracing::warn!(error = %e, "pruning old log records failed");
                             }
-                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "writing a state snapshot failed; the log still has everything"),
                 }
