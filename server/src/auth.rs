@@ -56,7 +56,8 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// `n` random bytes, URL-safe base64 without padding.
 pub fn random_b64(n: usize) -> String {
     let mut buf = vec![0u8; n];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
+    // ThreadRng is a CSPRNG (ChaCha12) seeded from the operating system.
+    rand::rng().fill_bytes(&mut buf);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 

@@ -153,7 +153,7 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
     };
     let book = Arc::new(Mutex::new(Book::default()));
     let seqs = Arc::new(Mutex::new(Vec::<u64>::new()));
-    let mut rng = rand::thread_rng();
+    let mut rng = rand::rng();
 
     for cycle in 0..4 {
         let api = Api::new(&server);
@@ -185,7 +185,7 @@ async fn kill_dash_nine_loses_nothing_acknowledged() {
             )));
         }
         let board_task = tokio::spawn(board(server.ws_url(), seqs.clone()));
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1200))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
         server.kill9();
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(20), t).await;

@@ -1,0 +1,449 @@
+//! Draws a printed ticket (contract §7) or an out-of-service slip as a 1-bit
+//! picture the width of the paper (576 dots for 80 mm, 384 for 58 mm), with a
+//! bundled font that covers Vietnamese, so diacritics are exact on any printer.
+//! Pure: text in, pixels out; no I/O.
+
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
+use image::{GrayImage, Luma};
+use qrcode::{EcLevel, QrCode};
+use unicode_normalization::UnicodeNormalization;
+
+static REGULAR: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+static BOLD: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-Bold.ttf");
+
+const BLACK: Luma<u8> = Luma([0]);
+const WHITE: Luma<u8> = Luma([255]);
+
+/// What a ticket shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketView {
+    pub site_name: String,
+    pub service_name: String,
+    pub number: String,
+    /// Priority class id, if any.
+    pub priority: Option<String>,
+    /// RFC 3339 time of issue with the site's offset.
+    pub issued_at: String,
+    /// People waiting ahead at the time of issue.
+    pub ahead: u32,
+    /// `{public_url}/t/{id}`.
+    pub url: String,
+    pub footer: String,
+}
+
+/// The Vietnamese name of a default priority class.
+pub fn priority_label(class: &str) -> String {
+    match class {
+        "emergency" => "Cấp cứu".into(),
+        "child_under_6" => "Trẻ em dưới 6 tuổi".into(),
+        "pregnant" => "Phụ nữ có thai".into(),
+        "severe_disability" => "Người khuyết tật nặng".into(),
+        "age_75_plus" => "Người từ 75 tuổi trở lên".into(),
+        "merited_person" => "Người có công với cách mạng".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// "07:31 - 22/11/2026" from an RFC 3339 time, in its own offset.
+pub fn local_time(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.format("%H:%M - %d/%m/%Y").to_string())
+        .unwrap_or_else(|_| rfc3339.to_string())
+}
+
+enum Block {
+    Text { text: String, size: f32, bold: bool },
+    Qr(String),
+    Rule,
+    Gap(u32),
+}
+
+struct Fonts {
+    regular: FontRef<'static>,
+    bold: FontRef<'static>,
+}
+
+fn fonts() -> Fonts {
+    Fonts {
+        regular: FontRef::try_from_slice(REGULAR).expect("bundled font"),
+        bold: FontRef::try_from_slice(BOLD).expect("bundled font"),
+    }
+}
+
+impl Fonts {
+    fn pick(&self, bold: bool) -> &FontRef<'static> {
+        if bold { &self.bold } else { &self.regular }
+    }
+
+    fn width(&self, text: &str, size: f32, bold: bool) -> f32 {
+        let font = self.pick(bold).as_scaled(PxScale::from(size));
+        let mut x = 0.0;
+        let mut prev = None;
+        for c in text.chars() {
+            let id = font.glyph_id(c);
+            if let Some(p) = prev {
+                x += font.kern(p, id);
+            }
+            x += font.h_advance(id);
+            prev = Some(id);
+        }
+        x
+    }
+
+    /// Greedy word wrap to `max` pixels.
+    fn wrap(&self, text: &str, size: f32, bold: bool, max: f32) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        for word in text.split_whitespace() {
+            let candidate = if line.is_empty() {
+                word.to_string()
+            } else {
+                format!("{line} {word}")
+            };
+            if self.width(&candidate, size, bold) <= max || line.is_empty() {
+                line = candidate;
+            } else {
+                lines.push(std::mem::take(&mut line));
+                line = word.to_string();
+            }
+        }
+        if !line.is_empty() {
+            lines.push(line);
+        }
+        lines
+    }
+
+    fn line_height(size: f32) -> u32 {
+        (size * 1.25).ceil() as u32
+    }
+
+    /// Draws one centred line with its top at `y`.
+    fn draw_line(&self, img: &mut GrayImage, text: &str, size: f32, bold: bool, y: u32) {
+        let font = self.pick(bold);
+        let scaled = font.as_scaled(PxScale::from(size));
+        let w = self.width(text, size, bold);
+        let mut x = ((img.width() as f32 - w) / 2.0).max(0.0);
+        let baseline = y as f32 + size * 0.15 + scaled.ascent();
+        let mut prev = None;
+        for c in text.chars() {
+            let id = scaled.glyph_id(c);
+            if let Some(p) = prev {
+                x += scaled.kern(p, id);
+            }
+            let glyph = id.with_scale_and_position(PxScale::from(size), point(x, baseline));
+            x += scaled.h_advance(id);
+            prev = Some(id);
+            if let Some(outline) = font.outline_glyph(glyph) {
+                let b = outline.px_bounds();
+                outline.draw(|gx, gy, coverage| {
+                    let px = b.min.x as i64 + gx as i64;
+                    let py = b.min.y as i64 + gy as i64;
+                    if coverage >= 0.5
+                        && px >= 0
+                        && py >= 0
+                        && (px as u32) < img.width()
+                        && (py as u32) < img.height()
+                    {
+                        img.put_pixel(px as u32, py as u32, BLACK);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Lays blocks out top to bottom and draws them on a white page.
+fn draw(width: u32, blocks: Vec<Block>) -> GrayImage {
+    let f = fonts();
+    let margin = 16.0;
+    let max = width as f32 - 2.0 * margin;
+    // Expand text into wrapped lines first, so the height is known.
+    let mut laid: Vec<Block> = Vec::new();
+    for b in blocks {
+        match b {
+            Block::Text { text, size, bold } => {
+                let text: String = text.nfc().collect();
+                for line in f.wrap(&text, size, bold, max) {
+                    laid.push(Block::Text {
+                        text: line,
+                        size,
+                        bold,
+                    });
+                }
+            }
+            other => laid.push(other),
+        }
+    }
+    let qr_side = |url: &str| -> (QrCode, u32, u32) {
+        let code = QrCode::with_error_correction_level(url.as_bytes(), EcLevel::M)
+            .or_else(|_| QrCode::new(url.as_bytes()))
+            .unwrap_or_else(|_| QrCode::new(b"luot").expect("tiny QR"));
+        let modules = code.width() as u32 + 8; // 4-module quiet zone each side
+        let scale = ((width / 2).max(200) / modules).max(2);
+        (code, scale, modules * scale)
+    };
+    let height: u32 = 24
+        + laid
+            .iter()
+            .map(|b| match b {
+                Block::Text { size, .. } => Fonts::line_height(*size),
+                Block::Qr(url) => qr_side(url).2,
+                Block::Rule => 12,
+                Block::Gap(g) => *g,
+            })
+            .sum::<u32>()
+        + 40;
+    // Printers take whole bytes per row.
+    let height = height.div_ceil(8) * 8;
+    let mut img = GrayImage::from_pixel(width, height, WHITE);
+    let mut y = 24;
+    for b in laid {
+        match b {
+            Block::Text { text, size, bold } => {
+                f.draw_line(&mut img, &text, size, bold, y);
+                y += Fonts::line_height(size);
+            }
+            Block::Qr(url) => {
+                let (code, scale, side) = qr_side(&url);
+                let x0 = (width - side) / 2 + 4 * scale;
+                let y0 = y + 4 * scale;
+                let n = code.width() as u32;
+                for (i, c) in code.to_colors().iter().enumerate() {
+                    if *c == qrcode::Color::Dark {
+                        let (mx, my) = (i as u32 % n, i as u32 / n);
+                        for dy in 0..scale {
+                            for dx in 0..scale {
+                                img.put_pixel(x0 + mx * scale + dx, y0 + my * scale + dy, BLACK);
+                            }
+                        }
+                    }
+                }
+                y += side;
+            }
+            Block::Rule => {
+                for x in margin as u32..width - margin as u32 {
+                    for dy in 5..7 {
+                        img.put_pixel(x, y + dy, BLACK);
+                    }
+                }
+                y += 12;
+            }
+            Block::Gap(g) => y += g,
+        }
+    }
+    img
+}
+
+/// The biggest font size at which `text` fits `max` pixels, up to `start`.
+fn fit(text: &str, start: f32, max: f32) -> f32 {
+    let f = fonts();
+    let mut size = start;
+    while size > 24.0 && f.width(text, size, true) > max {
+        size -= 4.0;
+    }
+    size
+}
+
+/// The ticket as printed, `width` dots wide.
+pub fn render_ticket(t: &TicketView, width: u32) -> GrayImage {
+    let k = width as f32 / 576.0;
+    let number_size = fit(&t.number, 230.0 * k, width as f32 - 40.0);
+    let mut blocks = vec![
+        Block::Text {
+            text: t.site_name.clone(),
+            size: 26.0 * k,
+            bold: true,
+        },
+        Block::Rule,
+        Block::Text {
+            text: t.service_name.clone(),
+            size: 40.0 * k,
+            bold: true,
+        },
+        Block::Text {
+            text: t.number.clone(),
+            size: number_size,
+            bold: true,
+        },
+    ];
+    if let Some(p) = &t.priority {
+        blocks.push(Block::Text {
+            text: format!("Ưu tiên: {}", priority_label(p)),
+            size: 30.0 * k,
+            bold: true,
+        });
+    }
+    blocks.extend([
+        Block::Text {
+            text: local_time(&t.issued_at),
+            size: 28.0 * k,
+            bold: false,
+        },
+        Block::Text {
+            text: format!("Số người đang chờ trước bạn: {}", t.ahead),
+            size: 28.0 * k,
+            bold: false,
+        },
+        Block::Gap(8),
+        Block::Qr(t.url.clone()),
+        Block::Text {
+            text: "Quét mã để theo dõi lượt của bạn".into(),
+            size: 22.0 * k,
+            bold: false,
+        },
+        Block::Rule,
+        Block::Text {
+            text: t.footer.clone(),
+            size: 28.0 * k,
+            bold: true,
+        },
+    ]);
+    draw(width, blocks)
+}
+
+/// The slip printed when no number can be given.
+pub fn render_out_of_service(site_name: &str, help: &str, width: u32) -> GrayImage {
+    let k = width as f32 / 576.0;
+    draw(
+        width,
+        vec![
+            Block::Text {
+                text: site_name.to_string(),
+                size: 26.0 * k,
+                bold: true,
+            },
+            Block::Rule,
+            Block::Text {
+                text: "XIN LỖI".into(),
+                size: 64.0 * k,
+                bold: true,
+            },
+            Block::Text {
+                text: "Máy lấy số tạm ngừng phục vụ, chưa lấy được số thứ tự.".into(),
+                size: 30.0 * k,
+                bold: false,
+            },
+            Block::Gap(8),
+            Block::Text {
+                text: help.to_string(),
+                size: 30.0 * k,
+                bold: true,
+            },
+        ],
+    )
+}
+
+/// PNG bytes of a page.
+pub fn png(img: &GrayImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let _ = img.write_to(&mut out, image::ImageFormat::Png);
+    out.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn sample() -> TicketView {
+        TicketView {
+            site_name: "Bệnh viện Đa khoa tỉnh (ví dụ)".into(),
+            service_name: "Khám Sản - Phụ khoa".into(),
+            number: "E015".into(),
+            priority: Some("pregnant".into()),
+            issued_at: "2026-11-22T07:31:02+07:00".into(),
+            ahead: 4,
+            url: "http://192.168.10.5:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
+            footer: "Vui lòng chờ gọi số".into(),
+        }
+    }
+
+    fn decode_qr(img: &GrayImage) -> String {
+        let mut prepared = rqrr::PreparedImage::prepare(img.clone());
+        let grids = prepared.detect_grids();
+        assert_eq!(grids.len(), 1, "one QR code on the ticket");
+        grids[0].decode().unwrap().1
+    }
+
+    #[test]
+    fn ticket_is_paper_wide_one_bit_and_its_qr_decodes() {
+        for width in [576, 384] {
+            let img = render_ticket(&sample(), width);
+            assert_eq!(img.width(), width);
+            assert_eq!(img.height() % 8, 0);
+            assert!(img.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
+            assert_eq!(decode_qr(&img), sample().url);
+        }
+    }
+
+    #[test]
+    fn the_number_is_large() {
+        let img = render_ticket(&sample(), 576);
+        // Find the tallest run of rows that contain black: the number is the
+        // biggest text, at least 120 dots high.
+        let mut best = 0;
+        let mut run = 0;
+        for y in 0..img.height() {
+            let black = (0..img.width()).any(|x| img.get_pixel(x, y).0[0] == 0);
+            run = if black { run + 1 } else { 0 };
+            best = best.max(run);
+        }
+        assert!(best >= 120, "tallest block {best} dots");
+    }
+
+    #[test]
+    fn long_numbers_still_fit() {
+        let mut t = sample();
+        t.number = "ABC12345".into();
+        let img = render_ticket(&t, 384);
+        assert_eq!(img.width(), 384);
+        assert_eq!(decode_qr(&img), t.url);
+    }
+
+    #[test]
+    fn vietnamese_labels_and_times() {
+        assert_eq!(priority_label("age_75_plus"), "Người từ 75 tuổi trở lên");
+        assert_eq!(
+            local_time("2026-11-22T07:31:02+07:00"),
+            "07:31 - 22/11/2026"
+        );
+    }
+
+    /// A golden image of a sample ticket: layout changes show in review.
+    /// Regenerate with LUOT_UPDATE_GOLDEN=1 and look at the PNG.
+    #[test]
+    fn golden_ticket() {
+        let img = render_ticket(&sample(), 576);
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/ticket-80mm.png");
+        if std::env::var_os("LUOT_UPDATE_GOLDEN").is_some() {
+            img.save(&path).unwrap();
+        }
+        let golden = image::open(&path)
+            .expect("golden image (LUOT_UPDATE_GOLDEN=1 makes it)")
+            .to_luma8();
+        assert_eq!(golden.dimensions(), img.dimensions(), "ticket size changed");
+        let differ = golden
+            .pixels()
+            .zip(img.pixels())
+            .filter(|(a, b)| a != b)
+            .count();
+        // Float rounding may move a pixel on another CPU (aarch64 under qemu);
+        // a layout change moves thousands.
+        let limit = (img.width() * img.height()) as usize / 1000;
+        if differ > limit {
+            let out = std::env::temp_dir().join("ticket-80mm.actual.png");
+            img.save(&out).unwrap();
+            panic!(
+                "{differ} pixels differ from the golden ticket; see {}",
+                out.display()
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_service_slip_has_no_qr() {
+        let img = render_out_of_service("Bệnh viện", "Xin mời đến Quầy Tiếp đón.", 576);
+        let mut prepared = rqrr::PreparedImage::prepare(img);
+        assert!(prepared.detect_grids().is_empty());
+    }
+}
