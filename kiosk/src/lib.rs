@@ -1,6 +1,12 @@
 //! luot-kiosk: the Raspberry Pi daemon behind a kiosk's buttons and printer.
-//! See `daemon` for the flow: press → issue over the websocket → print.
+//! `daemon` holds the flow: press → issue over the websocket → print once.
 
+pub mod buttons;
 pub mod config;
+pub mod daemon;
+pub mod leds;
+pub mod link;
 pub mod printer;
 pub mod render;
+pub mod reqid;
+pub mod touch;

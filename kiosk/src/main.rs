@@ -1,1 +1,201 @@
-fn main() {}
+//! `luot-kiosk`: the command line (contract §6). Runs the daemon from
+//! `kiosk.toml`, or `--simulate` with presses on standard input, or renders a
+//! sample ticket to a PNG.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::{mpsc, watch};
+
+use luot_kiosk::buttons::{Buttons, GpioButtons, StdinButtons};
+use luot_kiosk::config::{KioskConfig, ws_url};
+use luot_kiosk::daemon::{ISSUE_DEADLINE, Kiosk, Settings};
+use luot_kiosk::leds::{self, GpioLed, LedMode};
+use luot_kiosk::link::Link;
+use luot_kiosk::printer::Target;
+use luot_kiosk::render::{TicketView, render_ticket};
+use luot_kiosk::reqid::RequestIds;
+
+/// luot kiosk: a button press becomes a printed queue ticket.
+#[derive(Parser)]
+#[command(name = "luot-kiosk", version, about, long_about = None)]
+struct Cli {
+    /// The kiosk configuration.
+    #[arg(long, conflicts_with = "simulate")]
+    config: Option<PathBuf>,
+    /// Read presses (one service id per line) from standard input.
+    #[arg(long, requires_all = ["server", "token", "printer"])]
+    simulate: bool,
+    /// Server URL, e.g. http://127.0.0.1:8080 (with --simulate).
+    #[arg(long)]
+    server: Option<String>,
+    /// The kiosk's device token (with --simulate).
+    #[arg(long, env = "LUOT_KIOSK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Printer target: usb:VID:PID, file:PATH or tcp:HOST:PORT (with --simulate).
+    #[arg(long)]
+    printer: Option<String>,
+    /// Paper width in mm (with --simulate): 80 or 58.
+    #[arg(long, default_value_t = 80)]
+    paper_mm: u32,
+    /// Where the request counter is kept (with --simulate).
+    #[arg(long, default_value = "luot-kiosk-state")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a sample ticket as a PNG, exactly as it would be printed.
+    Render {
+        #[arg(long)]
+        png: PathBuf,
+        #[arg(long, default_value_t = 80)]
+        paper_mm: u32,
+        #[arg(long, default_value = "A015")]
+        number: String,
+        #[arg(long, default_value = "Khám Nội")]
+        service: String,
+        #[arg(long, default_value = "Bệnh viện Đa khoa Demo")]
+        site: String,
+        #[arg(long)]
+        priority: Option<String>,
+    },
+}
+
+fn width(paper_mm: u32) -> anyhow::Result<u32> {
+    match paper_mm {
+        80 => Ok(576),
+        58 => Ok(384),
+        other => anyhow::bail!("--paper-mm {other}: 80 or 58"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("luot-kiosk: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Cmd::Render {
+        png,
+        paper_mm,
+        number,
+        service,
+        site,
+        priority,
+    }) = cli.command
+    {
+        let view = TicketView {
+            site_name: site,
+            service_name: service,
+            number,
+            priority,
+            issued_at: chrono::Local::now().to_rfc3339(),
+            ahead: 4,
+            url: "http://192.168.1.10:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
+            footer: "Vui lòng chờ gọi số".into(),
+        };
+        let img = render_ticket(&view, width(paper_mm)?);
+        img.save(&png)?;
+        eprintln!("ticket written to {} ({}x{})", png.display(), img.width(), img.height());
+        return Ok(());
+    }
+
+    let (presses_tx, presses_rx) = mpsc::channel(64);
+    let (led_tx, led_rx) = watch::channel(LedMode::Attention);
+    let mut guards: Vec<Box<dyn Send>> = Vec::new();
+    let (kiosk, touch) = if cli.simulate {
+        let (Some(server), Some(token), Some(printer)) = (cli.server, cli.token, cli.printer) else {
+            anyhow::bail!("--simulate needs --server, --token and --printer");
+        };
+        let target = Target::parse(&printer).map_err(|m| anyhow::anyhow!("--printer: {m}"))?;
+        let link = Link::start(ws_url(&server), token);
+        let ids = RequestIds::open(&cli.state_dir)?;
+        guards.push(Box::new(StdinButtons).start(presses_tx.clone())?);
+        let settings = Settings {
+            width: width(cli.paper_mm)?,
+            footer: "Vui lòng chờ gọi số".into(),
+            help: "Xin mời đến Quầy Tiếp đón để được hỗ trợ.".into(),
+            issue_deadline: ISSUE_DEADLINE,
+        };
+        (Kiosk::new(link, target, settings, ids, led_tx), None)
+    } else {
+        let Some(path) = cli.config else {
+            anyhow::bail!("give --config kiosk.toml, or --simulate (see --help)");
+        };
+        let cfg = KioskConfig::load(&path)?;
+        let target = Target::parse(&cfg.printer.target).map_err(|m| anyhow::anyhow!(m))?;
+        let link = Link::start(ws_url(&cfg.server.url), cfg.server.token.clone());
+        let ids = RequestIds::open(&cfg.state.dir)?;
+        if !cfg.buttons.is_empty() {
+            let buttons = GpioButtons {
+                buttons: cfg.buttons.clone(),
+                debounce: Duration::from_millis(60),
+            };
+            guards.push(Box::new(buttons).start(presses_tx.clone())?);
+        }
+        if let Some(pin) = cfg.leds.ready {
+            leds::spawn(Box::new(GpioLed::open(pin)?), led_rx);
+        }
+        let settings = Settings {
+            width: cfg.width_dots(),
+            footer: cfg.site.footer.clone(),
+            help: cfg.site.help.clone(),
+            issue_deadline: ISSUE_DEADLINE,
+        };
+        let touch = cfg.touch.enabled.then_some(cfg.touch.listen);
+        (Kiosk::new(link, target, settings, ids, led_tx), touch)
+    };
+    if let Some(listen) = touch {
+        let link = kiosk.link.clone();
+        let tx = presses_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = luot_kiosk::touch::serve(listen, link, tx).await {
+                tracing::error!(error = %e, "touch-screen page failed");
+            }
+        });
+    }
+    // In simulate mode the channel closes at the end of standard input.
+    drop(presses_tx);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping");
+        let _ = stop_tx.send(true);
+    });
+    let stats = kiosk.run(presses_rx, stop_rx).await;
+    tracing::info!(printed = stats.printed, refused = stats.refused, out_of_service = stats.out_of_service, "luot-kiosk stopped");
+    drop(guards); // releases the GPIO pins
+    Ok(())
+}

@@ -20,6 +20,11 @@ use escpos::utils::{
 use image::GrayImage;
 use luot_protocol::PrinterStatus;
 
+/// `GS V 66 0`: feed to the cutter and cut partially (Epson function B).
+/// The escpos crate's `partial_cut()` sends `GS V 65 1`, which the ESC/POS
+/// reference defines as a full cut, so the ticket sends this one itself.
+pub const PARTIAL_CUT: [u8; 4] = [0x1D, b'V', 66, 0];
+
 /// Rows per `GS v 0` command: small bands suit printers with small buffers.
 pub const BAND_ROWS: u32 = 256;
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -238,7 +243,7 @@ pub fn print_page(target: &Target, page: &GrayImage) -> Result<(), String> {
         y += rows;
     }
     p.feeds(3)
-        .and_then(|p| p.partial_cut())
+        .and_then(|p| p.custom(&PARTIAL_CUT))
         .and_then(|p| p.print())
         .map_err(|e| e.to_string())?;
     Ok(())
@@ -371,7 +376,7 @@ mod tests {
         assert!(b.starts_with(&[0x1B, b'@']), "ESC @ first");
         let bands = b.windows(3).filter(|w| *w == [0x1D, b'v', b'0']).count();
         assert_eq!(bands, 3, "600 rows in bands of 256");
-        assert!(b.ends_with(&[0x1D, b'V', b'A', 1]), "partial cut last");
+        assert!(b.ends_with(&PARTIAL_CUT), "partial cut last");
     }
 
     #[test]
