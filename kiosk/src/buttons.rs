@@ -13,7 +13,9 @@ use crate::config::Button;
 /// What became of a press, for a screen that wants to tell the person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Printed { number: String },
+    Printed {
+        number: String,
+    },
     /// The printer cannot print (paper out, cover open, offline).
     PrinterNotReady(String),
     /// No number could be had from the server; a slip says where to go.

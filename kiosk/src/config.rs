@@ -218,13 +218,13 @@ impl KioskConfig {
                 ));
             }
         }
-        if let Some(p) = cfg.leds.ready {
-            if p > 27 || pins.contains(&p) {
-                return Err(err(
-                    "leds.ready",
-                    format!("GPIO {p} is not free (0-27, not a button)"),
-                ));
-            }
+        if let Some(p) = cfg.leds.ready
+            && (p > 27 || pins.contains(&p))
+        {
+            return Err(err(
+                "leds.ready",
+                format!("GPIO {p} is not free (0-27, not a button)"),
+            ));
         }
         if cfg.buttons.is_empty() && !cfg.touch.enabled {
             return Err(err(

@@ -67,10 +67,15 @@ impl Kiosk {
     }
 
     /// Runs until the presses end (end of standard input) or `stop` is set.
-    pub async fn run(mut self, mut presses: mpsc::Receiver<Press>, mut stop: watch::Receiver<bool>) -> Stats {
+    pub async fn run(
+        mut self,
+        mut presses: mpsc::Receiver<Press>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Stats {
         self.refresh_printer().await;
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
-        let mut health = tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
+        let mut health =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         let mut link_status = self.link.status.clone();
         loop {
             self.update_led();
@@ -96,7 +101,11 @@ impl Kiosk {
     fn update_led(&self) {
         let ready = self.link.connected() && self.printer.is_some_and(can_print);
         self.led.send_if_modified(|m| {
-            let want = if ready { LedMode::Ready } else { LedMode::Attention };
+            let want = if ready {
+                LedMode::Ready
+            } else {
+                LedMode::Attention
+            };
             let changed = *m != want;
             *m = want;
             changed
@@ -163,7 +172,9 @@ impl Kiosk {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(error = %e, "cannot save the request counter; refusing the press");
-                return self.out_of_service(service, "request counter not writable").await;
+                return self
+                    .out_of_service(service, "request counter not writable")
+                    .await;
             }
         };
         let answer = self
@@ -182,7 +193,11 @@ impl Kiosk {
             priority: ticket.priority.clone(),
             issued_at: ticket.issued_at.clone(),
             ahead: ticket.position.unwrap_or(1).saturating_sub(1),
-            url: format!("{}/t/{}", welcome.public_url.trim_end_matches('/'), ticket.id),
+            url: format!(
+                "{}/t/{}",
+                welcome.public_url.trim_end_matches('/'),
+                ticket.id
+            ),
             footer: self.settings.footer.clone(),
         };
         let page = render_ticket(&view, self.settings.width);
@@ -207,7 +222,11 @@ impl Kiosk {
 
     async fn out_of_service(&mut self, service: &str, why: &str) -> Outcome {
         self.stats.out_of_service += 1;
-        tracing::warn!(service, reason = why, "no number could be had; printing the out-of-service slip");
+        tracing::warn!(
+            service,
+            reason = why,
+            "no number could be had; printing the out-of-service slip"
+        );
         let site = self.link.welcome().map(|w| w.site_name).unwrap_or_default();
         let slip = render_out_of_service(&site, &self.settings.help, self.settings.width);
         if let Err(e) = self.print(slip).await {

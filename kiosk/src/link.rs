@@ -182,20 +182,22 @@ async fn run(
         }
         let welcome = loop {
             match tokio::time::timeout(CONNECT_TIMEOUT, ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<ServerMessage>(t.as_str()) {
-                    Ok(ServerMessage::Welcome { site, services, .. }) => {
-                        break Some(Welcome {
-                            site_name: site.name,
-                            public_url: site.public_url,
-                            services: services.into_iter().map(|s| (s.id, s.name)).collect(),
-                        });
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    match serde_json::from_str::<ServerMessage>(t.as_str()) {
+                        Ok(ServerMessage::Welcome { site, services, .. }) => {
+                            break Some(Welcome {
+                                site_name: site.name,
+                                public_url: site.public_url,
+                                services: services.into_iter().map(|s| (s.id, s.name)).collect(),
+                            });
+                        }
+                        Ok(ServerMessage::Error { error, .. }) => {
+                            tracing::error!(code = %error.code, message = %error.message, "the server refused this kiosk's token; check [server] token in kiosk.toml");
+                            break None;
+                        }
+                        _ => continue,
                     }
-                    Ok(ServerMessage::Error { error, .. }) => {
-                        tracing::error!(code = %error.code, message = %error.message, "the server refused this kiosk's token; check [server] token in kiosk.toml");
-                        break None;
-                    }
-                    _ => continue,
-                },
+                }
                 Ok(Some(Ok(_))) => continue,
                 _ => break None,
             }

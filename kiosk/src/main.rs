@@ -122,7 +122,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         };
         let img = render_ticket(&view, width(paper_mm)?);
         img.save(&png)?;
-        eprintln!("ticket written to {} ({}x{})", png.display(), img.width(), img.height());
+        eprintln!(
+            "ticket written to {} ({}x{})",
+            png.display(),
+            img.width(),
+            img.height()
+        );
         return Ok(());
     }
 
@@ -130,7 +135,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (led_tx, led_rx) = watch::channel(LedMode::Attention);
     let mut guards: Vec<Box<dyn Send>> = Vec::new();
     let (kiosk, touch) = if cli.simulate {
-        let (Some(server), Some(token), Some(printer)) = (cli.server, cli.token, cli.printer) else {
+        let (Some(server), Some(token), Some(printer)) = (cli.server, cli.token, cli.printer)
+        else {
             anyhow::bail!("--simulate needs --server, --token and --printer");
         };
         let target = Target::parse(&printer).map_err(|m| anyhow::anyhow!("--printer: {m}"))?;
@@ -195,7 +201,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     let stats = kiosk.run(presses_rx, stop_rx).await;
-    tracing::info!(printed = stats.printed, refused = stats.refused, out_of_service = stats.out_of_service, "luot-kiosk stopped");
+    tracing::info!(
+        printed = stats.printed,
+        refused = stats.refused,
+        out_of_service = stats.out_of_service,
+        "luot-kiosk stopped"
+    );
     drop(guards); // releases the GPIO pins
     Ok(())
 }

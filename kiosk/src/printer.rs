@@ -286,14 +286,14 @@ pub fn query_status(target: &Target) -> PrinterStatus {
     let is = |m: &std::collections::HashMap<RealTimeStatusResponse, bool>, k| {
         *m.get(&k).unwrap_or(&false)
     };
-    if !is(&printer, RealTimeStatusResponse::Online) {
-        if let Some(cause) = ask(RealTimeStatusRequest::OfflineCause) {
-            if !is(&cause, RealTimeStatusResponse::CoverClosed) {
-                return PrinterStatus::CoverOpen;
-            }
-            if is(&cause, RealTimeStatusResponse::PrintingStopsDueToPaperEnd) {
-                return PrinterStatus::PaperOut;
-            }
+    if !is(&printer, RealTimeStatusResponse::Online)
+        && let Some(cause) = ask(RealTimeStatusRequest::OfflineCause)
+    {
+        if !is(&cause, RealTimeStatusResponse::CoverClosed) {
+            return PrinterStatus::CoverOpen;
+        }
+        if is(&cause, RealTimeStatusResponse::PrintingStopsDueToPaperEnd) {
+            return PrinterStatus::PaperOut;
         }
     }
     match ask(RealTimeStatusRequest::RollPaperSensor) {

@@ -20,7 +20,11 @@ struct Touch {
     presses: mpsc::Sender<Press>,
 }
 
-pub async fn serve(listen: SocketAddr, link: Link, presses: mpsc::Sender<Press>) -> anyhow::Result<()> {
+pub async fn serve(
+    listen: SocketAddr,
+    link: Link,
+    presses: mpsc::Sender<Press>,
+) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/", get(page))
         .route("/status", get(status))
@@ -54,12 +58,16 @@ async fn press(State(t): State<Touch>, Json(body): Json<PressBody>) -> impl Into
         reply: Some(tx),
     };
     if t.presses.try_send(p).is_err() {
-        return Json(json!({"ok": false, "message": "Máy đang bận, vui lòng chạm lại sau giây lát."}));
+        return Json(
+            json!({"ok": false, "message": "Máy đang bận, vui lòng chạm lại sau giây lát."}),
+        );
     }
     match rx.await {
         Ok(Outcome::Printed { number }) => Json(json!({"ok": true, "number": number,
             "message": format!("Mời lấy phiếu số {number}")})),
-        Ok(Outcome::PrinterNotReady(m)) | Ok(Outcome::OutOfService(m)) => Json(json!({"ok": false, "message": m})),
+        Ok(Outcome::PrinterNotReady(m)) | Ok(Outcome::OutOfService(m)) => {
+            Json(json!({"ok": false, "message": m}))
+        }
         Err(_) => Json(json!({"ok": false, "message": "Máy lấy số tạm ngừng phục vụ."})),
     }
 }

@@ -2,6 +2,8 @@
 //! `luot-server` binary on a temporary data directory and port 0, write test
 //! sites, and talk to it over real HTTP and websockets.
 
+pub mod escpos;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,7 +36,15 @@ pub fn binary(name: &str) -> PathBuf {
         let release = target_dir().ends_with("release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "luot-server", "--bins"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "luot-server",
+            "-p",
+            "luot-kiosk",
+            "--bins",
+        ]);
         if release {
             cmd.arg("--release");
         }
@@ -194,6 +204,7 @@ pub struct Server {
 impl Server {
     pub fn start(config: &Path, data: &Path, env: &[(&str, &str)]) -> Server {
         let log = data.with_extension(format!("log.{}", rand::random::<u32>()));
+        let _ = std::fs::create_dir_all(data.parent().unwrap_or(data));
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(binary("luot-server"));
         cmd.arg("serve")

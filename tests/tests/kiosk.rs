@@ -1,0 +1,500 @@
+//! The kiosk daemon as a real process (`--simulate`) against a real server:
+//! presses become tickets the server knows, printed as ESC/POS raster whose
+//! QR code opens the ticket; a dead printer refuses presses; a server killed
+//! mid-rush and a connection cut after `issue` never cause a double print.
+
+#![allow(clippy::unwrap_used)] // tests may panic on a broken server
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use luot_kiosk::render::{TicketView, render_ticket};
+use luot_tests::escpos::{self, Page};
+use luot_tests::*;
+
+struct Kiosk {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    log: PathBuf,
+}
+
+impl Kiosk {
+    fn start(server_url: &str, printer: &str, state: &Path) -> Kiosk {
+        let log = state.with_extension("log");
+        let child = Command::new(binary("luot-kiosk"))
+            .args([
+                "--simulate",
+                "--server",
+                server_url,
+                "--token",
+                KIOSK_TOKEN,
+                "--printer",
+                printer,
+            ])
+            .arg("--state-dir")
+            .arg(state)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut k = Kiosk {
+            child,
+            stdin: None,
+            log,
+        };
+        k.stdin = k.child.stdin.take();
+        k
+    }
+
+    fn press(&mut self, service: &str) {
+        writeln!(self.stdin.as_mut().unwrap(), "{service}").unwrap();
+    }
+
+    /// Closes standard input and waits for the kiosk to finish its presses.
+    fn finish(mut self) -> (bool, String) {
+        drop(self.stdin.take());
+        let t0 = Instant::now();
+        let ok = loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                break s.success();
+            }
+            if t0.elapsed() > Duration::from_secs(90) {
+                let _ = self.child.kill();
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (ok, std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+/// (number, id) of every "ticket printed" log line.
+fn printed(log: &str) -> Vec<(String, String)> {
+    let field = |line: &str, key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    log.lines()
+        .filter(|l| l.contains("ticket printed"))
+        .map(|l| (field(l, "number=").unwrap(), field(l, "id=").unwrap()))
+        .collect()
+}
+
+fn pages(path: &Path) -> Vec<Page> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    escpos::read(&bytes).expect("the printer stream parses")
+}
+
+fn ticket_id(url: &str) -> String {
+    url.strip_prefix("http://luot.test/t/")
+        .expect("QR opens the ticket page")
+        .to_string()
+}
+
+#[tokio::test]
+async fn presses_print_tickets_the_server_knows() {
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start(
+        &server.url(""),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+    );
+    for s in ["kham-noi", "kham-noi", "kham-ngoai"] {
+        k.press(s);
+    }
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    let logged = printed(&log);
+    assert_eq!(logged.len(), 3, "{log}");
+
+    let pages = pages(&out);
+    assert_eq!(pages.len(), 3, "three tickets, each ending in a cut");
+    let mut ahead = std::collections::HashMap::new();
+    for (page, (number, id)) in pages.iter().zip(&logged) {
+        assert!(page.cut);
+        assert_eq!(page.width, 576);
+        let img = page.image();
+        let url = escpos::qr(&img).expect("a QR code on the ticket");
+        assert_eq!(&ticket_id(&url), id);
+        let t = api.get(&format!("/api/v1/tickets/{id}"), None).await;
+        assert_eq!(t.status, 200, "the server knows every printed ticket");
+        assert_eq!(t.body["number"].as_str(), Some(number.as_str()));
+        // The picture is exactly the ticket for this number: the number the
+        // patient reads is the server's.
+        let service = t.body["service"].as_str().unwrap().to_string();
+        let n = ahead.entry(service.clone()).or_insert(0u32);
+        let view = TicketView {
+            site_name: "Bệnh viện Thử nghiệm".into(),
+            service_name: if service == "kham-noi" {
+                "Khám Nội"
+            } else {
+                "Khám Ngoại"
+            }
+            .into(),
+            number: number.clone(),
+            priority: None,
+            issued_at: t.body["issued_at"].as_str().unwrap().into(),
+            ahead: *n,
+            url: url.clone(),
+            footer: "Vui lòng chờ gọi số".into(),
+        };
+        *n += 1;
+        let expected = render_ticket(&view, 576);
+        assert_eq!(expected.dimensions(), img.dimensions());
+        assert!(
+            expected.pixels().zip(img.pixels()).all(|(a, b)| a == b),
+            "ticket {number} prints as rendered"
+        );
+    }
+    assert_eq!(
+        logged.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
+        ["A001", "A002", "B001"]
+    );
+}
+
+/// A network printer on loopback: captures print jobs and answers DLE EOT.
+struct FakePrinter {
+    addr: std::net::SocketAddr,
+    status: Arc<Mutex<[u8; 3]>>,
+    jobs: Arc<Mutex<Vec<u8>>>,
+}
+
+impl FakePrinter {
+    fn start(status: [u8; 3]) -> FakePrinter {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(Mutex::new(status));
+        let jobs = Arc::new(Mutex::new(Vec::new()));
+        let (st, jb) = (status.clone(), jobs.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                let (st, jb) = (st.clone(), jb.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut first = true;
+                    let mut status_conn = false;
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if first {
+                            status_conn = buf[0] == 0x10;
+                            first = false;
+                        }
+                        if status_conn {
+                            for q in buf[..n].chunks(3) {
+                                if let [0x10, 0x04, k] = q {
+                                    let s = *st.lock().unwrap();
+                                    let answer = match k {
+                                        1 => s[0],
+                                        2 => s[1],
+                                        _ => s[2],
+                                    };
+                                    let _ = conn.write_all(&[answer]);
+                                }
+                            }
+                        } else {
+                            jb.lock().unwrap().extend_from_slice(&buf[..n]);
+                        }
+                    }
+                });
+            }
+        });
+        FakePrinter { addr, status, jobs }
+    }
+}
+
+#[tokio::test]
+async fn a_printer_out_of_paper_refuses_presses_and_tells_the_server() {
+    use luot_kiosk::printer::{STATUS_OK, STATUS_PAPER_OUT};
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let admin = api.login("admin").await;
+    let printer = FakePrinter::start(STATUS_PAPER_OUT);
+    let mut k = Kiosk::start(
+        &server.url(""),
+        &format!("tcp:{}", printer.addr),
+        &site.dir.path().join("kiosk"),
+    );
+    k.press("kham-noi");
+    k.press("kham-noi");
+    // The server learns the printer's state.
+    let t0 = Instant::now();
+    loop {
+        let d = api.get("/api/v1/devices", Some(&admin)).await;
+        let kiosk = d.body["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == "kiosk-sanh-a")
+            .unwrap()
+            .clone();
+        if kiosk["printer"] == "paper_out" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "printer status never reached the server: {kiosk}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Paper goes back in: the next press prints.
+    *printer.status.lock().unwrap() = STATUS_OK;
+    k.press("kham-ngoai");
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    assert_eq!(log.matches("press refused").count(), 2, "{log}");
+    let tickets = printed(&log);
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0].0, "B001");
+    // Nothing was issued for the refused presses, nothing printed for them.
+    let s = api.get("/api/v1/site", None).await;
+    assert_eq!(s.body["services"][0]["waiting"], 0);
+    assert_eq!(s.body["services"][1]["waiting"], 1);
+    let jobs = escpos::read(&printer.jobs.lock().unwrap()).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        ticket_id(&escpos::qr(&jobs[0].image()).unwrap()),
+        tickets[0].1
+    );
+}
+
+#[tokio::test]
+async fn killing_the_server_mid_rush_never_double_prints() {
+    let site = Site::hospital();
+    let mut server = site.start();
+    let port = server.addr.port().to_string();
+    let api_url = server.url("");
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start(
+        &api_url,
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+    );
+    let presses = 24;
+    for i in 0..presses {
+        k.press(["kham-noi", "kham-ngoai"][i % 2]);
+        std::thread::sleep(Duration::from_millis(60));
+        if i == 10 {
+            server.kill9();
+            std::thread::sleep(Duration::from_millis(700));
+            server = Server::start(
+                &site.config(),
+                &site.data(),
+                &[("LUOT_LISTEN", &format!("127.0.0.1:{port}"))],
+            );
+        }
+    }
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    let api = Api::new(&server);
+    let pages = pages(&out);
+    assert_eq!(
+        pages.len(),
+        presses,
+        "every press printed a ticket or a slip: {log}"
+    );
+    let mut ids = HashSet::new();
+    let mut numbers = HashSet::new();
+    for p in &pages {
+        let Some(url) = escpos::qr(&p.image()) else {
+            continue;
+        }; // an out-of-service slip
+        let id = ticket_id(&url);
+        assert!(ids.insert(id.clone()), "ticket {id} printed twice");
+        let t = api.get(&format!("/api/v1/tickets/{id}"), None).await;
+        assert_eq!(t.status, 200, "printed ticket {id} is on the server");
+        assert!(numbers.insert(t.body["number"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(ids.len(), printed(&log).len());
+    assert!(
+        ids.len() >= presses - 2,
+        "nearly every press got its ticket ({} of {presses})",
+        ids.len()
+    );
+}
+
+/// A TCP proxy that lets the first `issue` frame through to the server and
+/// then cuts the connection before the answer comes back.
+fn cutting_proxy(server: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let issues_seen = Arc::new(AtomicUsize::new(0));
+    let cut_done = Arc::new(AtomicBool::new(false));
+    let seen = issues_seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let upstream = TcpStream::connect(server).unwrap();
+            let (seen, cut_done) = (seen.clone(), cut_done.clone());
+            let cutting = Arc::new(AtomicBool::new(false));
+            // server -> client: stops forwarding once the cut starts
+            {
+                let (mut from, mut to, cutting) = (
+                    upstream.try_clone().unwrap(),
+                    client.try_clone().unwrap(),
+                    cutting.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0
+                            || cutting.load(Ordering::SeqCst)
+                            || to.write_all(&buf[..n]).is_err()
+                        {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+            // client -> server: reads websocket frames after the HTTP upgrade
+            let (mut from, mut to) = (client, upstream);
+            std::thread::spawn(move || {
+                let mut acc: Vec<u8> = Vec::new();
+                let mut buf = [0u8; 16384];
+                let mut header_done = false;
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    acc.extend_from_slice(&buf[..n]);
+                    if !header_done {
+                        let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        if to.write_all(&acc[..end + 4]).is_err() {
+                            break;
+                        }
+                        acc.drain(..end + 4);
+                        header_done = true;
+                    }
+                    // Whole masked client frames.
+                    while acc.len() >= 6 {
+                        let len7 = (acc[1] & 0x7F) as usize;
+                        let (len, hdr) = match len7 {
+                            126 => (u16::from_be_bytes([acc[2], acc[3]]) as usize, 4),
+                            127 => break,
+                            l => (l, 2),
+                        };
+                        if acc.len() < hdr + 4 + len {
+                            break;
+                        }
+                        let mask = [acc[hdr], acc[hdr + 1], acc[hdr + 2], acc[hdr + 3]];
+                        let payload: Vec<u8> = acc[hdr + 4..hdr + 4 + len]
+                            .iter()
+                            .enumerate()
+                            .map(|(i, b)| b ^ mask[i % 4])
+                            .collect();
+                        let frame: Vec<u8> = acc.drain(..hdr + 4 + len).collect();
+                        let is_issue =
+                            String::from_utf8_lossy(&payload).contains("\"type\":\"issue\"");
+                        if to.write_all(&frame).is_err() {
+                            return;
+                        }
+                        if is_issue {
+                            seen.fetch_add(1, Ordering::SeqCst);
+                            if !cut_done.swap(true, Ordering::SeqCst) {
+                                // The server gets the issue; its answer never arrives.
+                                cutting.store(true, Ordering::SeqCst);
+                                std::thread::sleep(Duration::from_millis(500));
+                                let _ = from.shutdown(std::net::Shutdown::Both);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = to.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    (addr, issues_seen)
+}
+
+#[tokio::test]
+async fn a_connection_cut_after_issue_gives_one_ticket_and_one_print() {
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let (proxy, issues_seen) = cutting_proxy(server.addr);
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start(
+        &format!("http://{proxy}"),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+    );
+    k.press("kham-noi");
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    assert_eq!(
+        issues_seen.load(Ordering::SeqCst),
+        2,
+        "the issue was sent again after the cut"
+    );
+    assert!(log.contains("sending an unanswered issue again"), "{log}");
+    let pages = pages(&out);
+    assert_eq!(pages.len(), 1, "one print");
+    let id = ticket_id(&escpos::qr(&pages[0].image()).unwrap());
+    let s = api.get("/api/v1/site", None).await;
+    assert_eq!(
+        s.body["services"][0]["waiting"], 1,
+        "one ticket on the server"
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/tickets/{id}"), None).await.body["number"],
+        "A001"
+    );
+}
+
+#[test]
+fn render_writes_a_png_people_can_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("ticket.png");
+    let out = Command::new(binary("luot-kiosk"))
+        .args(["render", "--png"])
+        .arg(&png)
+        .args(["--number", "C123", "--paper-mm", "58"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let img = image::open(&png).unwrap().to_luma8();
+    assert_eq!(img.width(), 384);
+    assert!(escpos::qr(&img).unwrap().contains("/t/"));
+}
+
+#[test]
+fn a_bad_kiosk_config_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kiosk.toml");
+    std::fs::write(&cfg, "[server]\nurl = \"http://x:8080\"\ntoken = \"t\"\n[printer]\ntarget = \"lpt1\"\n[[buttons]]\npin = 17\nservice = \"a\"\n").unwrap();
+    let out = Command::new(binary("luot-kiosk"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("printer.target") && err.contains("lpt1"),
+        "{err}"
+    );
+}
