@@ -3,6 +3,7 @@
 //! sites, and talk to it over real HTTP and websockets.
 
 pub mod escpos;
+pub mod fake_printer;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

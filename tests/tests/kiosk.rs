@@ -10,12 +10,13 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use luot_kiosk::render::{TicketView, render_ticket};
 use luot_tests::escpos::{self, Page};
+use luot_tests::fake_printer::FakePrinter;
 use luot_tests::*;
 
 struct Kiosk {
@@ -162,59 +163,6 @@ async fn presses_print_tickets_the_server_knows() {
         logged.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
         ["A001", "A002", "B001"]
     );
-}
-
-/// A network printer on loopback: captures print jobs and answers DLE EOT.
-struct FakePrinter {
-    addr: std::net::SocketAddr,
-    status: Arc<Mutex<[u8; 3]>>,
-    jobs: Arc<Mutex<Vec<u8>>>,
-}
-
-impl FakePrinter {
-    fn start(status: [u8; 3]) -> FakePrinter {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let status = Arc::new(Mutex::new(status));
-        let jobs = Arc::new(Mutex::new(Vec::new()));
-        let (st, jb) = (status.clone(), jobs.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { break };
-                let (st, jb) = (st.clone(), jb.clone());
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut first = true;
-                    let mut status_conn = false;
-                    while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        if first {
-                            status_conn = buf[0] == 0x10;
-                            first = false;
-                        }
-                        if status_conn {
-                            for q in buf[..n].chunks(3) {
-                                if let [0x10, 0x04, k] = q {
-                                    let s = *st.lock().unwrap();
-                                    let answer = match k {
-                                        1 => s[0],
-                                        2 => s[1],
-                                        _ => s[2],
-                                    };
-                                    let _ = conn.write_all(&[answer]);
-                                }
-                            }
-                        } else {
-                            jb.lock().unwrap().extend_from_slice(&buf[..n]);
-                        }
-                    }
-                });
-            }
-        });
-        FakePrinter { addr, status, jobs }
-    }
 }
 
 #[tokio::test]

@@ -56,6 +56,11 @@ enum What {
         #[arg(long, default_value_t = 100_000)]
         events: usize,
     },
+    /// Kiosk: ticket render time, press → first byte at the printer, RSS.
+    Kiosk {
+        #[arg(long, default_value_t = 50)]
+        presses: usize,
+    },
     All,
 }
 
@@ -345,6 +350,98 @@ async fn bench_restart(events: usize, f: &mut Figures) {
     f.insert("restart_ready_ms".into(), ms(&h, 0.5));
 }
 
+async fn bench_kiosk(presses: usize, f: &mut Figures) {
+    use luot_kiosk::printer::{CaptureDriver, STATUS_OK, Target, print_page};
+    use luot_kiosk::render::{TicketView, render_ticket};
+    use std::io::Write;
+    // Render (and raster encoding) alone.
+    let view = TicketView {
+        site_name: "Bệnh viện Đa khoa tỉnh (ví dụ)".into(),
+        service_name: "Khám Sản - Phụ khoa".into(),
+        number: "E015".into(),
+        priority: Some("pregnant".into()),
+        issued_at: "2026-11-22T07:31:02+07:00".into(),
+        ahead: 4,
+        url: "http://192.168.10.5:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
+        footer: "Vui lòng chờ gọi số".into(),
+    };
+    let mut render = Histogram::<u64>::new(3).unwrap();
+    let mut job = Histogram::<u64>::new(3).unwrap();
+    let target = Target::Capture(CaptureDriver::new());
+    for _ in 0..100 {
+        let t0 = Instant::now();
+        let page = render_ticket(&view, 576);
+        render.record(t0.elapsed().as_micros() as u64).unwrap();
+        print_page(&target, &page).unwrap();
+        job.record(t0.elapsed().as_micros() as u64).unwrap();
+    }
+    println!(
+        "kiosk: render a ticket p50 {:.1} ms, p99 {:.1} ms; render + ESC/POS raster p50 {:.1} ms, p99 {:.1} ms",
+        ms(&render, 0.5),
+        ms(&render, 0.99),
+        ms(&job, 0.5),
+        ms(&job, 0.99)
+    );
+    f.insert("kiosk_render_p50_ms".into(), ms(&render, 0.5));
+    f.insert("kiosk_render_p99_ms".into(), ms(&render, 0.99));
+    f.insert("kiosk_render_and_raster_p99_ms".into(), ms(&job, 0.99));
+
+    // Press -> first byte at a network printer, through a real server.
+    let site = Site::hospital();
+    let server = site.start();
+    let printer = luot_tests::fake_printer::FakePrinter::start(STATUS_OK);
+    let mut child = std::process::Command::new(binary("luot-kiosk"))
+        .args([
+            "--simulate",
+            "--server",
+            &server.url(""),
+            "--token",
+            KIOSK_TOKEN,
+        ])
+        .arg("--printer")
+        .arg(format!("tcp:{}", printer.addr))
+        .arg("--state-dir")
+        .arg(site.dir.path().join("kiosk"))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut press = Histogram::<u64>::new(3).unwrap();
+    for i in 0..presses {
+        let t0 = Instant::now();
+        writeln!(stdin, "{}", ["kham-noi", "kham-ngoai"][i % 2]).unwrap();
+        loop {
+            if printer.first_bytes.lock().unwrap().len() > i {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no print for press {i}"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let first = printer.first_bytes.lock().unwrap()[i];
+        press
+            .record(first.duration_since(t0).as_micros() as u64)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rss = rss_mb(child.id());
+    drop(stdin);
+    let _ = child.wait();
+    println!(
+        "kiosk: press -> first byte at the printer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {presses} presses; kiosk RSS {rss:.1} MB",
+        ms(&press, 0.5),
+        ms(&press, 0.99),
+        press.max() as f64 / 1000.0
+    );
+    f.insert("kiosk_press_to_print_p50_ms".into(), ms(&press, 0.5));
+    f.insert("kiosk_press_to_print_p99_ms".into(), ms(&press, 0.99));
+    f.insert("kiosk_rss_mb".into(), (rss * 10.0).round() / 10.0);
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -357,10 +454,12 @@ async fn main() {
         What::Issue { kiosks, tickets } => bench_issue(kiosks, tickets, &mut f).await,
         What::Fanout { screens, calls } => bench_fanout(screens, calls, &mut f).await,
         What::Restart { events } => bench_restart(events, &mut f).await,
+        What::Kiosk { presses } => bench_kiosk(presses, &mut f).await,
         What::All => {
             bench_issue(64, 50_000, &mut f).await;
             bench_fanout(5_000, 40, &mut f).await;
             bench_restart(100_000, &mut f).await;
+            bench_kiosk(50, &mut f).await;
         }
     }
     println!("\n| figure | value |\n| --- | --- |");
