@@ -238,3 +238,78 @@ impl Kiosk {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::{CaptureDriver, STATUS_COVER_OPEN, STATUS_PAPER_OUT};
+
+    fn kiosk(capture: &CaptureDriver, dir: &std::path::Path) -> (Kiosk, watch::Receiver<LedMode>) {
+        // Nothing listens on port 9 of loopback: the server is unreachable.
+        let link = Link::start("ws://127.0.0.1:9/api/v1/ws".into(), "t".into());
+        let (led, led_rx) = watch::channel(LedMode::Off);
+        let settings = Settings {
+            width: 576,
+            footer: "Vui lòng chờ gọi số".into(),
+            help: "Xin mời đến Quầy Tiếp đón.".into(),
+            issue_deadline: Duration::from_millis(800),
+        };
+        let ids = RequestIds::open(dir).unwrap();
+        (
+            Kiosk::new(link, Target::Capture(capture.clone()), settings, ids, led),
+            led_rx,
+        )
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_gives_a_slip_not_a_ticket() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let (mut k, led) = kiosk(&capture, dir.path());
+        let t0 = Instant::now();
+        let outcome = k.handle("kham-noi", None).await;
+        assert!(
+            matches!(outcome, Outcome::OutOfService(ref m) if m.contains("Quầy Tiếp đón")),
+            "{outcome:?}"
+        );
+        assert!(
+            t0.elapsed() >= Duration::from_millis(800),
+            "it retried for a while first"
+        );
+        // A slip was printed, and it is not a ticket (no QR code).
+        let bytes = capture.bytes();
+        assert!(bytes.windows(3).any(|w| w == [0x1D, b'v', b'0']));
+        k.update_led();
+        assert_eq!(
+            *led.borrow(),
+            LedMode::Attention,
+            "the LED blinks while offline"
+        );
+        assert_eq!(k.stats.out_of_service, 1);
+        assert_eq!(k.stats.printed, 0);
+    }
+
+    #[tokio::test]
+    async fn a_printer_that_cannot_print_refuses_before_asking_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let (mut k, _led) = kiosk(&capture, dir.path());
+        for (status, words) in [
+            (STATUS_PAPER_OUT, "hết giấy"),
+            (STATUS_COVER_OPEN, "Nắp máy in"),
+        ] {
+            capture.set_status(status);
+            let t0 = Instant::now();
+            let outcome = k.handle("kham-noi", None).await;
+            assert!(
+                matches!(outcome, Outcome::PrinterNotReady(ref m) if m.contains(words)),
+                "{outcome:?}"
+            );
+            assert!(t0.elapsed() < Duration::from_millis(500), "refused at once");
+        }
+        assert!(capture.bytes().is_empty(), "nothing printed");
+        // No request id was used up by refused presses.
+        let next = k.ids.next_id().unwrap();
+        assert!(next.ends_with("-000000"), "{next}");
+    }
+}

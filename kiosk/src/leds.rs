@@ -64,3 +64,32 @@ pub fn spawn(mut led: Box<dyn Led>, mut mode: watch::Receiver<LedMode>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    struct Recorder(Arc<Mutex<Vec<bool>>>);
+    impl Led for Recorder {
+        fn set(&mut self, on: bool) {
+            self.0.lock().unwrap().push(on);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn steady_when_ready_blinking_when_not() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = watch::channel(LedMode::Ready);
+        spawn(Box::new(Recorder(seen.clone())), rx);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(*seen.lock().unwrap(), vec![true], "steady on");
+        tx.send(LedMode::Attention).unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let toggles = seen.lock().unwrap().len();
+        assert!(toggles >= 6, "blinking: {toggles} changes in 3 s");
+        tx.send(LedMode::Off).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(seen.lock().unwrap().last(), Some(&false));
+    }
+}

@@ -88,7 +88,12 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run(cli)),
+        Ok(rt) => {
+            let r = rt.block_on(run(cli));
+            // Do not wait for a read of standard input that may never end.
+            rt.shutdown_background();
+            r
+        }
         Err(e) => Err(e.into()),
     };
     match result {

@@ -446,3 +446,47 @@ fn a_bad_kiosk_config_names_the_field() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_kiosk_cleanly() {
+    let site = Site::hospital();
+    let server = site.start();
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start(
+        &server.url(""),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+    );
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(&k.log)
+        .unwrap_or_default()
+        .contains("connected to luot-server")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "kiosk never connected"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill")
+        .args(["-TERM", &k.child.id().to_string()])
+        .status()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = k.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "kiosk did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert!(
+        std::fs::read_to_string(&k.log)
+            .unwrap()
+            .contains("luot-kiosk stopped")
+    );
+}
