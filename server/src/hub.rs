@@ -358,6 +358,7 @@ impl Inner {
         let mut device_frames: Vec<Utf8Bytes> = Vec::new();
         let mut shutdown = None;
         let mut issued = 0u64;
+        let mut day_started = false;
         let (seq0, index0) = (self.next_seq, self.next_index);
 
         for req in requests.drain(..) {
@@ -388,6 +389,7 @@ impl Inner {
                         );
                         self.next_index += 1;
                     }
+                    day_started |= !applied.archives.is_empty();
                     for a in &applied.archives {
                         let day = a.day.to_string();
                         for t in &a.tickets {
@@ -442,6 +444,15 @@ impl Inner {
             Ok(()) => {
                 self.metrics.tickets_issued.inc_by(issued);
                 self.maybe_snapshot();
+                if day_started {
+                    match self.store.prune_sessions(now) {
+                        Ok(n) if n > 0 => {
+                            tracing::info!(removed = n, "expired login sessions removed")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "pruning login sessions failed"),
+                    }
+                }
                 for p in pending {
                     match p.reply {
                         PendingReply::Command(tx) => {

@@ -262,21 +262,21 @@ impl Store {
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
-    /// Removes expired sessions (cheap: there are few).
-    pub fn expired_sessions(&self, now: i64) -> Vec<String> {
-        self.db
-            .scan_prefix(b"S")
-            .filter_map(|kv| kv.ok())
-            .filter_map(|(k, v)| {
-                let s: Session = serde_json::from_slice(&v).ok()?;
-                (s.expires_at < now).then(|| String::from_utf8_lossy(&k[1..]).into_owned())
-            })
-            .collect()
-    }
-
-    pub fn remove_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        self.db.remove(prefixed(b'S', token_hash.as_bytes()))?;
-        Ok(())
+    /// Removes expired login sessions (there are few: one per login).
+    pub fn prune_sessions(&self, now: i64) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for (k, v) in self.db.scan_prefix(b"S").filter_map(|kv| kv.ok()) {
+            let expired = serde_json::from_slice::<Session>(&v)
+                .map(|s| s.expires_at < now)
+                .unwrap_or(true);
+            if expired {
+                batch.remove(k);
+                n += 1;
+            }
+        }
+        self.db.apply_batch(batch)?;
+        Ok(n)
     }
 
     pub fn archived_ticket(&self, id: &str) -> Option<crate::engine::TicketRec> {
@@ -417,6 +417,31 @@ mod tests {
         let l = s.load().unwrap();
         assert_eq!(l.records.len(), 5);
         assert_eq!(l.records[4].1.seq, Some(5));
+    }
+
+    #[test]
+    fn expired_sessions_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let mut b = WriteBatch::default();
+        b.session(
+            "old",
+            &Session {
+                username: "a".into(),
+                expires_at: 100,
+            },
+        );
+        b.session(
+            "new",
+            &Session {
+                username: "b".into(),
+                expires_at: 10_000,
+            },
+        );
+        s.commit(b).unwrap();
+        assert_eq!(s.prune_sessions(5_000).unwrap(), 1);
+        assert!(s.session("old").unwrap().is_none());
+        assert!(s.session("new").unwrap().is_some());
     }
 
     #[test]

@@ -49,6 +49,12 @@ async fn site_health_metrics_and_unknown_paths() {
     let n = api.get("/api/v1/nope", None).await;
     assert_eq!(n.status, 404);
     assert_eq!(n.code(), "not_found");
+    let n = api.get("/nope", None).await;
+    assert_eq!((n.status, n.code()), (404, "not_found"));
+    let m = api.call("DELETE", "/api/v1/site", None, None).await;
+    assert_eq!((m.status, m.code()), (405, "method_not_allowed"));
+    let m = api.get("/api/v1/counters/quay-1/next", None).await;
+    assert_eq!((m.status, m.code()), (405, "method_not_allowed"));
 }
 
 #[tokio::test]

@@ -53,11 +53,14 @@ pub fn router(app: AppState) -> Router {
         .route("/reports/daily", get(daily_report))
         .route("/devices", get(devices))
         .route("/ws", get(crate::ws::upgrade))
-        .fallback(|| async { ApiError::not_found() });
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { method_not_allowed() });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
@@ -65,6 +68,14 @@ pub fn router(app: AppState) -> Router {
             ),
         )
         .with_state(app)
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This path does not take that method",
+    )
 }
 
 /// The request body, with the 16 KiB limit answered as 413 `too_large`.
