@@ -85,6 +85,9 @@ pub struct Inner {
     next_index: u64,
     last_snapshot_index: u64,
     ring: VecDeque<(u64, Utf8Bytes)>,
+    /// Set after a failed commit whose state could not be rebuilt: the log
+    /// index to truncate from before trying again.
+    broken: Option<u64>,
     tx: broadcast::Sender<Frames>,
     metrics: Arc<Metrics>,
 }
@@ -142,7 +145,13 @@ impl Hub {
         let store = Arc::new(store);
         let snapshot_busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let snapshot_tx = spawn_snapshot_writer(store.clone(), snapshot_busy.clone())?;
-        let (btx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        // LUOT_BROADCAST_CAPACITY exists for tests that need a client to lag.
+        let capacity = std::env::var("LUOT_BROADCAST_CAPACITY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(BROADCAST_CAPACITY);
+        let (btx, _) = broadcast::channel(capacity);
         let (tx, rx) = mpsc::channel(64 * 1024);
         let devices = config
             .devices
@@ -160,6 +169,7 @@ impl Hub {
             next_index,
             last_snapshot_index,
             ring: VecDeque::new(),
+            broken: None,
             tx: btx.clone(),
             metrics,
         };
@@ -348,8 +358,49 @@ fn run(mut inner: Inner, mut rx: mpsc::Receiver<Request>) {
 }
 
 impl Inner {
+    /// After a failed commit whose state could not be rebuilt: try again.
+    fn recover(&mut self) -> bool {
+        let Some(index0) = self.broken else {
+            return true;
+        };
+        let rebuilt = self
+            .store
+            .reopen()
+            .and_then(|()| self.store.truncate_log_from(index0))
+            .and_then(|_| rebuild(self.state.site(), &self.store));
+        match rebuilt {
+            Ok((state, next_seq, next_index, snap)) => {
+                tracing::info!("store back; state rebuilt from disk");
+                self.state = state;
+                self.next_seq = next_seq;
+                self.next_index = next_index;
+                self.last_snapshot_index = snap;
+                self.broken = None;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// One group commit. Returns the shutdown reply when asked to stop.
     fn process(&mut self, requests: &mut Vec<Request>) -> Option<oneshot::Sender<()>> {
+        if !self.recover() {
+            let why = "Hệ thống tạm thời không lưu được dữ liệu (the store is unavailable)";
+            for req in requests.drain(..) {
+                match req {
+                    Request::Command { reply, .. } => {
+                        let _ = reply.send(Err(HubError::Unavailable(why.into())));
+                    }
+                    Request::PutSession { reply, .. } => {
+                        let _ = reply.send(Err(HubError::Unavailable(why.into())));
+                    }
+                    Request::Read(f) => f(self),
+                    Request::Device { .. } => {}
+                    Request::Shutdown(tx) => return Some(tx),
+                }
+            }
+            return None;
+        }
         let now = now_ms();
         let mut batch = WriteBatch::default();
         let mut pending: Vec<Pending> = Vec::new();
@@ -496,18 +547,15 @@ impl Inner {
                         }
                     }
                 }
-                match rebuild(self.state.site(), &self.store) {
-                    Ok((state, next_seq, next_index, snap)) => {
-                        self.state = state;
-                        self.next_seq = next_seq;
-                        self.next_index = next_index;
-                        self.last_snapshot_index = snap;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "reloading state failed; keeping the counters where they were");
-                        self.next_seq = seq0;
-                        self.next_index = index0;
-                    }
+                // sled refuses every write after an I/O error: reopen it, drop
+                // whatever of this batch reached the log (never acknowledged),
+                // and rebuild the state from what was. Until that works, every
+                // command is answered 503.
+                self.broken = Some(index0);
+                if !self.recover() {
+                    tracing::error!(
+                        "the store cannot be reopened yet; refusing commands until it can"
+                    );
                 }
             }
         }

@@ -47,6 +47,8 @@ pub enum StoreError {
     TooNew(u32),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("the data store is closed after an I/O error and could not be reopened yet")]
+    Closed,
 }
 
 /// One record of the event log.
@@ -127,33 +129,40 @@ pub struct Loaded {
     pub records: Vec<(u64, Record)>,
 }
 
-pub struct Store {
+struct Trees {
     db: sled::Db,
     snapshots: sled::Tree,
+}
+
+/// The store. Its sled handles sit behind a lock so that after an I/O error
+/// (sled refuses all writes once one failed, say on a full disk) the hub can
+/// close and reopen the database and carry on when space returns.
+pub struct Store {
+    trees: std::sync::RwLock<Option<Trees>>,
     dir: PathBuf,
+}
+
+fn open_trees(dir: &Path) -> Result<Trees, StoreError> {
+    let db = sled::Config::new()
+        .path(dir.join("db"))
+        .cache_capacity(16 * 1024 * 1024)
+        .flush_every_ms(None)
+        .open()?;
+    let snapshots = db.open_tree("snapshot")?;
+    Ok(Trees { db, snapshots })
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(16 * 1024 * 1024)
-            .flush_every_ms(None)
-            .open()?;
-        let snapshots = db.open_tree("snapshot")?;
-        let store = Store {
-            db,
-            snapshots,
-            dir: dir.to_path_buf(),
-        };
-        match store.db.get(b"Mformat")? {
+        let trees = open_trees(dir)?;
+        match trees.db.get(b"Mformat")? {
             None => {
-                store
+                trees
                     .db
                     .insert(b"Mformat", FORMAT_VERSION.to_string().as_bytes())?;
-                store.db.flush()?;
+                trees.db.flush()?;
             }
             Some(v) => {
                 let v: u32 = std::str::from_utf8(&v)
@@ -165,7 +174,42 @@ impl Store {
                 }
             }
         }
-        Ok(store)
+        Ok(Store {
+            trees: std::sync::RwLock::new(Some(trees)),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Trees) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let guard = self.trees.read().map_err(|_| StoreError::Closed)?;
+        match guard.as_ref() {
+            Some(t) => f(t),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    /// Closes and reopens the database (after an I/O error).
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.trees.write().map_err(|_| StoreError::Closed)?;
+        *guard = None; // sled releases its files when the last handle goes
+        *guard = Some(open_trees(&self.dir)?);
+        Ok(())
+    }
+
+    /// Removes log records from `index` on (ones that were never
+    /// acknowledged) and flushes.
+    pub fn truncate_log_from(&self, index: u64) -> Result<usize, StoreError> {
+        self.with(|t| {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for k in t.db.range(log_key(index)..log_key(u64::MAX)).keys() {
+                batch.remove(k?);
+                n += 1;
+            }
+            t.db.apply_batch(batch)?;
+            t.db.flush()?;
+            Ok(n)
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -174,7 +218,11 @@ impl Store {
 
     /// Reads the latest snapshot and every log record after it.
     pub fn load(&self) -> Result<Loaded, StoreError> {
-        let snapshot: Option<StoredSnapshot> = match self.snapshots.get(b"latest")? {
+        self.with(Self::load_from)
+    }
+
+    fn load_from(t: &Trees) -> Result<Loaded, StoreError> {
+        let snapshot: Option<StoredSnapshot> = match t.snapshots.get(b"latest")? {
             Some(v) => Some(
                 serde_json::from_slice(&v)
                     .map_err(|e| StoreError::Corrupt(format!("snapshot: {e}")))?,
@@ -183,7 +231,7 @@ impl Store {
         };
         let from = snapshot.as_ref().map(|s| s.index + 1).unwrap_or(0);
         let mut records = Vec::new();
-        for kv in self.db.range(log_key(from)..log_key(u64::MAX)) {
+        for kv in t.db.range(log_key(from)..log_key(u64::MAX)) {
             let (k, v) = kv?;
             let index = u64::from_be_bytes(
                 k[1..]
@@ -202,94 +250,100 @@ impl Store {
     /// not acknowledged can surface later.
     pub fn commit(&self, batch: WriteBatch) -> Result<Duration, StoreError> {
         let keys = batch.keys;
-        let t0 = Instant::now();
-        let result = self
-            .db
-            .apply_batch(batch.batch)
-            .and_then(|_| self.db.flush().map(|_| ()));
-        match result {
-            Ok(()) => Ok(t0.elapsed()),
-            Err(e) => {
-                let mut undo = sled::Batch::default();
-                for k in keys {
-                    undo.remove(k);
+        self.with(|t| {
+            let t0 = Instant::now();
+            let result =
+                t.db.apply_batch(batch.batch)
+                    .and_then(|_| t.db.flush().map(|_| ()));
+            match result {
+                Ok(()) => Ok(t0.elapsed()),
+                Err(e) => {
+                    let mut undo = sled::Batch::default();
+                    for k in keys {
+                        undo.remove(k);
+                    }
+                    let _ = t.db.apply_batch(undo);
+                    Err(e.into())
                 }
-                let _ = self.db.apply_batch(undo);
-                Err(e.into())
             }
-        }
+        })
     }
 
     /// Writes a state snapshot and flushes it. Call only after the batch it
     /// covers is committed.
     pub fn write_snapshot(&self, snap: &StoredSnapshot) -> Result<(), StoreError> {
-        self.snapshots.insert(b"latest", json(snap))?;
-        self.snapshots.flush()?;
-        Ok(())
+        self.with(|t| {
+            t.snapshots.insert(b"latest", json(snap))?;
+            t.snapshots.flush()?;
+            Ok(())
+        })
     }
 
     /// Removes log records older than `before`, at most `max` of them.
     /// Only for records a durable snapshot already covers.
     pub fn prune_log(&self, before: u64, max: usize) -> Result<usize, StoreError> {
-        let keys: Vec<_> = self
-            .db
-            .range(log_key(0)..log_key(before))
-            .keys()
-            .filter_map(|k| k.ok())
-            .take(max)
-            .collect();
-        let mut batch = sled::Batch::default();
-        let n = keys.len();
-        for k in keys {
-            batch.remove(k);
-        }
-        self.db.apply_batch(batch)?;
-        Ok(n)
+        self.with(|t| {
+            let keys: Vec<_> =
+                t.db.range(log_key(0)..log_key(before))
+                    .keys()
+                    .filter_map(|k| k.ok())
+                    .take(max)
+                    .collect();
+            let mut batch = sled::Batch::default();
+            let n = keys.len();
+            for k in keys {
+                batch.remove(k);
+            }
+            t.db.apply_batch(batch)?;
+            Ok(n)
+        })
     }
 
     /// Proves the store is writable (for `/healthz`).
     pub fn probe(&self) -> Result<(), StoreError> {
-        self.db
-            .insert(b"Mhealth", chrono::Utc::now().to_rfc3339().as_bytes())?;
-        self.db.flush()?;
-        Ok(())
+        self.with(|t| {
+            t.db.insert(b"Mhealth", chrono::Utc::now().to_rfc3339().as_bytes())?;
+            t.db.flush()?;
+            Ok(())
+        })
     }
 
     pub fn session(&self, token_hash: &str) -> Result<Option<Session>, StoreError> {
-        Ok(self
-            .db
-            .get(prefixed(b'S', token_hash.as_bytes()))?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+        self.with(|t| {
+            Ok(t.db
+                .get(prefixed(b'S', token_hash.as_bytes()))?
+                .and_then(|v| serde_json::from_slice(&v).ok()))
+        })
     }
 
     /// Removes expired login sessions (there are few: one per login).
     pub fn prune_sessions(&self, now: i64) -> Result<usize, StoreError> {
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for (k, v) in self.db.scan_prefix(b"S").filter_map(|kv| kv.ok()) {
-            let expired = serde_json::from_slice::<Session>(&v)
-                .map(|s| s.expires_at < now)
-                .unwrap_or(true);
-            if expired {
-                batch.remove(k);
-                n += 1;
+        self.with(|t| {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for (k, v) in t.db.scan_prefix(b"S").filter_map(|kv| kv.ok()) {
+                let expired = serde_json::from_slice::<Session>(&v)
+                    .map(|s| s.expires_at < now)
+                    .unwrap_or(true);
+                if expired {
+                    batch.remove(k);
+                    n += 1;
+                }
             }
-        }
-        self.db.apply_batch(batch)?;
-        Ok(n)
+            t.db.apply_batch(batch)?;
+            Ok(n)
+        })
     }
 
     pub fn archived_ticket(&self, id: &str) -> Option<crate::engine::TicketRec> {
-        self.db
-            .get(prefixed(b'A', id.as_bytes()))
+        self.with(|t| Ok(t.db.get(prefixed(b'A', id.as_bytes()))?))
             .ok()
             .flatten()
             .and_then(|v| serde_json::from_slice(&v).ok())
     }
 
     pub fn archived_report(&self, day: &str) -> Option<luot_protocol::DailyReport> {
-        self.db
-            .get(prefixed(b'R', day.as_bytes()))
+        self.with(|t| Ok(t.db.get(prefixed(b'R', day.as_bytes()))?))
             .ok()
             .flatten()
             .and_then(|v| serde_json::from_slice(&v).ok())
@@ -298,6 +352,10 @@ impl Store {
     /// Writes a consistent copy of the whole store. The caller guarantees no
     /// write happens meanwhile (the hub calls it between batches).
     pub fn backup_to(&self, out: &mut dyn Write) -> Result<u64, StoreError> {
+        self.with(|t| Self::backup_from(t, out))
+    }
+
+    fn backup_from(t: &Trees, out: &mut dyn Write) -> Result<u64, StoreError> {
         let mut hasher = Sha256::new();
         let mut write = |buf: &[u8], out: &mut dyn Write| -> std::io::Result<()> {
             hasher.update(buf);
@@ -306,15 +364,14 @@ impl Store {
         write(BACKUP_MAGIC, out)?;
         let mut n: u64 = 0;
         // The snapshot goes under a reserved key of the main tree's key space.
-        let snap = self
+        let snap = t
             .snapshots
             .get(b"latest")?
             .map(|v| (sled::IVec::from(SNAPSHOT_BACKUP_KEY), v));
-        for kv in self
-            .db
-            .iter()
-            .map(|kv| kv.map_err(StoreError::from))
-            .chain(snap.map(Ok))
+        for kv in
+            t.db.iter()
+                .map(|kv| kv.map_err(StoreError::from))
+                .chain(snap.map(Ok))
         {
             let (k, v) = kv?;
             if k.as_ref() == b"Mhealth" {
@@ -371,16 +428,20 @@ pub fn restore_backup(input: &mut dyn Read, dir: &Path) -> Result<u64, StoreErro
         return Err(bad("entry count mismatch"));
     }
     let store = Store::open(dir)?;
-    let mut batch = sled::Batch::default();
-    for (k, v) in entries {
-        if k == SNAPSHOT_BACKUP_KEY {
-            store.snapshots.insert(b"latest", v)?;
-        } else {
-            batch.insert(k, v);
+    store.with(|t| {
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            if k == SNAPSHOT_BACKUP_KEY {
+                t.snapshots.insert(b"latest", v)?;
+            } else {
+                batch.insert(k, v);
+            }
         }
-    }
-    store.db.apply_batch(batch)?;
-    store.db.flush()?;
+        t.db.apply_batch(batch)?;
+        t.db.flush()?;
+        t.snapshots.flush()?;
+        Ok(())
+    })?;
     Ok(n)
 }
 
