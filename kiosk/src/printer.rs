@@ -14,9 +14,7 @@ use std::time::Duration;
 use escpos::driver::{Driver, FileDriver, NativeUsbDriver, NetworkDriver};
 use escpos::errors::{PrinterError, Result as EscResult};
 use escpos::printer::Printer;
-use escpos::utils::{
-    BitImageOption, BitImageSize, Protocol, RealTimeStatusRequest, RealTimeStatusResponse,
-};
+use escpos::utils::{Protocol, RealTimeStatusRequest, RealTimeStatusResponse};
 use image::GrayImage;
 use luot_protocol::PrinterStatus;
 
@@ -225,20 +223,38 @@ impl Driver for CaptureDriver {
     }
 }
 
+/// `GS v 0 0 xL xH yL yH d…`: rows `y0..y0+rows` of a 1-bit page, black
+/// where the pixel is dark, most significant bit leftmost.
+pub fn raster_band(page: &GrayImage, y0: u32, rows: u32) -> Vec<u8> {
+    let wb = page.width().div_ceil(8);
+    let mut cmd = Vec::with_capacity(8 + (wb * rows) as usize);
+    cmd.extend_from_slice(&[0x1D, b'v', b'0', 0]);
+    cmd.extend_from_slice(&(wb as u16).to_le_bytes());
+    cmd.extend_from_slice(&(rows as u16).to_le_bytes());
+    for y in y0..y0 + rows {
+        for xb in 0..wb {
+            let mut byte = 0u8;
+            for bit in 0..8 {
+                let x = xb * 8 + bit;
+                if x < page.width() && page.get_pixel(x, y).0[0] < 128 {
+                    byte |= 0x80 >> bit;
+                }
+            }
+            cmd.push(byte);
+        }
+    }
+    cmd
+}
+
 /// Sends a page: init, raster bands, feed, partial cut.
 pub fn print_page(target: &Target, page: &GrayImage) -> Result<(), String> {
     let driver = target.open().map_err(|e| e.to_string())?;
     let mut p = Printer::new(driver, Protocol::default(), None);
-    let option = || {
-        BitImageOption::new(Some(page.width()), None, BitImageSize::Normal)
-            .map_err(|e| e.to_string())
-    };
     p.init().map_err(|e| e.to_string())?;
     let mut y = 0;
     while y < page.height() {
         let rows = BAND_ROWS.min(page.height() - y);
-        let band = image::imageops::crop_imm(page, 0, y, page.width(), rows).to_image();
-        p.bit_image_from_bytes_option(&crate::render::png(&band), option()?)
+        p.custom(&raster_band(page, y, rows))
             .map_err(|e| e.to_string())?;
         y += rows;
     }
@@ -376,7 +392,22 @@ mod tests {
         assert!(b.starts_with(&[0x1B, b'@']), "ESC @ first");
         let bands = b.windows(3).filter(|w| *w == [0x1D, b'v', b'0']).count();
         assert_eq!(bands, 3, "600 rows in bands of 256");
+        // The first band: 72 bytes wide, 256 rows, all white.
+        let at = b.windows(3).position(|w| w == [0x1D, b'v', b'0']).unwrap();
+        assert_eq!(&b[at + 3..at + 8], &[0, 72, 0, 0, 1]);
+        assert!(b[at + 8..at + 8 + 72 * 256].iter().all(|x| *x == 0));
         assert!(b.ends_with(&PARTIAL_CUT), "partial cut last");
+    }
+
+    #[test]
+    fn raster_bits_are_msb_first_black_is_one() {
+        let mut page = GrayImage::from_pixel(16, 2, image::Luma([255]));
+        page.put_pixel(0, 0, image::Luma([0]));
+        page.put_pixel(9, 1, image::Luma([0]));
+        assert_eq!(
+            raster_band(&page, 0, 2),
+            vec![0x1D, b'v', b'0', 0, 2, 0, 2, 0, 0x80, 0x00, 0x00, 0x40]
+        );
     }
 
     #[test]

@@ -267,6 +267,10 @@ pub struct WireEvent {
     /// Added field: when it happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
+    /// Added field: the waiting count and next numbers of every service the
+    /// event changed, so a board stays exact without a new snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<BoardService>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -95,21 +95,37 @@ impl State {
         out
     }
 
+    /// The board view of the named services.
+    pub fn board_services(&self, ids: &[&str]) -> Vec<BoardService> {
+        let mut out: Vec<BoardService> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if out.iter().any(|s| s.id == *id) {
+                continue;
+            }
+            if let Some(i) = self.site.service_idx(id) {
+                out.push(self.board_service(i));
+            }
+        }
+        out
+    }
+
+    fn board_service(&self, i: usize) -> BoardService {
+        let s = &self.site.services[i];
+        BoardService {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            prefix: s.prefix.clone(),
+            waiting: self.waiting_count(i),
+            next_numbers: self.next_numbers(i, 5),
+        }
+    }
+
     pub fn board(&self) -> BoardState {
         let site = &self.site;
         BoardState {
             day: self.day.map(|d| d.to_string()).unwrap_or_default(),
-            services: site
-                .services
-                .iter()
-                .enumerate()
-                .map(|(i, s)| BoardService {
-                    id: s.id.clone(),
-                    name: s.name.clone(),
-                    prefix: s.prefix.clone(),
-                    waiting: self.waiting_count(i),
-                    next_numbers: self.next_numbers(i, 5),
-                })
+            services: (0..site.services.len())
+                .map(|i| self.board_service(i))
                 .collect(),
             counters: site
                 .counters
@@ -220,12 +236,14 @@ impl State {
             day: None,
             from_service: None,
             at: None,
+            services: None,
         };
         let ticket_event = |kind, id: &str, counter: Option<&str>, at: Millis| {
             let mut w = blank(kind);
             if let Some(t) = self.ticket(id) {
                 w.service_name = Some(self.service_name(&t.service));
                 w.ticket = Some(self.render_ticket(t));
+                w.services = Some(self.board_services(&[t.service.as_str()]));
             }
             if let Some(c) = counter {
                 w.counter = Some(c.to_string());
@@ -265,6 +283,10 @@ impl State {
             } => {
                 let mut w = ticket_event(EventKind::TicketTransferred, id, Some(counter), *at);
                 w.from_service = Some(from_service.clone());
+                if let Some(t) = self.ticket(id) {
+                    w.services =
+                        Some(self.board_services(&[from_service.as_str(), t.service.as_str()]));
+                }
                 w
             }
             Event::CounterOpened { counter, at, .. } => {
