@@ -496,7 +496,11 @@ impl Inner {
                 self.metrics.tickets_issued.inc_by(issued);
                 self.maybe_snapshot();
                 if day_started {
-                    match self.store.prune_sessions(now) {
+                    // Sessions expire in real time, whatever the queue clock says.
+                    match self
+                        .store
+                        .prune_sessions(chrono::Utc::now().timestamp_millis())
+                    {
                         Ok(n) if n > 0 => {
                             tracing::info!(removed = n, "expired login sessions removed")
                         }

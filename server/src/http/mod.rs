@@ -55,7 +55,9 @@ pub fn router(app: AppState) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { method_not_allowed() });
+    let voice = app.config.server.data_dir.join("voice");
     Router::new()
+        .merge(luot_display::router(Some(voice)))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
