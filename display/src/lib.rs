@@ -177,20 +177,16 @@ async fn voice(dir: Option<PathBuf>, name: &str) -> Response {
         (header::CONTENT_TYPE, "audio/wav"),
         (header::CACHE_CONTROL, "max-age=3600"),
     ];
-    if let Some(dir) = dir {
-        if let Ok(bytes) = tokio_fs_read(dir.join(name)).await {
-            return (wav, bytes).into_response();
-        }
+    if let Some(dir) = dir
+        && let Ok(bytes) = std::fs::read(dir.join(name))
+    {
+        // Small files, read rarely (browsers cache them): a plain read is fine.
+        return (wav, bytes).into_response();
     }
     match CLIPS.iter().find(|(n, _)| *n == stem) {
         Some((_, bytes)) => (wav, *bytes).into_response(),
         None => not_found(),
     }
-}
-
-async fn tokio_fs_read(path: PathBuf) -> std::io::Result<Vec<u8>> {
-    // Small files, read rarely (browsers cache them): a plain read is fine.
-    std::fs::read(path)
 }
 
 #[cfg(test)]
