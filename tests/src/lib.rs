@@ -2,6 +2,7 @@
 //! `luot-server` binary on a temporary data directory and port 0, write test
 //! sites, and talk to it over real HTTP and websockets.
 
+pub mod browser;
 pub mod escpos;
 pub mod fake_printer;
 
