@@ -402,3 +402,86 @@ async fn the_ticket_page_follows_the_queue_and_takes_one_rating() {
     );
     b.close().await;
 }
+
+#[tokio::test]
+async fn the_rating_pad_and_the_admin_page() {
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    let t = api.issue(KIOSK_TOKEN, "kham-noi", "p1").await.body;
+    api.post("/api/v1/counters/quay-1/next", Some(&staff), None)
+        .await;
+
+    // The pad faces the citizen at quay-1.
+    let b = Browser::start(1280, 800).await;
+    b.goto(&server.url(&format!("/rate/quay-1#token={DISPLAY_TOKEN}")))
+        .await;
+    b.until(
+        "idle",
+        "return !document.getElementById('idle').classList.contains('hidden')",
+        WAIT,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    api.post("/api/v1/counters/quay-1/done", Some(&staff), None)
+        .await;
+    b.until(
+        "faces",
+        "return !document.getElementById('ask').classList.contains('hidden')",
+        WAIT,
+    )
+    .await;
+    assert!(b.text("#faces").await.contains("Rất hài lòng"));
+    b.click("#faces button[data-rating='4']").await; // "Hài lòng"
+    b.until(
+        "thanks",
+        "return !document.getElementById('thanks').classList.contains('hidden')",
+        WAIT,
+    )
+    .await;
+    let again = api
+        .post(
+            &format!("/api/v1/tickets/{}/feedback", t["id"].as_str().unwrap()),
+            None,
+            Some(json!({"rating": 1})),
+        )
+        .await;
+    assert_eq!(again.code(), "already_rated", "the pad recorded the rating");
+    b.close().await;
+
+    // A kiosk out of paper stands out on the admin page.
+    let (mut kiosk, _) = Ws::hello(&server, Some(KIOSK_TOKEN), None).await;
+    kiosk.recv().await.unwrap();
+    kiosk
+        .send(json!({"type": "device_status", "printer": "paper_out"}))
+        .await;
+    let b = Browser::start(1280, 800).await;
+    b.goto(&server.url("/admin")).await;
+    b.fill("#u", "admin").await;
+    b.fill("#p", PASSWORD).await;
+    b.click("#login button").await;
+    let row = b
+        .until(
+            "alert row",
+            "const r = [...document.querySelectorAll('#devices tbody tr')].find(r => r.textContent.includes('kiosk-sanh-a'));
+             return r && r.className === 'alert' ? r.textContent : null;",
+            WAIT,
+        )
+        .await;
+    assert!(row.as_str().unwrap().contains("HẾT GIẤY"), "{row}");
+    let svc = b
+        .until(
+            "service figures",
+            "return document.querySelector('#svc tbody tr')?.textContent",
+            WAIT,
+        )
+        .await;
+    assert!(svc.as_str().unwrap().starts_with("kham-noi1"), "{svc}");
+    assert!(
+        svc.as_str().unwrap().contains("4.00 (1)"),
+        "rating in the report: {svc}"
+    );
+    b.screenshot("admin.png").await;
+    b.close().await;
+}

@@ -56,6 +56,11 @@ enum What {
         #[arg(long, default_value_t = 100_000)]
         events: usize,
     },
+    /// Screens: staff call → number visible on a board in headless Chromium.
+    Screens {
+        #[arg(long, default_value_t = 40)]
+        calls: usize,
+    },
     /// Kiosk: ticket render time, press → first byte at the printer, RSS.
     Kiosk {
         #[arg(long, default_value_t = 50)]
@@ -442,6 +447,95 @@ async fn bench_kiosk(presses: usize, f: &mut Figures) {
     f.insert("kiosk_rss_mb".into(), (rss * 10.0).round() / 10.0);
 }
 
+async fn bench_screens(calls: usize, f: &mut Figures) {
+    use luot_tests::browser::Browser;
+    let weight = luot_display_weight();
+    println!(
+        "screens: board page weight without audio {:.1} KB",
+        weight as f64 / 1024.0
+    );
+    f.insert(
+        "board_page_weight_kb".into(),
+        (weight as f64 / 102.4).round() / 10.0,
+    );
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    for i in 0..calls {
+        api.issue(KIOSK_TOKEN, "kham-noi", &format!("s{i}")).await;
+    }
+    let b = Browser::start(1920, 1080).await;
+    b.goto(&server.url(&format!("/board#token={DISPLAY_TOKEN}")))
+        .await;
+    b.until(
+        "board",
+        "return document.querySelectorAll('[data-counter]').length === 4",
+        Duration::from_secs(20),
+    )
+    .await;
+    // Note the wall-clock time (ms since the epoch) at which each number appears.
+    b.js("window.__seen = {}; new MutationObserver(() => {
+            const n = document.querySelector('[data-counter=quay-1] .num');
+            if (n && !(n.textContent in window.__seen)) window.__seen[n.textContent] = performance.timeOrigin + performance.now();
+          }).observe(document.getElementById('counters'), {subtree: true, childList: true, characterData: true});").await;
+    let mut sent = BTreeMap::new();
+    for _ in 0..calls {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0;
+        let r = api
+            .post("/api/v1/counters/quay-1/next", Some(&staff), None)
+            .await;
+        sent.insert(r.body["number"].as_str().unwrap().to_string(), t);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = b.js("return window.__seen").await;
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    for (number, t) in &sent {
+        if let Some(at) = seen[number].as_f64() {
+            h.record(((at - t).max(0.0) * 1000.0) as u64).unwrap();
+        }
+    }
+    b.close().await;
+    println!(
+        "screens: staff call -> number visible on the board in Chromium: {} of {calls}; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        h.len(),
+        ms(&h, 0.5),
+        ms(&h, 0.99),
+        h.max() as f64 / 1000.0
+    );
+    f.insert("board_call_visible_p50_ms".into(), ms(&h, 0.5));
+    f.insert("board_call_visible_p99_ms".into(), ms(&h, 0.99));
+}
+
+/// Bytes of the board page and the scripts and styles it loads.
+fn luot_display_weight() -> usize {
+    [
+        "/board",
+        "/static/luot.js",
+        "/static/luot.css",
+        "/static/voice.js",
+    ]
+    .iter()
+    .map(|p| display_asset_len(p))
+    .sum()
+}
+
+fn display_asset_len(path: &str) -> usize {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../display/assets");
+    let file = match path {
+        "/board" => "board.html",
+        other => other.trim_start_matches("/static/"),
+    };
+    std::fs::metadata(root.join(file))
+        .map(|m| m.len() as usize)
+        .unwrap_or(0)
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -455,11 +549,13 @@ async fn main() {
         What::Fanout { screens, calls } => bench_fanout(screens, calls, &mut f).await,
         What::Restart { events } => bench_restart(events, &mut f).await,
         What::Kiosk { presses } => bench_kiosk(presses, &mut f).await,
+        What::Screens { calls } => bench_screens(calls, &mut f).await,
         What::All => {
             bench_issue(64, 50_000, &mut f).await;
             bench_fanout(5_000, 40, &mut f).await;
             bench_restart(100_000, &mut f).await;
             bench_kiosk(50, &mut f).await;
+            bench_screens(40, &mut f).await;
         }
     }
     println!("\n| figure | value |\n| --- | --- |");
