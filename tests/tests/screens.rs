@@ -19,7 +19,6 @@ async fn a_call_shows_on_the_board_and_the_counter_sign() {
     let site = Site::hospital();
     let server = site.start();
     let api = Api::new(&server);
-    let staff = api.login("le.thu").await;
     for i in 0..3 {
         api.issue(KIOSK_TOKEN, "kham-noi", &format!("b{i}")).await;
     }
@@ -40,7 +39,36 @@ async fn a_call_shows_on_the_board_and_the_counter_sign() {
     );
     b.until("waiting count", "return document.querySelector('[data-service=kham-noi]').textContent.includes('Đang chờ: 3')", WAIT).await;
 
-    api.post("/api/v1/counters/quay-1/next", Some(&staff), None)
+    // Le Thu calls the next number from her console, with the keypad's Enter.
+    let console = Browser::start(1280, 720).await;
+    console.goto(&server.url("/console")).await;
+    console.fill("#u", "le.thu").await;
+    console.fill("#p", PASSWORD).await;
+    console.click("#login-btn").await;
+    console
+        .until(
+            "counter choice",
+            "return document.querySelectorAll('#pick-list button').length === 1",
+            WAIT,
+        )
+        .await;
+    console.click("#pick-list button").await;
+    console
+        .until(
+            "desk",
+            "return document.getElementById('desk-title').textContent.includes('Quầy 1')",
+            WAIT,
+        )
+        .await;
+    let key =
+        |k: &str| format!("document.dispatchEvent(new KeyboardEvent('keydown', {{key: '{k}'}}))");
+    console.js(&key("Enter")).await;
+    console
+        .until(
+            "called on the console",
+            "return document.getElementById('cur-num').textContent === 'A001'",
+            WAIT,
+        )
         .await;
     b.until(
         "A001 at Quầy 1",
@@ -56,11 +84,10 @@ async fn a_call_shows_on_the_board_and_the_counter_sign() {
     );
     b.screenshot("board-1920x1080.png").await;
 
-    // A recall flashes the counter again.
+    // A recall from the console (the keypad's '.') flashes the counter again.
     b.js("document.querySelector('[data-counter=quay-1]').classList.remove('flash')")
         .await;
-    api.post("/api/v1/counters/quay-1/recall", Some(&staff), None)
-        .await;
+    console.js(&key(".")).await;
     b.until(
         "flash on recall",
         "return document.querySelector('[data-counter=quay-1]').classList.contains('flash')",
@@ -77,8 +104,7 @@ async fn a_call_shows_on_the_board_and_the_counter_sign() {
     )
     .await;
     assert_eq!(b.text("#name").await, "Quầy 1");
-    api.post("/api/v1/counters/quay-1/next", Some(&staff), None)
-        .await;
+    console.js(&key("Enter")).await;
     b.until(
         "next number on the sign",
         "return document.getElementById('num').textContent === 'A002'",
@@ -86,6 +112,7 @@ async fn a_call_shows_on_the_board_and_the_counter_sign() {
     )
     .await;
     b.close().await;
+    console.close().await;
 
     // 1280×720 and one area of a big hospital.
     let b = Browser::start(1280, 720).await;
