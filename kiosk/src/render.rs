@@ -333,13 +333,6 @@ pub fn render_out_of_service(site_name: &str, help: &str, width: u32) -> GrayIma
     )
 }
 
-/// PNG bytes of a page.
-pub fn png(img: &GrayImage) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    let _ = img.write_to(&mut out, image::ImageFormat::Png);
-    out.into_inner()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -181,18 +181,14 @@ impl Hub {
     }
 
     async fn send(&self, r: Request) -> Result<(), HubError> {
-        self.tx
-            .send(r)
-            .await
-            .map_err(|_| HubError::Unavailable("the server is shutting down".into()))
+        self.tx.send(r).await.map_err(|_| stopping())
     }
 
     /// Applies a command; answers once its events are durable.
     pub async fn command(&self, cmd: Command) -> Result<Outcome, HubError> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Command { cmd, reply }).await?;
-        rx.await
-            .map_err(|_| HubError::Unavailable("the server is shutting down".into()))?
+        rx.await.map_err(|_| stopping())?
     }
 
     pub async fn put_session(&self, token_hash: String, session: Session) -> Result<(), HubError> {
@@ -203,8 +199,7 @@ impl Hub {
             reply,
         })
         .await?;
-        rx.await
-            .map_err(|_| HubError::Unavailable("the server is shutting down".into()))?
+        rx.await.map_err(|_| stopping())?
     }
 
     /// Runs `f` on the hub's state after the current batch is durable.
@@ -217,8 +212,7 @@ impl Hub {
             let _ = tx.send(f(inner));
         })))
         .await?;
-        rx.await
-            .map_err(|_| HubError::Unavailable("the server is shutting down".into()))
+        rx.await.map_err(|_| stopping())
     }
 
     /// Subscribes to the event stream: the missed events after `since` when
@@ -241,6 +235,10 @@ impl Hub {
             let _ = rx.await;
         }
     }
+}
+
+fn stopping() -> HubError {
+    HubError::Unavailable("the server is shutting down".into())
 }
 
 /// Shift of the hub's clock, from `LUOT_CLOCK_OFFSET_S` (for tests and

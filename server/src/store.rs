@@ -212,10 +212,6 @@ impl Store {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Reads the latest snapshot and every log record after it.
     pub fn load(&self) -> Result<Loaded, StoreError> {
         self.with(Self::load_from)
