@@ -31,4 +31,4 @@ declare -A letters=([a]=a [b]=bê [c]=xê [d]=dê [e]=e [f]=ép [g]=giê [h]=há
 for l in {a..z}; do say "l-$l" "${letters[$l]}"; done
 # The chime: two soft tones.
 sox -n -r 16000 -c 1 chime.wav synth 0.35 sine 880 fade 0 0.35 0.3 : synth 0.5 sine 660 fade 0 0.5 0.45 vol 0.6
-ls | wc -l
+echo "$(find . -name '*.wav' | wc -l) clips"

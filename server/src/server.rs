@@ -90,6 +90,8 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
 
     tracing::info!(%addr, site = %config.site.name, "luot-server listening");
     announce(addr);
+    // Under systemd (Type=notify): ready once the state is loaded and the port is open.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let mut stop = shutdown_rx.clone();
     // Screens and kiosks exchange small frames: send them at once (no Nagle).
@@ -117,6 +119,7 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
     };
     let server = tokio::spawn(async move { server.await });
     signal.await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // Give connections a bounded time to finish, then flush and stop.
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(r) => r??,

@@ -477,6 +477,23 @@ mod tests {
     }
 
     #[test]
+    fn newer_data_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.with(|t| {
+                t.db.insert(b"Mformat", b"2")?;
+                t.db.flush()?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let e = Store::open(dir.path()).err().expect("refused");
+        assert!(matches!(e, StoreError::TooNew(2)));
+        assert!(e.to_string().contains("newer luot"), "{e}");
+    }
+
+    #[test]
     fn expired_sessions_are_pruned() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
