@@ -73,6 +73,8 @@ impl Kiosk {
         mut stop: watch::Receiver<bool>,
     ) -> Stats {
         self.refresh_printer().await;
+        // Under systemd (Type=notify, WatchdogSec=): ready now, alive on every status tick.
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         let mut status_tick = tokio::time::interval(STATUS_EVERY);
         let mut health =
             tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
@@ -88,7 +90,10 @@ impl Kiosk {
                     }
                     None => break,
                 },
-                _ = status_tick.tick() => { self.refresh_printer().await; }
+                _ = status_tick.tick() => {
+                    self.refresh_printer().await;
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
                 _ = health.tick() => self.health(),
                 changed = link_status.changed() => if changed.is_err() { break },
                 _ = stop.changed() => break,

@@ -202,3 +202,230 @@ async fn the_backup_script_keeps_the_newest_copies() {
             .starts_with(b"LUOT-BACKUP")
     );
 }
+
+fn install(root: &Path, args: &[&str]) -> (bool, String) {
+    run(Command::new(root_dir().join("firmware-config/install.sh"))
+        .arg("--root")
+        .arg(root)
+        .args(args))
+}
+
+fn root_dir() -> PathBuf {
+    root()
+}
+
+/// Every file under `dir` with its bytes, for comparing two runs.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.file_type().is_symlink() {
+                out.push((
+                    p.clone(),
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .to_string_lossy()
+                        .as_bytes()
+                        .to_vec(),
+                ));
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `systemd-analyze verify` on a copy of `unit` whose commands are replaced.
+fn verify_unit(unit: &Path, replace: &[(&str, &str)]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = std::fs::read_to_string(unit).unwrap();
+    for (a, b) in replace {
+        text = text.replace(a, b);
+    }
+    let copy = dir.path().join(unit.file_name().unwrap());
+    std::fs::write(&copy, text).unwrap();
+    let (ok, out) = run(Command::new("systemd-analyze").arg("verify").arg(&copy));
+    assert!(ok, "systemd-analyze verify {}:\n{out}", unit.display());
+}
+
+#[test]
+fn install_sh_sets_up_a_kiosk_idempotently() {
+    let root = tempfile::tempdir().unwrap();
+    let args = [
+        "--role",
+        "kiosk",
+        "--server",
+        "http://10.0.0.2:8080",
+        "--token",
+        "tok-123",
+        "--printer",
+        "usb:0416:5011",
+        "--buttons",
+        "17=kham-noi,22=kham-ngoai",
+        "--led",
+        "27",
+        "--paper",
+        "58",
+        "--nightly-reboot",
+        "03:30",
+        "--read-only",
+    ];
+    let (ok, out) = install(root.path(), &args);
+    assert!(ok, "{out}");
+    let first = tree(root.path());
+    let (ok, out) = install(root.path(), &args);
+    assert!(ok, "{out}");
+    assert_eq!(tree(root.path()), first, "a second run changes nothing");
+
+    let cfg_text = std::fs::read_to_string(root.path().join("etc/luot/kiosk.toml")).unwrap();
+    let cfg = luot_kiosk::config::KioskConfig::parse("kiosk.toml", &cfg_text).unwrap();
+    assert_eq!(cfg.server.url, "http://10.0.0.2:8080");
+    assert_eq!(cfg.server.token, "tok-123");
+    assert_eq!(cfg.printer.target, "usb:0416:5011");
+    assert_eq!(cfg.width_dots(), 384);
+    assert_eq!(
+        cfg.buttons
+            .iter()
+            .map(|b| (b.pin, b.service.as_str()))
+            .collect::<Vec<_>>(),
+        [(17, "kham-noi"), (22, "kham-ngoai")]
+    );
+    assert_eq!(cfg.leds.ready, Some(27));
+    let udev = std::fs::read_to_string(root.path().join("etc/udev/rules.d/60-luot-printers.rules"))
+        .unwrap();
+    assert!(udev.contains("bInterfaceClass}==\"07\"") && udev.contains("GROUP=\"lp\""));
+    let unit = root.path().join("etc/systemd/system/luot-kiosk.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("Restart=always") && text.contains("WatchdogSec="));
+    let kiosk = binary("luot-kiosk");
+    verify_unit(&unit, &[("/usr/bin/luot-kiosk", kiosk.to_str().unwrap())]);
+    assert_eq!(
+        std::fs::read_link(
+            root.path()
+                .join("etc/systemd/system/multi-user.target.wants/luot-kiosk.service")
+        )
+        .unwrap(),
+        PathBuf::from("/etc/systemd/system/luot-kiosk.service"),
+        "enabled"
+    );
+    assert_eq!(
+        std::fs::read_link(
+            root.path()
+                .join("etc/systemd/system/timers.target.wants/luot-nightly-reboot.timer")
+        )
+        .unwrap(),
+        PathBuf::from("/etc/systemd/system/luot-nightly-reboot.timer"),
+        "enabled"
+    );
+    verify_unit(
+        &root
+            .path()
+            .join("etc/systemd/system/luot-nightly-reboot.timer"),
+        &[],
+    );
+    assert!(root.path().join("etc/luot/read-only-root").exists());
+    let config_txt = std::fs::read_to_string(root.path().join("boot/firmware/config.txt")).unwrap();
+    assert_eq!(config_txt.matches("hdmi_force_hotplug=1").count(), 1);
+}
+
+#[test]
+fn install_sh_sets_up_a_tv_display() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("boot/firmware")).unwrap();
+    std::fs::write(
+        root.path().join("boot/firmware/config.txt"),
+        "# the Pi's own settings\ndtoverlay=vc4-kms-v3d\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("boot/firmware/cmdline.txt"),
+        "console=serial0,115200 console=tty1 root=PARTUUID=1 rootwait\n",
+    )
+    .unwrap();
+    let args = [
+        "--role",
+        "display",
+        "--server",
+        "http://10.0.0.2:8080/",
+        "--token",
+        "tv-tok",
+    ];
+    for _ in 0..2 {
+        let (ok, out) = install(root.path(), &args);
+        assert!(ok, "{out}");
+    }
+    let unit = root.path().join("etc/systemd/system/luot-display.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(
+        text.contains("http://10.0.0.2:8080/board#token=tv-tok"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--autoplay-policy=no-user-gesture-required") && text.contains("--kiosk")
+    );
+    assert!(text.contains("Restart=always"));
+    verify_unit(
+        &unit,
+        &[("/usr/bin/cage -s -- /usr/bin/chromium", "/usr/bin/env")],
+    );
+    let config_txt = std::fs::read_to_string(root.path().join("boot/firmware/config.txt")).unwrap();
+    assert!(
+        config_txt.starts_with("# the Pi's own settings\ndtoverlay=vc4-kms-v3d\n"),
+        "keeps what was there"
+    );
+    assert_eq!(config_txt.matches("hdmi_force_hotplug=1").count(), 1);
+    assert_eq!(config_txt.matches("hdmi_drive=2").count(), 1);
+    let cmdline = std::fs::read_to_string(root.path().join("boot/firmware/cmdline.txt")).unwrap();
+    assert_eq!(cmdline.lines().count(), 1);
+    assert_eq!(cmdline.matches("consoleblank=0").count(), 1);
+    assert_eq!(
+        std::fs::read_link(
+            root.path()
+                .join("etc/systemd/system/graphical.target.wants/luot-display.service")
+        )
+        .unwrap(),
+        PathBuf::from("/etc/systemd/system/luot-display.service"),
+        "enabled"
+    );
+}
+
+#[test]
+fn install_sh_refuses_bad_arguments() {
+    let root = tempfile::tempdir().unwrap();
+    for (args, words) in [
+        (vec!["--role", "toaster"], "--role"),
+        (
+            vec!["--role", "kiosk", "--server", "10.0.0.2", "--token", "t"],
+            "http://",
+        ),
+        (
+            vec!["--role", "kiosk", "--server", "http://x", "--token", "t"],
+            "--printer",
+        ),
+        (
+            vec![
+                "--role",
+                "kiosk",
+                "--server",
+                "http://x",
+                "--token",
+                "t",
+                "--printer",
+                "usb:1:2",
+                "--buttons",
+                "x=y",
+            ],
+            "PIN=SERVICE",
+        ),
+    ] {
+        let (ok, out) = install(root.path(), &args);
+        assert!(!ok && out.contains(words), "{args:?}: {out}");
+    }
+}
