@@ -161,16 +161,6 @@ fn the_deb_installs_a_working_server_and_valid_units() {
         .collect();
     let (ok, out) = run(Command::new("systemd-analyze").arg("verify").args(&copies));
     assert!(ok, "systemd-analyze verify:\n{out}");
-    let (ok, out) = run(Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(root().join("kiosk/luot-kiosk.service"))
-        .env("SYSTEMD_LOG_LEVEL", "err"));
-    // The kiosk unit names /usr/bin/luot-kiosk, which this machine lacks: only that may be reported.
-    assert!(
-        ok || out.lines().all(|l| l.contains("luot-kiosk")
-            && (l.contains("not executable") || l.contains("No such file"))),
-        "{out}"
-    );
 }
 
 #[tokio::test]
