@@ -400,6 +400,22 @@ mod tests {
     }
 
     #[test]
+    fn any_status_bytes_map_to_a_state() {
+        // Every answer a printer could give (DLE EOT 1, 2, 4) maps to one of
+        // the contract's states without a panic; a healthy one prints.
+        let c = CaptureDriver::new();
+        let t = Target::Capture(c.clone());
+        for a in (0u8..=255).step_by(3) {
+            for b in [0x12u8, 0x16, 0x32, 0x36, 0x52, 0xFF, 0x00, a] {
+                c.set_status([a, b, a ^ b]);
+                let _ = query_status(&t);
+            }
+        }
+        c.set_status(STATUS_OK);
+        assert!(can_print(query_status(&t)));
+    }
+
+    #[test]
     fn raster_bits_are_msb_first_black_is_one() {
         let mut page = GrayImage::from_pixel(16, 2, image::Luma([255]));
         page.put_pixel(0, 0, image::Luma([0]));

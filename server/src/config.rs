@@ -861,6 +861,30 @@ name = "Quầy 1"
 services = ["kham-noi", "kham-ngoai"]
 "#;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Arbitrary text never panics the parser, and an error always names a file and field.
+        #[test]
+        fn arbitrary_text_is_an_error_not_a_panic(text in "\\PC{0,400}") {
+            if let Err(e) = SiteConfig::parse("x.toml", &text) {
+                proptest::prop_assert!(e.to_string().starts_with("x.toml:"));
+                proptest::prop_assert!(!e.field.is_empty());
+            }
+        }
+
+        /// Damaging a good file anywhere gives a clear error or a valid config.
+        #[test]
+        fn damaged_good_file(at in 0usize..600, junk in "[\\[\\]=\"a-z0-9 \n]{1,8}") {
+            let mut text = GOOD.to_string();
+            let at = at.min(text.len());
+            if text.is_char_boundary(at) {
+                text.insert_str(at, &junk);
+                let _ = SiteConfig::parse("x.toml", &text);
+            }
+        }
+    }
+
     #[test]
     fn good_config_loads_with_defaults() {
         let c = SiteConfig::parse("site.toml", GOOD).unwrap();

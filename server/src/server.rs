@@ -93,20 +93,9 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
     // Under systemd (Type=notify): ready once the state is loaded and the port is open.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-    let mut stop = shutdown_rx.clone();
-    // Screens and kiosks exchange small frames: send them at once (no Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop.changed().await;
-    });
+    let router = router(app);
+    let stop = shutdown_rx.clone();
+    let server = tokio::spawn(accept_loop(listener, router, stop));
 
     let signal = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -117,13 +106,15 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
         }
         let _ = shutdown_tx.send(true);
     };
-    let server = tokio::spawn(async move { server.await });
     signal.await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // Give connections a bounded time to finish, then flush and stop.
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(r) => r??,
-        Err(_) => tracing::warn!("connections did not close within 10 s"),
+    if let Ok(graceful) = server.await
+        && tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+            .await
+            .is_err()
+    {
+        tracing::warn!("connections did not close within 10 s");
     }
     ticker.abort();
     control.abort();
@@ -131,6 +122,69 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
     let _ = std::fs::remove_file(control_socket(&data_dir));
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// How long a client may take to send a request's headers: a client that
+/// trickles bytes (slow-loris) cannot hold connections open for long.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts HTTP connections until `stop` is set; returns the handle that
+/// waits for the open ones. Each connection: TCP_NODELAY (screens and kiosks
+/// exchange small frames), a header read timeout, websocket upgrades, and the
+/// peer address for `ConnectInfo`.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> hyper_util::server::graceful::GracefulShutdown {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let router = router.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        tower::ServiceExt::oneshot(router, req.map(axum::body::Body::new))
+                            .await
+                            .unwrap_or_else(|e| match e {}),
+                    )
+                }
+            });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful
 }
 
 fn spawn_control_socket(

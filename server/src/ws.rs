@@ -29,7 +29,40 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most frames written to one client before a flush.
 const FORWARD_BURST: usize = 256;
 
-pub async fn upgrade(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// A browser's websocket must come from a page of this server (same host) or
+/// of the site's `public_url`; other clients (kiosks) send no Origin at all.
+fn origin_allowed(headers: &axum::http::HeaderMap, public_url: &str) -> bool {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let public = public_url.trim_end_matches('/');
+    let public_origin = public
+        .find("://")
+        .and_then(|i| public[i + 3..].find('/').map(|j| &public[..i + 3 + j]))
+        .unwrap_or(public);
+    origin == public_origin
+        || origin.strip_prefix("http://") == Some(host)
+        || origin.strip_prefix("https://") == Some(host)
+}
+
+pub async fn upgrade(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers, &app.config.site.public_url) {
+        tracing::warn!(origin = ?headers.get(axum::http::header::ORIGIN), "websocket from a foreign page refused");
+        return axum::response::IntoResponse::into_response(ApiError::forbidden(
+            "websocket from a page of another site (Origin not allowed)",
+        ));
+    }
     ws.read_buffer_size(2 * 1024)
         .write_buffer_size(4 * 1024)
         .max_write_buffer_size(256 * 1024)
@@ -438,4 +471,44 @@ fn frame_seq(s: &str) -> Option<u64> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn h(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            m.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn origins() {
+        let public = "https://luot.benhvien.vn";
+        assert!(
+            origin_allowed(&h(None, "10.0.0.5:8080"), public),
+            "kiosks send no Origin"
+        );
+        assert!(origin_allowed(
+            &h(Some("http://10.0.0.5:8080"), "10.0.0.5:8080"),
+            public
+        ));
+        assert!(origin_allowed(
+            &h(Some("https://luot.benhvien.vn"), "127.0.0.1:8080"),
+            public
+        ));
+        assert!(!origin_allowed(
+            &h(Some("https://evil.example"), "10.0.0.5:8080"),
+            public
+        ));
+        assert!(!origin_allowed(
+            &h(Some("http://10.0.0.5:8080.evil.example"), "10.0.0.5:8080"),
+            public
+        ));
+    }
 }
