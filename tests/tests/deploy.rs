@@ -320,6 +320,12 @@ fn install_sh_sets_up_a_kiosk_idempotently() {
             .join("etc/systemd/system/luot-nightly-reboot.timer"),
         &[],
     );
+    verify_unit(
+        &root
+            .path()
+            .join("etc/systemd/system/luot-nightly-reboot.service"),
+        &[],
+    );
     assert!(root.path().join("etc/luot/read-only-root").exists());
     let config_txt = std::fs::read_to_string(root.path().join("boot/firmware/config.txt")).unwrap();
     assert_eq!(config_txt.matches("hdmi_force_hotplug=1").count(), 1);
