@@ -156,8 +156,17 @@ impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
+        // A database that was there before must still say what it is: sled
+        // opens a damaged or truncated one as empty, and an empty queue that
+        // silently replaces a day's tickets is the worst outcome.
+        let existed = std::fs::metadata(dir.join("db").join("db")).is_ok_and(|m| m.len() > 0);
         let trees = open_trees(dir)?;
         match trees.db.get(b"Mformat")? {
+            None if existed => {
+                return Err(StoreError::Corrupt(
+                    "the database has no format record (damaged or truncated)".into(),
+                ));
+            }
             None => {
                 trees
                     .db

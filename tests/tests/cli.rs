@@ -433,3 +433,48 @@ async fn a_day_that_began_while_the_server_was_down() {
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test]
+async fn a_damaged_data_dir_stops_start_up_with_a_pointer_to_restore() {
+    let site = Site::hospital();
+    let mut server = site.start();
+    let api = Api::new(&server);
+    api.issue(KIOSK_TOKEN, "kham-noi", "x1").await;
+    assert!(server.terminate());
+    // Empty the database file, as a failing SD card or a bad copy might.
+    let db = site.data().join("db").join("db");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::fs::write(&db, vec![0u8; 512 * 1024]).unwrap();
+    let mut child = Command::new(binary("luot-server"))
+        .args(["serve", "--config"])
+        .arg(site.config())
+        .env("LUOT_LISTEN", "127.0.0.1:0")
+        .env("LUOT_DATA_DIR", site.data())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("a damaged store started as if nothing happened");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !status.success(),
+        "a damaged store never starts as an empty queue"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("luot-server restore"), "{err}");
+}
