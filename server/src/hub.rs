@@ -16,7 +16,7 @@ use luot_protocol::{CounterInfo, DeviceInfo, PrinterStatus, ServerMessage, Ticke
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{DeviceRole, SiteConfig};
-use crate::engine::{Command, Rejection, Site, State, Subject, TicketRec, render_record};
+use crate::engine::{Command, Rejection, Site, State, Subject, render_record};
 use crate::metrics::Metrics;
 use crate::report;
 use crate::store::{Record, Session, Store, StoreError, StoredSnapshot, WriteBatch};
@@ -130,7 +130,6 @@ enum Request {
 #[derive(Clone)]
 pub struct Hub {
     tx: mpsc::Sender<Request>,
-    pub broadcast: broadcast::Sender<Frames>,
 }
 
 impl Hub {
@@ -177,7 +176,7 @@ impl Hub {
         std::thread::Builder::new()
             .name("luot-hub".into())
             .spawn(move || run(inner, rx))?;
-        Ok(Hub { tx, broadcast: btx })
+        Ok(Hub { tx })
     }
 
     async fn send(&self, r: Request) -> Result<(), HubError> {
@@ -630,12 +629,9 @@ impl Inner {
         if let Some(t) = self.state.ticket(id) {
             return Some(self.state.render_ticket(t));
         }
-        self.archived(id)
+        self.store
+            .archived_ticket(id)
             .map(|t| render_record(self.state.site(), &t, None, None))
-    }
-
-    pub fn archived(&self, id: &str) -> Option<TicketRec> {
-        self.store.archived_ticket(id)
     }
 
     /// The last public seq.

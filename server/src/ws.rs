@@ -145,7 +145,8 @@ async fn client(socket: WebSocket, app: AppState) {
                     None => break None,
                     Some(Err(e)) => {
                         let s = e.to_string();
-                        if s.contains("Space limit exceeded") || s.contains("too long") || s.contains("Message too long") || s.contains("capacity") {
+                        // tungstenite's capacity error: a message or frame over max_message_size.
+                        if s.starts_with("Space limit exceeded") {
                             break Some((1009, "message over 16 KiB"));
                         }
                         tracing::debug!(error = %s, "websocket read error");

@@ -503,16 +503,8 @@ impl State {
         self.queues[service].waiting.len() as u32
     }
 
-    pub fn counter_open(&self, counter: usize) -> bool {
-        self.counters[counter].open
-    }
-
     pub fn serving(&self, counter: usize) -> Option<&TicketRec> {
         self.counters[counter].serving.map(|i| &self.tickets[i])
-    }
-
-    pub fn recent_calls(&self) -> impl Iterator<Item = &RecentCallRec> {
-        self.recent.iter()
     }
 
     /// `true` when `now` belongs to a later day than the state's.
