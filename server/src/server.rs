@@ -67,6 +67,7 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
         config: config.clone(),
         metrics,
         limiter: Mutex::new(LoginLimiter::default()),
+        login_slots: crate::http::login_slots(),
         shutdown: shutdown_rx.clone(),
     });
 

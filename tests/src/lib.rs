@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod escpos;
 pub mod fake_printer;
+pub mod load;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -37,10 +37,22 @@ pub struct App {
     pub config: Arc<SiteConfig>,
     pub metrics: Arc<Metrics>,
     pub limiter: Mutex<LoginLimiter>,
+    /// Password checks running at once: argon2id takes 19 MiB and a core's
+    /// worth of work each, so a flood of logins must queue, not pile up.
+    pub login_slots: tokio::sync::Semaphore,
     pub shutdown: watch::Receiver<bool>,
 }
 
 pub type AppState = Arc<App>;
+
+/// How long a login waits for a free password check before a 503.
+const LOGIN_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Password checks at once: one per core.
+pub fn login_slots() -> tokio::sync::Semaphore {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::sync::Semaphore::new(cores)
+}
 
 pub fn router(app: AppState) -> Router {
     let api = Router::new()
@@ -268,9 +280,17 @@ async fn login(
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| DUMMY_HASH.clone());
     let password = req.password.clone();
+    let Ok(Ok(slot)) = tokio::time::timeout(LOGIN_QUEUE_WAIT, app.login_slots.acquire()).await
+    else {
+        tracing::warn!(username = %req.username, "login refused: too many logins at once");
+        return Err(ApiError::unavailable(
+            "Máy chủ đang bận, vui lòng thử lại (too many logins at once, try again)",
+        ));
+    };
     let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
         .await
         .unwrap_or(false);
+    drop(slot);
     let Some(user) = user.filter(|_| ok) else {
         if let Ok(mut l) = app.limiter.lock() {
             l.record_failure(&req.username, Instant::now());
