@@ -48,6 +48,9 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
     if let Ok(off) = std::env::var("LUOT_CLOCK_OFFSET_S") {
         tracing::warn!(offset_s = %off, "LUOT_CLOCK_OFFSET_S is set: the queue clock is shifted (tests only)");
     }
+    if let Ok(speed) = std::env::var("LUOT_CLOCK_SPEED") {
+        tracing::warn!(%speed, "LUOT_CLOCK_SPEED is set: the queue clock runs faster (tests only)");
+    }
     let t0 = std::time::Instant::now();
     let hub = Hub::start(config.clone(), store, metrics.clone()).with_context(|| {
         format!(

@@ -68,6 +68,7 @@ pub struct Acked {
     pub id: String,
     pub service: String,
     pub number: String,
+    pub day: String,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -130,6 +131,9 @@ pub struct Report {
     pub tickets: Vec<Acked>,
     /// The server's last `seq` at the end.
     pub final_seq: u64,
+    /// (seconds since the clock started, server RSS in MB), every 250 ms.
+    #[serde(skip)]
+    pub rss_timeline: Vec<(f64, f64)>,
 }
 
 impl Report {
@@ -359,6 +363,7 @@ struct IssueAnswer {
 struct TicketLite {
     id: String,
     number: String,
+    day: String,
 }
 
 #[derive(Deserialize)]
@@ -459,6 +464,7 @@ async fn kiosk(ctx: Arc<Ctx>, idx: usize, arrivals: Vec<f64>) {
                                 id: ticket.id,
                                 service: service.clone(),
                                 number: ticket.number,
+                                day: ticket.day,
                             });
                         }
                     }
@@ -844,14 +850,14 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<Report> {
     let sampler = target.pid.map(|pid| {
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let mut peak = 0f64;
+            let mut timeline = vec![];
             while !ctx.stop.load(Ordering::Relaxed) {
                 if let Some((rss, _)) = proc_sample(pid) {
-                    peak = peak.max(rss);
+                    timeline.push((start.elapsed().as_secs_f64(), rss));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            peak
+            timeline
         })
     });
     let mut tasks = vec![];
@@ -885,12 +891,13 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<Report> {
     for t in watcher_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
+    let rss_timeline = match sampler {
+        Some(s) => s.await.unwrap_or_default(),
+        None => vec![],
+    };
     let server = match (target.pid, cpu0) {
         (Some(pid), Some((rss0, ticks0))) => {
-            let peak = match sampler {
-                Some(s) => s.await.unwrap_or(0.0),
-                None => 0.0,
-            };
+            let peak = rss_timeline.iter().map(|s| s.1).fold(0.0, f64::max);
             proc_sample(pid).map(|(rss, ticks)| ServerStats {
                 rss_start_mb: round1(rss0),
                 rss_peak_mb: round1(peak.max(rss)),
@@ -938,6 +945,7 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<Report> {
         server,
         tickets,
         final_seq,
+        rss_timeline,
     })
 }
 
