@@ -3,6 +3,7 @@
 //! sites, and talk to it over real HTTP and websockets.
 
 pub mod browser;
+pub mod chaos_proxy;
 pub mod escpos;
 pub mod fake_printer;
 pub mod load;

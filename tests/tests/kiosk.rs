@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may panic on a broken server
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -406,6 +406,100 @@ async fn a_connection_cut_after_issue_gives_one_ticket_and_one_print() {
     assert_eq!(
         api.get(&format!("/api/v1/tickets/{id}"), None).await.body["number"],
         "A001"
+    );
+}
+
+/// Presses while the network between kiosk and server is cut, stalled and
+/// slowed by turns: every press prints once (a ticket or an out-of-service
+/// slip), no ticket twice, and every printed ticket is on the server with the
+/// printed number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_network_never_prints_twice_and_every_print_is_real() {
+    use luot_tests::chaos_proxy::{ChaosProxy, Mode};
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let proxy = Arc::new(ChaosProxy::start(server.addr));
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start(
+        &format!("http://{}", proxy.addr),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    // The network's misbehaviour, step by step (mode, then how long).
+    let steps = [
+        (Some(Mode::Pass), 1500),
+        (None, 1000), // cut
+        (Some(Mode::Slow), 2500),
+        (Some(Mode::Stall), 3000),
+        (Some(Mode::Pass), 1000),
+        (Some(Mode::Slow), 700),
+        (None, 1500), // cut while slow
+        (Some(Mode::Stall), 2000),
+        (None, 500), // cut while stalled
+        (Some(Mode::Pass), 0),
+    ];
+    let chaos = {
+        let proxy = proxy.clone();
+        std::thread::spawn(move || {
+            for (mode, ms) in steps {
+                match mode {
+                    Some(m) => proxy.set(m),
+                    None => proxy.cut(),
+                }
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            proxy.set(Mode::Pass);
+        })
+    };
+    let presses = 40;
+    for i in 0..presses {
+        k.press(["kham-noi", "kham-ngoai"][i % 2]);
+        std::thread::sleep(Duration::from_millis(320));
+    }
+    chaos.join().unwrap();
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    assert!(proxy.cuts.load(Ordering::SeqCst) >= 3);
+    assert!(
+        proxy.accepted.load(Ordering::SeqCst) >= 3,
+        "the kiosk reconnected after the cuts"
+    );
+    let pages = pages(&out);
+    assert_eq!(
+        pages.len(),
+        presses,
+        "every press printed once, a ticket or a slip: {log}"
+    );
+    let printed_numbers: HashMap<String, String> =
+        printed(&log).into_iter().map(|(n, id)| (id, n)).collect();
+    let mut ids = HashSet::new();
+    for p in &pages {
+        let Some(url) = escpos::qr(&p.image()) else {
+            continue; // an out-of-service slip
+        };
+        let id = ticket_id(&url);
+        assert!(ids.insert(id.clone()), "ticket {id} printed twice");
+        let t = api.get(&format!("/api/v1/tickets/{id}"), None).await;
+        assert_eq!(t.status, 200, "printed ticket {id} is on the server");
+        assert_eq!(
+            t.body["number"].as_str(),
+            printed_numbers.get(&id).map(String::as_str),
+            "the printed number is the server's"
+        );
+    }
+    eprintln!(
+        "{} tickets and {} slips for {presses} presses; {} connections, {} cuts",
+        ids.len(),
+        presses - ids.len(),
+        proxy.accepted.load(Ordering::SeqCst),
+        proxy.cuts.load(Ordering::SeqCst)
+    );
+    assert!(
+        ids.len() >= presses / 2,
+        "most presses got a ticket despite the faults ({} of {presses})",
+        ids.len()
     );
 }
 
