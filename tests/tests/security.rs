@@ -178,3 +178,52 @@ async fn a_websocket_from_a_foreign_page_is_refused() {
     .await
     .unwrap();
 }
+
+/// 300 logins at once with made-up names (each a 19 MiB argon2id check): the
+/// server queues them instead of running them all together, stays small,
+/// answers each with 401 or a 503 "busy", and a real login still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_does_not_blow_up_memory() {
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let pid = server.child.id();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some((rss, _)) = luot_tests::load::proc_sample(pid) {
+                    peak.fetch_max(rss as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let attempts = (0..300).map(|i| {
+        let api = api.clone();
+        async move {
+            api.post(
+                "/api/v1/login",
+                None,
+                Some(json!({"username": format!("khach-{i}"), "password": "đoán-mò"})),
+            )
+            .await
+            .status
+        }
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    sampler.abort();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 503),
+        "every attempt refused cleanly: {statuses:?}"
+    );
+    assert!(
+        peak < 120,
+        "RSS peaked at {peak} MB during the flood (300 checks at 19 MiB each would be 5.7 GB)"
+    );
+    eprintln!("RSS peak during the login flood: {peak} MB");
+    // A real login still gets through (api.login asserts the 200).
+    api.login("le.thu").await;
+}
