@@ -14,6 +14,14 @@
 //! must not share a leaf with the log's tail. It is redundant (the log alone
 //! rebuilds the state), so it is written after the batch it covers.
 //!
+//! sled recovers a log cut short (a bad copy, a failing card) to its last
+//! intact entry without a word, so the store also keeps, beside sled's files,
+//! `db/luot-durable-index`: the highest log index acknowledged so far,
+//! overwritten in place after every commit (fsynced with each snapshot). A
+//! log that ends before that index stops start-up instead of serving a queue
+//! that silently lost tickets. The file moves with the `db` directory, so a
+//! restored database carries its own.
+//!
 //! Nothing here decides queue rules. The hub calls `commit` and answers only
 //! after it returned `Ok`: acknowledged means flushed.
 
@@ -38,7 +46,7 @@ pub enum StoreError {
     #[error("the data store failed: {0}")]
     Sled(#[from] sled::Error),
     #[error(
-        "the data store holds a record that cannot be read ({0}); restore it from a backup with `luot-server restore --from FILE`"
+        "the data store is damaged ({0}); restore it from a backup with `luot-server restore --from FILE`"
     )]
     Corrupt(String),
     #[error(
@@ -82,6 +90,8 @@ pub struct WriteBatch {
     batch: sled::Batch,
     pub records: usize,
     keys: Vec<Vec<u8>>,
+    /// The highest log index in the batch.
+    top: Option<u64>,
 }
 
 impl WriteBatch {
@@ -90,6 +100,7 @@ impl WriteBatch {
         self.keys.push(key);
     }
     pub fn record(&mut self, index: u64, rec: &Record) {
+        self.top = self.top.max(Some(index));
         self.put(log_key(index), json(rec));
         self.records += 1;
     }
@@ -140,6 +151,27 @@ struct Trees {
 pub struct Store {
     trees: std::sync::RwLock<Option<Trees>>,
     dir: PathBuf,
+    /// `db/luot-durable-index`, and the index it held when the store opened.
+    mark: std::sync::Mutex<Option<std::fs::File>>,
+    mark_at_open: Option<u64>,
+}
+
+const MARK_FILE: &str = "luot-durable-index";
+
+/// Opens the durable-index file and reads what it holds.
+fn open_mark(dir: &Path) -> (Option<std::fs::File>, Option<u64>) {
+    let path = dir.join("db").join(MARK_FILE);
+    let seen = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| tracing::warn!(error = %e, path = %path.display(), "cannot write the durable-index file"))
+        .ok();
+    (file, seen)
 }
 
 fn open_trees(dir: &Path) -> Result<Trees, StoreError> {
@@ -183,9 +215,12 @@ impl Store {
                 }
             }
         }
+        let (mark, mark_at_open) = open_mark(dir);
         Ok(Store {
             trees: std::sync::RwLock::new(Some(trees)),
             dir: dir.to_path_buf(),
+            mark: std::sync::Mutex::new(mark),
+            mark_at_open,
         })
     }
 
@@ -222,8 +257,44 @@ impl Store {
     }
 
     /// Reads the latest snapshot and every log record after it.
+    /// Refuses a log that ends before the last index acknowledged.
     pub fn load(&self) -> Result<Loaded, StoreError> {
-        self.with(Self::load_from)
+        let loaded = self.with(Self::load_from)?;
+        let last = loaded
+            .records
+            .last()
+            .map(|r| r.0)
+            .or(loaded.snapshot.as_ref().map(|s| s.index));
+        if let Some(mark) = self.mark_at_open
+            && last.is_none_or(|l| l < mark)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "the event log ends at record {} but record {mark} had been stored and acknowledged: \
+                 the database was truncated or damaged",
+                last.map_or("(none)".to_string(), |l| l.to_string())
+            )));
+        }
+        Ok(loaded)
+    }
+
+    /// Notes `index` as acknowledged: one small in-place write, no fsync
+    /// (the page cache survives a crash of the process; `sync_mark` makes it
+    /// durable against power loss from time to time).
+    fn note_durable(&self, index: u64) {
+        use std::os::unix::fs::FileExt;
+        if let Ok(guard) = self.mark.lock()
+            && let Some(f) = guard.as_ref()
+        {
+            let _ = f.write_all_at(format!("{index:020}\n").as_bytes(), 0);
+        }
+    }
+
+    fn sync_mark(&self) {
+        if let Ok(guard) = self.mark.lock()
+            && let Some(f) = guard.as_ref()
+        {
+            let _ = f.sync_data();
+        }
     }
 
     fn load_from(t: &Trees) -> Result<Loaded, StoreError> {
@@ -255,7 +326,8 @@ impl Store {
     /// not acknowledged can surface later.
     pub fn commit(&self, batch: WriteBatch) -> Result<Duration, StoreError> {
         let keys = batch.keys;
-        self.with(|t| {
+        let top = batch.top;
+        let took = self.with(|t| {
             let t0 = Instant::now();
             let result =
                 t.db.apply_batch(batch.batch)
@@ -271,7 +343,11 @@ impl Store {
                     Err(e.into())
                 }
             }
-        })
+        })?;
+        if let Some(i) = top {
+            self.note_durable(i);
+        }
+        Ok(took)
     }
 
     /// Writes a state snapshot and flushes it. Call only after the batch it
@@ -281,7 +357,9 @@ impl Store {
             t.snapshots.insert(b"latest", json(snap))?;
             t.snapshots.flush()?;
             Ok(())
-        })
+        })?;
+        self.sync_mark();
+        Ok(())
     }
 
     /// Removes log records older than `before`, at most `max` of them.
@@ -460,6 +538,58 @@ mod tests {
             day: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
             at: n,
         }
+    }
+
+    #[test]
+    fn a_log_that_lost_acknowledged_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = |s: &Store, range: std::ops::Range<u64>| {
+            let mut b = WriteBatch::default();
+            for i in range {
+                b.record(
+                    i,
+                    &Record {
+                        seq: Some(i + 1),
+                        event: ev(i as i64),
+                    },
+                );
+            }
+            s.commit(b).unwrap();
+        };
+        {
+            let s = Store::open(dir.path()).unwrap();
+            commit(&s, 0..5);
+            commit(&s, 5..10);
+        }
+        // Intact: loads.
+        assert_eq!(
+            Store::open(dir.path())
+                .unwrap()
+                .load()
+                .unwrap()
+                .records
+                .len(),
+            10
+        );
+        // The last four records vanish, as when sled recovers a cut log.
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.with(|t| {
+                for i in 6..10 {
+                    t.db.remove(log_key(i))?;
+                }
+                t.db.flush()?;
+                Ok(())
+            })
+            .unwrap();
+        }
+        let err = Store::open(dir.path())
+            .unwrap()
+            .load()
+            .err()
+            .expect("refused");
+        let msg = err.to_string();
+        assert!(msg.contains("ends at record 5 but record 9"), "{msg}");
     }
 
     #[test]

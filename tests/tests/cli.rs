@@ -450,6 +450,12 @@ async fn a_damaged_data_dir_stops_start_up_with_a_pointer_to_restore() {
         .set_len(0)
         .unwrap();
     std::fs::write(&db, vec![0u8; 512 * 1024]).unwrap();
+    let err = start_fails(&site);
+    assert!(err.contains("luot-server restore"), "{err}");
+}
+
+/// Starts the server on `site` and expects it to refuse: returns its stderr.
+fn start_fails(site: &Site) -> String {
     let mut child = Command::new(binary("luot-server"))
         .args(["serve", "--config"])
         .arg(site.config())
@@ -472,9 +478,43 @@ async fn a_damaged_data_dir_stops_start_up_with_a_pointer_to_restore() {
     };
     assert!(
         !status.success(),
-        "a damaged store never starts as an empty queue"
+        "a damaged store never starts as an empty or shortened queue"
     );
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    err
+}
+
+/// The database file cut short after a crash (a bad copy, a failing card):
+/// sled would recover the part before the cut and serve it; the server
+/// notices acknowledged tickets are missing and points to `restore`.
+#[tokio::test]
+async fn a_log_cut_short_stops_start_up_with_a_pointer_to_restore() {
+    let site = Site::hospital();
+    let mut server = site.start();
+    let api = Api::new(&server);
+    let (mut k, _) = Ws::hello(&server, Some(KIOSK_TOKEN), None).await;
+    k.recv().await.unwrap();
+    for i in 0..400 {
+        k.send(json!({"type": "issue", "request_id": format!("cut-{i}"), "service": "kham-noi"}))
+            .await;
+        k.recv_until(|v| v["type"] == "issued").await;
+    }
+    assert_eq!(
+        api.get("/api/v1/site", None).await.body["services"][0]["waiting"],
+        400
+    );
+    server.kill9();
+    let db = site.data().join("db").join("db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db)
+        .unwrap()
+        .set_len(len * 2 / 3)
+        .unwrap();
+    let err = start_fails(&site);
+    eprintln!("{err}");
+    assert!(err.contains("truncated or damaged"), "{err}");
     assert!(err.contains("luot-server restore"), "{err}");
 }
