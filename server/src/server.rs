@@ -65,12 +65,24 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
         "state loaded"
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Screens get threads of their own (see ws.rs): the OS then shares the
+    // cores between screen fan-out and the kiosks' and staff's requests
+    // instead of queueing those behind thousands of screen writes.
+    let screens = ScreensRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("luot-screens")
+            .enable_all()
+            .build()
+            .context("cannot start the screens' runtime")?,
+    ));
     let app = Arc::new(App {
         hub: hub.clone(),
         config: config.clone(),
-        metrics,
+        metrics: metrics.clone(),
         limiter: Mutex::new(LoginLimiter::default()),
         login_slots: crate::http::login_slots(),
+        screens: screens.handle(),
         shutdown: shutdown_rx.clone(),
     });
 
@@ -120,12 +132,39 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
     {
         tracing::warn!("connections did not close within 10 s");
     }
+    // Screens close with 1001 on their own once `shutdown` is set.
+    let t0 = std::time::Instant::now();
+    while metrics.ws_clients.get() > 0 && t0.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(screens);
     ticker.abort();
     control.abort();
     hub.shutdown().await;
     let _ = std::fs::remove_file(control_socket(&data_dir));
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The screens' runtime; stopped without blocking when dropped (a runtime
+/// dropped the ordinary way inside another runtime panics).
+struct ScreensRuntime(Option<tokio::runtime::Runtime>);
+
+impl ScreensRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for ScreensRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// How long a client may take to send a request's headers: a client that

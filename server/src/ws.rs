@@ -2,7 +2,9 @@
 //! snapshot or missed events, live events, kiosk `issue` and `device_status`,
 //! pings. One task per connection; it only ever awaits its own socket, so a
 //! slow client slows nobody else. A client that falls behind the broadcast
-//! channel is sent a fresh snapshot.
+//! channel is sent a fresh snapshot. Screens move, after their hello, to a
+//! runtime of their own (`App::screens`), so writing an event to thousands
+//! of them never queues ahead of a kiosk's issue or a staff call.
 
 use std::time::Duration;
 
@@ -68,11 +70,7 @@ pub async fn upgrade(
         .max_write_buffer_size(256 * 1024)
         .max_message_size(MAX_BODY_BYTES)
         .max_frame_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| async move {
-            app.metrics.ws_clients.inc();
-            client(socket, app.clone()).await;
-            app.metrics.ws_clients.dec();
-        })
+        .on_upgrade(move |socket| client(socket, app))
 }
 
 fn text(m: &ServerMessage) -> Message {
@@ -109,100 +107,172 @@ enum Flow {
     Close(u16, &'static str),
 }
 
-async fn client(socket: WebSocket, app: AppState) {
-    let (mut sink, mut stream) = socket.split();
-    let (reply_tx, mut reply_rx) = mpsc::channel::<Message>(64);
-    let mut shutdown = app.shutdown.clone();
-    let mut conn = Conn {
-        app: app.clone(),
-        who: None,
-        device: None,
-        rx: None,
-        last_seq: 0,
-    };
-    let hello_deadline = Instant::now() + HELLO_WITHIN;
-    let mut last_heard = Instant::now();
-    let mut ping = interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+type Stream = futures_util::stream::SplitStream<WebSocket>;
 
-    let end: Option<(u16, &str)> = loop {
-        let hello_wait = async {
-            if conn.who.is_none() {
-                sleep_until(hello_deadline).await
-            } else {
-                std::future::pending::<()>().await
-            }
-        };
-        let next_frame = async {
-            match conn.rx.as_mut() {
-                Some(rx) => rx.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            msg = stream.next() => {
-                last_heard = Instant::now();
-                let msg = match msg {
-                    None => break None,
-                    Some(Err(e)) => {
-                        let s = e.to_string();
-                        // tungstenite's capacity error: a message or frame over max_message_size.
-                        if s.starts_with("Space limit exceeded") {
-                            break Some((1009, "message over 16 KiB"));
+/// One websocket connection and everything its loop needs.
+struct Client {
+    sink: Sink,
+    stream: Stream,
+    reply_tx: mpsc::Sender<Message>,
+    reply_rx: mpsc::Receiver<Message>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    conn: Conn,
+    hello_deadline: Instant,
+    last_heard: Instant,
+    ping: tokio::time::Interval,
+}
+
+/// Why a connection's loop returned.
+enum Stop {
+    /// Closed, with the close frame to send if any.
+    Ended(Option<(u16, &'static str)>),
+    /// A screen said hello: it continues on the screens' runtime.
+    Handoff,
+}
+
+async fn client(socket: WebSocket, app: AppState) {
+    app.metrics.ws_clients.inc();
+    let (sink, stream) = socket.split();
+    let (reply_tx, reply_rx) = mpsc::channel::<Message>(64);
+    let mut c = Client {
+        sink,
+        stream,
+        reply_tx,
+        reply_rx,
+        shutdown: app.shutdown.clone(),
+        conn: Conn {
+            app: app.clone(),
+            who: None,
+            device: None,
+            rx: None,
+            last_seq: 0,
+        },
+        hello_deadline: Instant::now() + HELLO_WITHIN,
+        last_heard: Instant::now(),
+        ping: interval_at(Instant::now() + PING_EVERY, PING_EVERY),
+    };
+    match c.run(true).await {
+        Stop::Ended(end) => c.finish(end).await,
+        // Screens (boards, counter signs, ticket pages) are many and only
+        // listen: their fan-out runs on a runtime of its own, so thousands of
+        // them never delay a kiosk's issue or a staff member's call.
+        Stop::Handoff => {
+            app.screens.spawn(async move {
+                let end = match c.run(false).await {
+                    Stop::Ended(end) => end,
+                    Stop::Handoff => None,
+                };
+                c.finish(end).await;
+            });
+        }
+    }
+}
+
+impl Client {
+    async fn run(&mut self, may_hand_off: bool) -> Stop {
+        let Client {
+            sink,
+            stream,
+            reply_tx,
+            reply_rx,
+            shutdown,
+            conn,
+            hello_deadline,
+            last_heard,
+            ping,
+        } = self;
+        loop {
+            let hello_wait = async {
+                if conn.who.is_none() {
+                    sleep_until(*hello_deadline).await
+                } else {
+                    std::future::pending::<()>().await
+                }
+            };
+            let next_frame = async {
+                match conn.rx.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = stream.next() => {
+                    *last_heard = Instant::now();
+                    let msg = match msg {
+                        None => return Stop::Ended(None),
+                        Some(Err(e)) => {
+                            let s = e.to_string();
+                            // tungstenite's capacity error: a message or frame over max_message_size.
+                            if s.starts_with("Space limit exceeded") {
+                                return Stop::Ended(Some((1009, "message over 16 KiB")));
+                            }
+                            tracing::debug!(error = %s, "websocket read error");
+                            return Stop::Ended(None);
                         }
-                        tracing::debug!(error = %s, "websocket read error");
-                        break None;
+                        Some(Ok(m)) => m,
+                    };
+                    let flow = match msg {
+                        // Boxed: the hello's future is large and rare; inline it
+                        // would sit in every connection's task for its whole life.
+                        Message::Text(t) => Box::pin(conn.on_text(t.as_str(), sink, reply_tx)).await,
+                        Message::Binary(_) => {
+                            send(sink, error_frame(None, &ApiError::bad_request("send JSON text frames"))).await
+                        }
+                        Message::Ping(_) | Message::Pong(_) => Ok(Flow::Continue),
+                        Message::Close(_) => return Stop::Ended(None),
+                    };
+                    match flow {
+                        Ok(Flow::Continue) => {
+                            if may_hand_off && conn.is_screen() {
+                                return Stop::Handoff;
+                            }
+                        }
+                        Ok(Flow::Close(code, why)) => return Stop::Ended(Some((code, why))),
+                        Err(()) => return Stop::Ended(None),
                     }
-                    Some(Ok(m)) => m,
-                };
-                let flow = match msg {
-                    Message::Text(t) => conn.on_text(t.as_str(), &mut sink, &reply_tx).await,
-                    Message::Binary(_) => {
-                        send(&mut sink, error_frame(None, &ApiError::bad_request("send JSON text frames"))).await
-                    }
-                    Message::Ping(_) | Message::Pong(_) => Ok(Flow::Continue),
-                    Message::Close(_) => break None,
-                };
-                match flow {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Close(code, why)) => break Some((code, why)),
-                    Err(()) => break None,
                 }
-            }
-            reply = reply_rx.recv() => {
-                if let Some(m) = reply
-                    && send(&mut sink, m).await.is_err() { break None; }
-            }
-            frame = next_frame => {
-                let ok = match frame {
-                    Ok(f) => conn.forward(f, &mut sink).await,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::debug!(missed = n, "websocket client lagged; sending a snapshot");
-                        conn.resubscribe(None, &mut sink).await
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break Some((1001, "server stopping")),
-                };
-                if ok.is_err() { break None; }
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() >= IDLE_DROP {
-                    break Some((1001, "idle for 45 s"));
+                reply = reply_rx.recv() => {
+                    if let Some(m) = reply
+                        && send(sink, m).await.is_err() { return Stop::Ended(None); }
                 }
-                if send(&mut sink, Message::Ping(Default::default())).await.is_err() { break None; }
-            }
-            _ = hello_wait => {
-                break Some((1008, "hello expected within 5 s"));
-            }
-            _ = shutdown.changed() => {
-                break Some((1001, "server stopping"));
+                frame = next_frame => {
+                    let ok = match frame {
+                        Ok(f) => conn.forward(f, sink).await,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::debug!(missed = n, "websocket client lagged; sending a snapshot");
+                            Box::pin(conn.resubscribe(None, sink)).await
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return Stop::Ended(Some((1001, "server stopping"))),
+                    };
+                    if ok.is_err() { return Stop::Ended(None); }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() >= IDLE_DROP {
+                        return Stop::Ended(Some((1001, "idle for 45 s")));
+                    }
+                    if send(sink, Message::Ping(Default::default())).await.is_err() { return Stop::Ended(None); }
+                }
+                _ = hello_wait => {
+                    return Stop::Ended(Some((1008, "hello expected within 5 s")));
+                }
+                _ = shutdown.changed() => {
+                    return Stop::Ended(Some((1001, "server stopping")));
+                }
             }
         }
-    };
-    if let Some((code, why)) = end {
-        let _ = send(&mut sink, close(code, why)).await;
     }
-    let _ = sink.close().await;
-    if let Some(d) = conn.device.take() {
-        app.hub.device(&d, DeviceUpdate::Disconnected);
+
+    async fn finish(mut self, end: Option<(u16, &'static str)>) {
+        if let Some((code, why)) = end {
+            let _ = send(&mut self.sink, close(code, why)).await;
+        }
+        let _ = self.sink.close().await;
+        let app = self.conn.app.clone();
+        if let Some(d) = self.conn.device.take() {
+            app.hub.device(&d, DeviceUpdate::Disconnected);
+        }
+        app.metrics.ws_clients.dec();
     }
 }
 
@@ -312,6 +382,18 @@ impl Conn {
                 }
             },
         }
+    }
+
+    /// A screen: a display device or a public board (they only listen).
+    fn is_screen(&self) -> bool {
+        matches!(
+            self.who,
+            Some(Principal::PublicDisplay)
+                | Some(Principal::Device {
+                    role: DeviceRole::Display,
+                    ..
+                })
+        )
     }
 
     fn seen(&self) {

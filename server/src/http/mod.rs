@@ -40,6 +40,8 @@ pub struct App {
     /// Password checks running at once: argon2id takes 19 MiB and a core's
     /// worth of work each, so a flood of logins must queue, not pile up.
     pub login_slots: tokio::sync::Semaphore,
+    /// The runtime screens' websockets run on after their hello.
+    pub screens: tokio::runtime::Handle,
     pub shutdown: watch::Receiver<bool>,
 }
 
