@@ -523,6 +523,11 @@ impl Inner {
                         Err(e) => tracing::warn!(error = %e, "pruning login sessions failed"),
                     }
                 }
+                // Gauges first: whoever got an answer and reads /metrics next
+                // sees its own ticket counted.
+                if seq0 != self.next_seq {
+                    self.update_gauges();
+                }
                 for p in pending {
                     match p.reply {
                         PendingReply::Command(tx) => {
@@ -547,9 +552,6 @@ impl Inner {
                 self.ring.extend(frames);
                 while self.ring.len() > RESUME_RING {
                     self.ring.pop_front();
-                }
-                if seq0 != self.next_seq {
-                    self.update_gauges();
                 }
             }
             Err(e) => {

@@ -600,8 +600,16 @@ async fn watcher(
     idx: usize,
     token: Option<String>,
     ready: Arc<tokio::sync::Semaphore>,
-    mut connecting: Option<tokio::sync::OwnedSemaphorePermit>,
+    connecting: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
+    // Until the first snapshot: the connect slot to give back, and `ready` to tell.
+    let mut not_ready_yet = Some(connecting);
+    let mut signal_ready = || {
+        if let Some(slot) = not_ready_yet.take() {
+            drop(slot);
+            ready.add_permits(1);
+        }
+    };
     let mut last: Option<u64> = None;
     let mut seen = vec![0usize; ctx.calls.len()];
     let mut measuring = true;
@@ -621,7 +629,6 @@ async fn watcher(
             // Replayed or resynced: the k-th call matching no longer holds.
             measuring = false;
         }
-        let mut said_ready = !first;
         first = false;
         loop {
             let frame = tokio::select! {
@@ -637,11 +644,7 @@ async fn watcher(
                     measuring = false;
                 }
                 last = frame_seq(t);
-                if !said_ready {
-                    said_ready = true;
-                    connecting = None;
-                    ready.add_permits(1);
-                }
+                signal_ready();
                 continue;
             }
             if !t.starts_with(r#"{"type":"event""#) {
@@ -676,12 +679,9 @@ async fn watcher(
                 }
             }
         }
-        if !said_ready {
-            said_ready = true;
-            connecting = None;
-            ready.add_permits(1);
-        }
-        let _ = (said_ready, &connecting);
+        // A first connection that ended before its snapshot still counts,
+        // so the run does not wait for it.
+        signal_ready();
         if !ctx.stop.load(Ordering::Relaxed) {
             tokio::time::sleep(backoff(0)).await;
         }
@@ -799,6 +799,24 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<Report> {
         seq_gaps: AtomicU64::new(0),
         last_seqs: Mutex::new(vec![]),
     };
+
+    // Wrong credentials fail here, clearly, instead of as a run of errors.
+    if plan.kiosks > 0 && !plan.arrivals.is_empty() {
+        anyhow::ensure!(
+            hello(&target.base, Some(&target.kiosk_token), None)
+                .await
+                .is_some(),
+            "the server did not welcome the kiosk token"
+        );
+    }
+    if plan.screens > 0 {
+        anyhow::ensure!(
+            hello(&target.base, target.display_token.as_deref(), None)
+                .await
+                .is_some(),
+            "the server did not welcome a screen (check the display token, or public_board)"
+        );
+    }
 
     // Console logins happen first (each is an argon2 verification).
     let mut console_tokens = vec![];
