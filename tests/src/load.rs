@@ -755,12 +755,10 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<Report> {
         .timeout(Duration::from_secs(15))
         .pool_max_idle_per_host(256)
         .build()?;
-    let site: Value = http
-        .get(format!("{}/api/v1/site", target.base))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let site_url = format!("{}/api/v1/site", target.base);
+    let site: Value = async { http.get(&site_url).send().await?.json().await }
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the site from {site_url}: {e}"))?;
     let counters: Vec<String> = site["counters"]
         .as_array()
         .map(|a| {

@@ -185,14 +185,17 @@ async fn main() -> anyhow::Result<()> {
     let mut spawned = None;
     let target = match &cli.server {
         Some(url) => {
-            let host = url
-                .trim_start_matches("http://")
-                .split([':', '/'])
-                .next()
-                .unwrap_or_default();
+            let parsed =
+                reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--server {url}: {e}"))?;
+            let host = parsed.host_str().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
             anyhow::ensure!(
-                host == "localhost" || host.starts_with("127.") || host == "[::1]",
-                "luot-load only loads servers on loopback (127.0.0.0/8 or [::1]); got {url}"
+                parsed.scheme() == "http" && loopback,
+                "luot-load only loads servers on loopback (http://127.0.0.0/8, http://[::1] or http://localhost); got {url}"
             );
             let staff = cli
                 .staff
