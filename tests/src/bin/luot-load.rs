@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
         let hash = luot_server::auth::hash_password(load::LOAD_PASSWORD);
         std::fs::write(path, load::site_toml(d.services, d.counters, &hash))?;
         println!(
-            "wrote {}\nkiosk token:   {}\ndisplay token: {}\nstaff:         nv-01 … nv-{:02}, password {}",
+            "wrote {}\nkiosk token:   {}\ndisplay token: {}\nstaff:         nv-01 … nv-{:02} (one per counter) and admin (every counter), password {}",
             path.display(),
             load::LOAD_KIOSK_TOKEN,
             load::LOAD_DISPLAY_TOKEN,
