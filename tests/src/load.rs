@@ -12,7 +12,7 @@
 //! same load runs while a fault test kills the server.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -245,9 +245,8 @@ struct Ctx {
     http: reqwest::Client,
     /// (start, deadline) once every watcher is connected and the clock runs.
     clock: std::sync::OnceLock<(Instant, Instant)>,
-    /// Watchers stop reading at this point.
-    stop: AtomicBool,
-    stop_tx: tokio::sync::watch::Sender<bool>,
+    /// Set when watchers stop reading (and the sampler stops sampling).
+    stop: tokio::sync::watch::Sender<bool>,
     /// Counter id → index into `calls`.
     counter_index: HashMap<String, usize>,
     /// Per counter, when each of its calls was sent (k-th call at index k).
@@ -305,7 +304,7 @@ fn ws_url(base: &str) -> String {
 
 /// Small socket buffers, like a real screen (tungstenite's default read
 /// buffer is 128 KiB, which would make 10,000 clients cost more than the server).
-fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+pub fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
@@ -616,8 +615,8 @@ async fn watcher(
     let mut first = true;
     let mut attempt = 0u32;
     let shard = &ctx.deliveries[idx % ctx.deliveries.len()];
-    let mut stop = ctx.stop_tx.subscribe();
-    while !ctx.stop.load(Ordering::Relaxed) {
+    let mut stop = ctx.stop.subscribe();
+    while !*ctx.stop.borrow() {
         let Some((mut ws, _)) = hello(&ctx.target.base, token.as_deref(), last).await else {
             attempt += 1;
             tokio::time::sleep(backoff(attempt)).await;
@@ -682,7 +681,7 @@ async fn watcher(
         // A first connection that ended before its snapshot still counts,
         // so the run does not wait for it.
         signal_ready();
-        if !ctx.stop.load(Ordering::Relaxed) {
+        if !*ctx.stop.borrow() {
             tokio::time::sleep(backoff(0)).await;
         }
     }
@@ -780,8 +779,7 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<Report> {
         plan: plan.clone(),
         http,
         clock: std::sync::OnceLock::new(),
-        stop: AtomicBool::new(false),
-        stop_tx: tokio::sync::watch::channel(false).0,
+        stop: tokio::sync::watch::channel(false).0,
         counter_index,
         calls: counters.iter().map(|_| RwLock::new(vec![])).collect(),
         deliveries: (0..32).map(|_| Mutex::new(hist())).collect(),
@@ -867,7 +865,7 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<Report> {
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let mut timeline = vec![];
-            while !ctx.stop.load(Ordering::Relaxed) {
+            while !*ctx.stop.borrow() {
                 if let Some((rss, _)) = proc_sample(pid) {
                     timeline.push((start.elapsed().as_secs_f64(), rss));
                 }
@@ -902,8 +900,7 @@ pub async fn run(target: Target, plan: Plan) -> anyhow::Result<Report> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let final_seq = current_seq(&target).await.unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    ctx.stop.store(true, Ordering::Relaxed);
-    ctx.stop_tx.send_replace(true);
+    ctx.stop.send_replace(true);
     for t in watcher_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use luot_tests::load::small_buffers;
 use luot_tests::*;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -71,23 +72,9 @@ enum What {
 
 type Figures = BTreeMap<String, f64>;
 
-/// Client sockets with small buffers, like a real screen: tungstenite's
-/// default 128 KiB read buffer costs the bench more than the server.
-fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-}
-
+/// RSS of a process in MB (NaN when it cannot be read).
 fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
+    luot_tests::load::proc_sample(pid).map_or(f64::NAN, |(rss, _)| rss)
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
