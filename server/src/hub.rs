@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use luot_protocol::{CounterInfo, DeviceInfo, PrinterStatus, ServerMessage, Ticket};
+use luot_protocol::{CounterInfo, DeviceInfo, EventKind, PrinterStatus, ServerMessage, Ticket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{DeviceRole, SiteConfig};
@@ -42,6 +42,10 @@ pub struct Frame {
     pub seq: Option<u64>,
     /// Device frames go only to admins.
     pub admin_only: bool,
+    /// A call, recall or counter/day change: screens show or announce it at
+    /// once. Other events (list updates) may wait a moment to share a write
+    /// with the next ones (see `fanout.rs`).
+    pub urgent: bool,
     pub text: Utf8Bytes,
 }
 
@@ -420,6 +424,7 @@ impl Inner {
         let mut batch = WriteBatch::default();
         let mut pending: Vec<Pending> = Vec::new();
         let mut frames: Vec<(u64, Utf8Bytes)> = Vec::new();
+        let mut urgent: Vec<bool> = Vec::new();
         let mut reads: Vec<ReadFn> = Vec::new();
         let mut device_frames: Vec<Utf8Bytes> = Vec::new();
         let mut shutdown = None;
@@ -436,6 +441,13 @@ impl Inner {
                             let s = self.next_seq;
                             self.next_seq += 1;
                             if let Some(w) = self.state.render_event(e) {
+                                urgent.push(!matches!(
+                                    w.kind,
+                                    EventKind::TicketIssued
+                                        | EventKind::TicketDone
+                                        | EventKind::TicketNoShow
+                                        | EventKind::TicketTransferred
+                                ));
                                 let msg = ServerMessage::Event { seq: s, event: w };
                                 frames.push((s, to_text(&msg)));
                             }
@@ -541,9 +553,11 @@ impl Inner {
                 if !frames.is_empty() {
                     let batch: Frames = frames
                         .iter()
-                        .map(|(seq, text)| Frame {
+                        .zip(&urgent)
+                        .map(|((seq, text), urgent)| Frame {
                             seq: Some(*seq),
                             admin_only: false,
+                            urgent: *urgent,
                             text: text.clone(),
                         })
                         .collect();
@@ -586,6 +600,7 @@ impl Inner {
                 .map(|text| Frame {
                     seq: None,
                     admin_only: true,
+                    urgent: true,
                     text,
                 })
                 .collect();

@@ -4,10 +4,12 @@
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod fanout;
 pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod report;
 pub mod server;
 pub mod store;
+pub mod wire;
 pub mod ws;

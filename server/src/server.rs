@@ -65,12 +65,14 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
         "state loaded"
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    // Screens get threads of their own (see ws.rs): the OS then shares the
-    // cores between screen fan-out and the kiosks' and staff's requests
-    // instead of queueing those behind thousands of screen writes.
+    // Screens get threads of their own, with one fan-out shard per core (see
+    // ws.rs and fanout.rs): the OS then shares the cores between screen
+    // fan-out and the kiosks' and staff's requests instead of queueing those
+    // behind thousands of screen writes.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let screens = ScreensRuntime(Some(
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .worker_threads(cores)
             .thread_name("luot-screens")
             .enable_all()
             .build()
@@ -83,6 +85,7 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
         limiter: Mutex::new(LoginLimiter::default()),
         login_slots: crate::http::login_slots(),
         screens: screens.handle(),
+        fanout: crate::fanout::Fanout::start(&screens.handle(), &hub, cores),
         shutdown: shutdown_rx.clone(),
     });
 
@@ -125,10 +128,12 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
     signal.await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     // Give connections a bounded time to finish, then flush and stop.
-    if let Ok(graceful) = server.await
-        && tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
-            .await
-            .is_err()
+    if let Ok(mut open) = server.await
+        && tokio::time::timeout(Duration::from_secs(10), async {
+            while open.recv().await.is_some() {}
+        })
+        .await
+        .is_err()
     {
         tracing::warn!("connections did not close within 10 s");
     }
@@ -171,21 +176,22 @@ impl Drop for ScreensRuntime {
 /// trickles bytes (slow-loris) cannot hold connections open for long.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts HTTP connections until `stop` is set; returns the handle that
-/// waits for the open ones. Each connection: TCP_NODELAY (screens and kiosks
-/// exchange small frames), a header read timeout, websocket upgrades, and the
-/// peer address for `ConnectInfo`.
+/// Accepts HTTP connections until `stop` is set; returns a receiver that
+/// ends once every open HTTP connection has finished (each is asked to finish
+/// its request in flight and close). Each connection: TCP_NODELAY (screens
+/// and kiosks exchange small frames), a header read timeout, websocket
+/// upgrades, and the peer address for `ConnectInfo`. HTTP/1.1 only, served
+/// by hyper directly so that an upgraded websocket is still a `TcpStream`
+/// (see `wire.rs`).
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
-) -> hyper_util::server::graceful::GracefulShutdown {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+) -> tokio::sync::mpsc::Receiver<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let (open_tx, open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     loop {
         let (stream, peer) = tokio::select! {
@@ -217,17 +223,27 @@ async fn accept_loop(
                     )
                 }
             });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let conn = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let open = open_tx.clone();
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let _open = open;
+            let mut conn = std::pin::pin!(conn);
+            let r = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = r {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
-    graceful
+    open_rx
 }
 
 fn spawn_control_socket(

@@ -1,19 +1,30 @@
-//! The websocket API of contract §5 (`GET /api/v1/ws`): hello/welcome,
-//! snapshot or missed events, live events, kiosk `issue` and `device_status`,
-//! pings. One task per connection; it only ever awaits its own socket, so a
-//! slow client slows nobody else. A client that falls behind the broadcast
-//! channel is sent a fresh snapshot. Screens move, after their hello, to a
-//! runtime of their own (`App::screens`), so writing an event to thousands
-//! of them never queues ahead of a kiosk's issue or a staff call.
+//! The websocket API of contract §5 (`GET /api/v1/ws`): the upgrade,
+//! hello/welcome, snapshot or missed events, live events, kiosk `issue` and
+//! `device_status`, pings. One task per connection; it only ever awaits its
+//! own socket, so a slow client slows nobody else. Data frames go out through
+//! the connection's `Wire` (encoded once, written with `writev`); tungstenite
+//! reads the client's frames and writes control frames. Kiosks, staff and
+//! admins forward events from the hub themselves. Screens (display devices,
+//! public boards) move after their hello to a runtime of their own
+//! (`App::screens`) and join the screens' fan-out (`fanout.rs`), which writes
+//! each event to all of them, so thousands of screens never delay a kiosk's
+//! issue or a staff call. A client that falls behind is sent a fresh snapshot.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::ws::Utf8Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, interval_at, sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, handshake::derive_accept_key};
 
 use luot_protocol::{
     ClientMessage, IssueRequest, MAX_BODY_BYTES, ServerMessage, WelcomeService, WelcomeSite,
@@ -23,25 +34,27 @@ use crate::auth::Principal;
 use crate::config::DeviceRole;
 use crate::http::{ApiError, AppState, check_issue, issue_command};
 use crate::hub::{DeviceUpdate, Frame, Frames, Outcome};
+use crate::wire::{Pushed, Wire, WireIo, encode};
 
 pub const PING_EVERY: Duration = Duration::from_secs(15);
 pub const IDLE_DROP: Duration = Duration::from_secs(45);
 pub const HELLO_WITHIN: Duration = Duration::from_secs(5);
+/// A client whose socket takes nothing for this long is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most frames written to one client before a flush.
+/// Most frames written to one client at once.
 const FORWARD_BURST: usize = 256;
 
 /// A browser's websocket must come from a page of this server (same host) or
 /// of the site's `public_url`; other clients (kiosks) send no Origin at all.
-fn origin_allowed(headers: &axum::http::HeaderMap, public_url: &str) -> bool {
-    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+fn origin_allowed(headers: &HeaderMap, public_url: &str) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
     let Ok(origin) = origin.to_str() else {
         return false;
     };
     let host = headers
-        .get(axum::http::header::HOST)
+        .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let public = public_url.trim_end_matches('/');
@@ -54,43 +67,129 @@ fn origin_allowed(headers: &axum::http::HeaderMap, public_url: &str) -> bool {
         || origin.strip_prefix("https://") == Some(host)
 }
 
-pub async fn upgrade(
-    State(app): State<AppState>,
-    headers: axum::http::HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    if !origin_allowed(&headers, &app.config.site.public_url) {
-        tracing::warn!(origin = ?headers.get(axum::http::header::ORIGIN), "websocket from a foreign page refused");
-        return axum::response::IntoResponse::into_response(ApiError::forbidden(
-            "websocket from a page of another site (Origin not allowed)",
-        ));
+/// Whether `name`'s comma-separated values include `token` (any case).
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case(token))
+}
+
+/// The client's `Sec-WebSocket-Key` when the request is a websocket upgrade
+/// (RFC 6455 §4.2.1).
+fn websocket_key(headers: &HeaderMap) -> Option<&[u8]> {
+    let ok = header_has(headers, header::CONNECTION, "upgrade")
+        && header_has(headers, header::UPGRADE, "websocket")
+        && headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_some_and(|v| v.as_bytes() == b"13");
+    ok.then(|| headers.get(header::SEC_WEBSOCKET_KEY))
+        .flatten()
+        .map(|k| k.as_bytes())
+}
+
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        // Clients send small frames (a hello, an issue): a small read buffer
+        // is enough and costs little per screen.
+        .read_buffer_size(512)
+        // Control frames go straight to the wire, which queues what waits.
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_BODY_BYTES))
+        .max_frame_size(Some(MAX_BODY_BYTES))
+}
+
+/// The upgrade is done here rather than by axum's extractor because the
+/// screens' fan-out needs the socket itself (see `wire.rs`).
+pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response {
+    let headers = req.headers();
+    if !origin_allowed(headers, &app.config.site.public_url) {
+        tracing::warn!(origin = ?headers.get(header::ORIGIN), "websocket from a foreign page refused");
+        return ApiError::forbidden("websocket from a page of another site (Origin not allowed)")
+            .into_response();
     }
-    ws.read_buffer_size(2 * 1024)
-        .write_buffer_size(4 * 1024)
-        .max_write_buffer_size(256 * 1024)
-        .max_message_size(MAX_BODY_BYTES)
-        .max_frame_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| client(socket, app))
+    let Some(accept) = websocket_key(headers).map(derive_accept_key) else {
+        return ApiError::bad_request(
+            "a websocket upgrade was expected (Connection: upgrade, Upgrade: websocket, Sec-WebSocket-Version: 13)",
+        )
+        .into_response();
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return ApiError::bad_request("this connection cannot be upgraded to a websocket")
+            .into_response();
+    };
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            tracing::error!("websocket upgrade on a connection that is not plain TCP");
+            return;
+        };
+        let wire = Wire::new(parts.io.into_inner());
+        let ws = WebSocketStream::from_partially_read(
+            WireIo { wire: wire.clone() },
+            parts.read_buf.to_vec(),
+            Role::Server,
+            Some(config()),
+        )
+        .await;
+        client(ws, wire, app).await;
+    });
+    let mut r = Response::new(axum::body::Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("upgrade"),
+    );
+    h.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
 }
 
-fn text(m: &ServerMessage) -> Message {
-    Message::Text(Utf8Bytes::from(
-        serde_json::to_string(m).unwrap_or_default(),
-    ))
+fn text(m: &ServerMessage) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(m).unwrap_or_default())
 }
 
-fn error_frame(request_id: Option<String>, e: &ApiError) -> Message {
+fn error_frame(request_id: Option<String>, e: &ApiError) -> Utf8Bytes {
     text(&ServerMessage::Error {
         request_id,
         error: e.detail(),
     })
 }
 
-fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from(reason.to_string()),
-    }))
+/// Sends one data frame and waits until the socket has taken it.
+async fn send(wire: &Wire, t: Utf8Bytes) -> Result<Flow, ()> {
+    if wire.push(&encode(&t)) == Pushed::Queued {
+        drain(wire).await?;
+    }
+    Ok(Flow::Continue)
+}
+
+/// Waits until everything queued for the client is on its socket; fails
+/// when the socket breaks or takes nothing for `SEND_TIMEOUT`.
+async fn drain(wire: &Wire) -> Result<(), ()> {
+    loop {
+        let before = wire.sent();
+        match timeout(SEND_TIMEOUT, wire.flush()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(_)) => return Err(()),
+            Err(_) if wire.sent() == before => return Err(()),
+            Err(_) => {}
+        }
+    }
 }
 
 struct Conn {
@@ -98,7 +197,10 @@ struct Conn {
     who: Option<Principal>,
     /// The device this connection counts for in `/devices`.
     device: Option<String>,
+    /// The hub's events, for clients that forward them themselves.
     rx: Option<broadcast::Receiver<Frames>>,
+    /// A screen in the fan-out: it gets events from there instead.
+    fanned: bool,
     last_seq: u64,
 }
 
@@ -107,15 +209,12 @@ enum Flow {
     Close(u16, &'static str),
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-type Stream = futures_util::stream::SplitStream<WebSocket>;
-
 /// One websocket connection and everything its loop needs.
 struct Client {
-    sink: Sink,
-    stream: Stream,
-    reply_tx: mpsc::Sender<Message>,
-    reply_rx: mpsc::Receiver<Message>,
+    ws: WebSocketStream<WireIo>,
+    wire: Arc<Wire>,
+    reply_tx: mpsc::Sender<Utf8Bytes>,
+    reply_rx: mpsc::Receiver<Utf8Bytes>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     conn: Conn,
     hello_deadline: Instant,
@@ -131,13 +230,12 @@ enum Stop {
     Handoff,
 }
 
-async fn client(socket: WebSocket, app: AppState) {
+async fn client(ws: WebSocketStream<WireIo>, wire: Arc<Wire>, app: AppState) {
     app.metrics.ws_clients.inc();
-    let (sink, stream) = socket.split();
-    let (reply_tx, reply_rx) = mpsc::channel::<Message>(64);
+    let (reply_tx, reply_rx) = mpsc::channel::<Utf8Bytes>(64);
     let mut c = Client {
-        sink,
-        stream,
+        ws,
+        wire,
         reply_tx,
         reply_rx,
         shutdown: app.shutdown.clone(),
@@ -146,6 +244,7 @@ async fn client(socket: WebSocket, app: AppState) {
             who: None,
             device: None,
             rx: None,
+            fanned: false,
             last_seq: 0,
         },
         hello_deadline: Instant::now() + HELLO_WITHIN,
@@ -155,10 +254,12 @@ async fn client(socket: WebSocket, app: AppState) {
     match c.run(true).await {
         Stop::Ended(end) => c.finish(end).await,
         // Screens (boards, counter signs, ticket pages) are many and only
-        // listen: their fan-out runs on a runtime of its own, so thousands of
-        // them never delay a kiosk's issue or a staff member's call.
+        // listen: they run on a runtime of their own and the fan-out writes
+        // to them, so thousands of them never delay a kiosk's issue or a
+        // staff member's call.
         Stop::Handoff => {
             app.screens.spawn(async move {
+                c.conn.join_fanout(&c.wire);
                 let end = match c.run(false).await {
                     Stop::Ended(end) => end,
                     Stop::Handoff => None,
@@ -172,8 +273,8 @@ async fn client(socket: WebSocket, app: AppState) {
 impl Client {
     async fn run(&mut self, may_hand_off: bool) -> Stop {
         let Client {
-            sink,
-            stream,
+            ws,
+            wire,
             reply_tx,
             reply_rx,
             shutdown,
@@ -197,17 +298,15 @@ impl Client {
                 }
             };
             tokio::select! {
-                msg = stream.next() => {
+                msg = ws.next() => {
                     *last_heard = Instant::now();
                     let msg = match msg {
                         None => return Stop::Ended(None),
+                        Some(Err(tungstenite::Error::Capacity(_))) => {
+                            return Stop::Ended(Some((1009, "message over 16 KiB")));
+                        }
                         Some(Err(e)) => {
-                            let s = e.to_string();
-                            // tungstenite's capacity error: a message or frame over max_message_size.
-                            if s.starts_with("Space limit exceeded") {
-                                return Stop::Ended(Some((1009, "message over 16 KiB")));
-                            }
-                            tracing::debug!(error = %s, "websocket read error");
+                            tracing::debug!(error = %e, "websocket read error");
                             return Stop::Ended(None);
                         }
                         Some(Ok(m)) => m,
@@ -215,17 +314,22 @@ impl Client {
                     let flow = match msg {
                         // Boxed: the hello's future is large and rare; inline it
                         // would sit in every connection's task for its whole life.
-                        Message::Text(t) => Box::pin(conn.on_text(t.as_str(), sink, reply_tx)).await,
+                        Message::Text(t) => Box::pin(conn.on_text(t.as_str(), wire, reply_tx)).await,
                         Message::Binary(_) => {
-                            send(sink, error_frame(None, &ApiError::bad_request("send JSON text frames"))).await
+                            send(wire, error_frame(None, &ApiError::bad_request("send JSON text frames"))).await
                         }
-                        Message::Ping(_) | Message::Pong(_) => Ok(Flow::Continue),
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(Flow::Continue),
                         Message::Close(_) => return Stop::Ended(None),
                     };
                     match flow {
                         Ok(Flow::Continue) => {
-                            if may_hand_off && conn.is_screen() {
-                                return Stop::Handoff;
+                            // A screen after its hello: on to the screens' runtime
+                            // and fan-out (or back into the fan-out after a new hello).
+                            if conn.is_screen() && conn.rx.is_some() {
+                                if may_hand_off {
+                                    return Stop::Handoff;
+                                }
+                                conn.join_fanout(wire);
                             }
                         }
                         Ok(Flow::Close(code, why)) => return Stop::Ended(Some((code, why))),
@@ -234,24 +338,39 @@ impl Client {
                 }
                 reply = reply_rx.recv() => {
                     if let Some(m) = reply
-                        && send(sink, m).await.is_err() { return Stop::Ended(None); }
+                        && send(wire, m).await.is_err() { return Stop::Ended(None); }
                 }
                 frame = next_frame => {
                     let ok = match frame {
-                        Ok(f) => conn.forward(f, sink).await,
+                        Ok(f) => conn.forward(f, wire).await,
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             tracing::debug!(missed = n, "websocket client lagged; sending a snapshot");
-                            Box::pin(conn.resubscribe(None, sink)).await
+                            Box::pin(conn.resubscribe(None, wire)).await
                         }
                         Err(broadcast::error::RecvError::Closed) => return Stop::Ended(Some((1001, "server stopping"))),
                     };
                     if ok.is_err() { return Stop::Ended(None); }
                 }
+                // The fan-out left bytes queued, or let go of this screen.
+                _ = wire.kick.notified() => {
+                    if drain(wire).await.is_err() {
+                        return Stop::Ended(None);
+                    }
+                    if conn.fanned && wire.lagged() {
+                        tracing::debug!("screen fell behind; sending a snapshot");
+                        if Box::pin(conn.resubscribe(None, wire)).await.is_err() {
+                            return Stop::Ended(None);
+                        }
+                        conn.join_fanout(wire);
+                    }
+                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() >= IDLE_DROP {
                         return Stop::Ended(Some((1001, "idle for 45 s")));
                     }
-                    if send(sink, Message::Ping(Default::default())).await.is_err() { return Stop::Ended(None); }
+                    if ws.feed(Message::Ping(Default::default())).await.is_err() || drain(wire).await.is_err() {
+                        return Stop::Ended(None);
+                    }
                 }
                 _ = hello_wait => {
                     return Stop::Ended(Some((1008, "hello expected within 5 s")));
@@ -264,10 +383,14 @@ impl Client {
     }
 
     async fn finish(mut self, end: Option<(u16, &'static str)>) {
+        self.wire.leave();
         if let Some((code, why)) = end {
-            let _ = send(&mut self.sink, close(code, why)).await;
+            let frame = CloseFrame {
+                code: code.into(),
+                reason: why.into(),
+            };
+            let _ = timeout(SEND_TIMEOUT, self.ws.close(Some(frame))).await;
         }
-        let _ = self.sink.close().await;
         let app = self.conn.app.clone();
         if let Some(d) = self.conn.device.take() {
             app.hub.device(&d, DeviceUpdate::Disconnected);
@@ -276,26 +399,13 @@ impl Client {
     }
 }
 
-async fn send<S>(sink: &mut S, m: Message) -> Result<Flow, ()>
-where
-    S: SinkExt<Message> + Unpin,
-{
-    match timeout(SEND_TIMEOUT, sink.send(m)).await {
-        Ok(Ok(())) => Ok(Flow::Continue),
-        _ => Err(()),
-    }
-}
-
 impl Conn {
-    async fn on_text<S>(
+    async fn on_text(
         &mut self,
         raw: &str,
-        sink: &mut S,
-        replies: &mpsc::Sender<Message>,
-    ) -> Result<Flow, ()>
-    where
-        S: SinkExt<Message> + Unpin,
-    {
+        wire: &Wire,
+        replies: &mpsc::Sender<Utf8Bytes>,
+    ) -> Result<Flow, ()> {
         let msg: ClientMessage = match serde_json::from_str(raw) {
             Ok(m) => m,
             Err(e) => {
@@ -309,14 +419,14 @@ impl Conn {
                             .map(String::from)
                     });
                 let err = ApiError::bad_request(format!("invalid message: {e}"));
-                return send(sink, error_frame(rid, &err)).await;
+                return send(wire, error_frame(rid, &err)).await;
             }
         };
         match msg {
-            ClientMessage::Hello { token, since } => self.hello(token, since, sink).await,
+            ClientMessage::Hello { token, since } => self.hello(token, since, wire).await,
             _ if self.who.is_none() => {
                 let err = ApiError::unauthorized();
-                send(sink, error_frame(None, &err)).await?;
+                send(wire, error_frame(None, &err)).await?;
                 Ok(Flow::Close(1008, "hello first"))
             }
             ClientMessage::Issue {
@@ -339,7 +449,7 @@ impl Conn {
                     Err(ApiError::forbidden("only kiosks and staff issue tickets"))
                 };
                 if let Err(e) = check {
-                    return send(sink, error_frame(Some(request_id), &e)).await;
+                    return send(wire, error_frame(Some(request_id), &e)).await;
                 }
                 // Answer asynchronously so a kiosk may have several in flight.
                 let hub = self.app.hub.clone();
@@ -375,7 +485,7 @@ impl Conn {
                 }
                 _ => {
                     send(
-                        sink,
+                        wire,
                         error_frame(None, &ApiError::forbidden("only kiosks report a printer")),
                     )
                     .await
@@ -396,21 +506,26 @@ impl Conn {
         )
     }
 
+    /// Hands this screen's events over to the fan-out, from its last seq on.
+    fn join_fanout(&mut self, wire: &Arc<Wire>) {
+        if self.rx.take().is_some() {
+            self.app.fanout.join(wire, self.last_seq);
+            self.fanned = true;
+        }
+    }
+
     fn seen(&self) {
         if let Some(d) = &self.device {
             self.app.hub.device(d, DeviceUpdate::Seen);
         }
     }
 
-    async fn hello<S>(
+    async fn hello(
         &mut self,
         token: Option<String>,
         since: Option<u64>,
-        sink: &mut S,
-    ) -> Result<Flow, ()>
-    where
-        S: SinkExt<Message> + Unpin,
-    {
+        wire: &Wire,
+    ) -> Result<Flow, ()> {
         let who = match token.as_deref() {
             None | Some("") if self.app.config.server.public_board => {
                 Some(Principal::PublicDisplay)
@@ -419,7 +534,7 @@ impl Conn {
             Some(t) => self.app.resolve(t).await,
         };
         let Some(who) = who else {
-            send(sink, error_frame(None, &ApiError::unauthorized())).await?;
+            send(wire, error_frame(None, &ApiError::unauthorized())).await?;
             return Ok(Flow::Close(1008, "unauthorized"));
         };
         // Device accounting for /devices.
@@ -468,29 +583,35 @@ impl Conn {
             name: who.name(),
         };
         self.who = Some(who);
-        send(sink, text(&welcome)).await?;
-        self.resubscribe(since, sink).await
+        send(wire, text(&welcome)).await?;
+        self.resubscribe(since, wire).await
     }
 
-    /// (Re)starts the event stream after `since`, or with a snapshot.
-    async fn resubscribe<S>(&mut self, since: Option<u64>, sink: &mut S) -> Result<Flow, ()>
-    where
-        S: SinkExt<Message> + Unpin,
-    {
+    /// (Re)starts the event stream after `since`, or with a snapshot. The
+    /// connection forwards events itself until a screen joins the fan-out.
+    async fn resubscribe(&mut self, since: Option<u64>, wire: &Wire) -> Result<Flow, ()> {
         self.rx = None;
+        if self.fanned {
+            wire.leave();
+            self.fanned = false;
+        }
         let catchup = match self.app.hub.subscribe(since).await {
             Ok(c) => c,
             Err(e) => {
-                send(sink, error_frame(None, &ApiError::from(e))).await?;
+                send(wire, error_frame(None, &ApiError::from(e))).await?;
                 return Ok(Flow::Close(1011, "server unavailable"));
             }
         };
         let mut last = since.unwrap_or(0);
-        for f in catchup.frames {
+        let mut parts = Vec::with_capacity(2 * catchup.frames.len());
+        for f in &catchup.frames {
             if let Some(seq) = frame_seq(f.as_str()) {
                 last = seq;
             }
-            send(sink, Message::Text(f)).await?;
+            parts.extend(encode(f));
+        }
+        if wire.push(&parts) == Pushed::Queued {
+            drain(wire).await?;
         }
         self.last_seq = last;
         self.rx = Some(catchup.rx);
@@ -498,37 +619,31 @@ impl Conn {
     }
 
     /// Sends the frames of `first` and of whatever else is already waiting in
-    /// the broadcast channel, then flushes once: one write for a burst.
-    async fn forward<S>(&mut self, first: Frames, sink: &mut S) -> Result<Flow, ()>
-    where
-        S: SinkExt<Message> + Unpin,
-    {
+    /// the broadcast channel in one write, then waits until the socket took them.
+    async fn forward(&mut self, first: Frames, wire: &Wire) -> Result<Flow, ()> {
         let mut next = Some(first);
-        let mut fed = 0;
+        let mut parts = Vec::new();
         while let Some(batch) = next.take() {
             for f in batch.iter() {
                 if self.wants(f) {
-                    match timeout(SEND_TIMEOUT, sink.feed(Message::Text(f.text.clone()))).await {
-                        Ok(Ok(())) => fed += 1,
-                        _ => return Err(()),
-                    }
+                    parts.extend(encode(&f.text));
                 }
             }
-            if fed >= FORWARD_BURST {
+            if parts.len() >= 2 * FORWARD_BURST {
                 break;
             }
             next = match self.rx.as_mut().map(|rx| rx.try_recv()) {
                 Some(Ok(f)) => Some(f),
                 Some(Err(broadcast::error::TryRecvError::Lagged(_))) => {
-                    return self.resubscribe(None, sink).await;
+                    return self.resubscribe(None, wire).await;
                 }
                 _ => None,
             };
         }
-        match timeout(SEND_TIMEOUT, sink.flush()).await {
-            Ok(Ok(())) => Ok(Flow::Continue),
-            _ => Err(()),
+        if wire.push(&parts) == Pushed::Queued {
+            drain(wire).await?;
         }
+        Ok(Flow::Continue)
     }
 
     /// Whether this client gets `f`, and bookkeeping of the last seq sent.
@@ -547,7 +662,7 @@ impl Conn {
 }
 
 /// The `seq` of a snapshot or event frame, read without a full parse.
-fn frame_seq(s: &str) -> Option<u64> {
+pub(crate) fn frame_seq(s: &str) -> Option<u64> {
     let i = s.find("\"seq\":")? + 6;
     let rest = &s[i..];
     let end = rest

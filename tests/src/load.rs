@@ -365,15 +365,15 @@ struct TicketLite {
     day: String,
 }
 
-#[derive(Deserialize)]
-struct CalledFrame {
-    event: CalledEvent,
-}
-
-#[derive(Deserialize)]
-struct CalledEvent {
-    kind: String,
-    counter: Option<String>,
+/// The counter of a `ticket_called` event frame, read without parsing the
+/// rest: the first `"counter":"…"` after the kind is the called ticket's,
+/// which is the calling counter (the event's own field repeats it).
+fn called_counter(t: &str) -> Option<&str> {
+    let i = t.find(r#""kind":"ticket_called""#)?;
+    let rest = &t[i..];
+    let j = rest.find(r#""counter":""#)? + 11;
+    let rest = &rest[j..];
+    Some(&rest[..rest.find('"')?])
 }
 
 async fn kiosk(ctx: Arc<Ctx>, idx: usize, arrivals: Vec<f64>) {
@@ -629,10 +629,13 @@ async fn watcher(
             measuring = false;
         }
         first = false;
+        // One wait for the stop signal per connection, not one per frame.
+        let stopped = stop.changed();
+        tokio::pin!(stopped);
         loop {
             let frame = tokio::select! {
                 f = ws.next() => f,
-                _ = stop.changed() => break,
+                _ = &mut stopped => break,
             };
             let Some(Ok(msg)) = frame else { break };
             let Message::Text(text) = msg else { continue };
@@ -657,16 +660,7 @@ async fn watcher(
             }
             last = Some(seq);
             if measuring && t.contains(r#""kind":"ticket_called""#) {
-                let Ok(f) = serde_json::from_str::<CalledFrame>(t) else {
-                    continue;
-                };
-                if f.event.kind != "ticket_called" {
-                    continue;
-                }
-                let Some(c) = f
-                    .event
-                    .counter
-                    .and_then(|c| ctx.counter_index.get(&c).copied())
+                let Some(c) = called_counter(t).and_then(|c| ctx.counter_index.get(c).copied())
                 else {
                     continue;
                 };

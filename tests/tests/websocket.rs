@@ -178,6 +178,30 @@ async fn resume_with_since_sends_only_missed_events() {
     assert_eq!(b3.recv().await.unwrap()["type"], "welcome");
     assert_eq!(b3.recv().await.unwrap()["seq"].as_u64(), Some(seq + 2));
     assert_eq!(b3.recv().await.unwrap()["seq"].as_u64(), Some(seq + 3));
+    // …and it then gets each new event once, without a gap (list updates
+    // may wait up to a second to share a write with the next ones).
+    for i in 3..5 {
+        api.issue(KIOSK_TOKEN, "kham-noi", &format!("m{i}")).await;
+    }
+    assert_eq!(b3.recv().await.unwrap()["seq"].as_u64(), Some(seq + 4));
+    assert_eq!(b3.recv().await.unwrap()["seq"].as_u64(), Some(seq + 5));
+    assert!(b3.recv_within(Duration::from_millis(1500)).await.is_none());
+}
+
+#[tokio::test]
+async fn a_plain_request_to_the_websocket_path_gets_a_clear_error() {
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let r = api.get("/api/v1/ws", None).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"]["code"], "bad_request");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("websocket")
+    );
 }
 
 #[tokio::test]

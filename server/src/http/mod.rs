@@ -42,6 +42,8 @@ pub struct App {
     pub login_slots: tokio::sync::Semaphore,
     /// The runtime screens' websockets run on after their hello.
     pub screens: tokio::runtime::Handle,
+    /// Writes every event to the screens (see `fanout.rs`).
+    pub fanout: crate::fanout::Fanout,
     pub shutdown: watch::Receiver<bool>,
 }
 
