@@ -62,6 +62,19 @@ enum What {
         #[arg(long, default_value_t = 40)]
         calls: usize,
     },
+    /// This machine's floor for fan-out, without luot: one 1 KB message
+    /// written to each of N loopback TCP sockets (one writer thread per
+    /// core, the way the server's fan-out shards write), read by a tokio
+    /// runtime in the same process; time from the first write to each read.
+    Floor {
+        #[arg(long, default_value_t = 10_000)]
+        sockets: usize,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// (internal) Be the reading process, connecting to this address.
+        #[arg(long, hide = true)]
+        read: Option<String>,
+    },
     /// Kiosk: ticket render time, press → first byte at the printer, RSS.
     Kiosk {
         #[arg(long, default_value_t = 50)]
@@ -523,6 +536,116 @@ fn display_asset_len(path: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Microseconds since the Unix epoch: comparable between two processes on
+/// one machine.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The floor's writing side: accepts `sockets` connections from the reading
+/// process (this binary again, `floor --read ADDR`), then writes a 1 KB
+/// message carrying its send time to each, from one thread per core.
+async fn bench_floor(sockets: usize, rounds: usize, f: &mut Figures) {
+    use std::io::Write;
+    let _ = rlimit::increase_nofile_limit(sockets as u64 + 256);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "floor",
+            "--sockets",
+            &sockets.to_string(),
+            "--rounds",
+            &rounds.to_string(),
+        ])
+        .args(["--read", &addr.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writers: Vec<std::net::TcpStream> = (0..sockets)
+        .map(|_| {
+            let (s, _) = listener.accept().unwrap();
+            s.set_nodelay(true).unwrap();
+            s
+        })
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per = sockets.div_ceil(cores);
+    let mut chunks: Vec<Vec<std::net::TcpStream>> = vec![];
+    let mut it = writers.into_iter();
+    for _ in 0..cores {
+        chunks.push(it.by_ref().take(per).collect());
+    }
+    for _ in 0..rounds {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut msg = format!("{:020}", now_us()).into_bytes();
+        msg.resize(1024, b'x');
+        std::thread::scope(|s| {
+            for chunk in chunks.iter_mut() {
+                let msg = &msg;
+                s.spawn(move || {
+                    for w in chunk.iter_mut() {
+                        w.write_all(msg).unwrap();
+                    }
+                });
+            }
+        });
+    }
+    let out = reader.wait_with_output().unwrap();
+    let got: Figures = serde_json::from_slice(&out.stdout).expect("the reading process's figures");
+    println!(
+        "floor: 1 KB to each of {sockets} loopback sockets ({cores} writer threads, a tokio reader process), {rounds} rounds: write -> read p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        got["p50"], got["p99"], got["max"]
+    );
+    f.insert(format!("floor_{sockets}_p50_ms"), got["p50"]);
+    f.insert(format!("floor_{sockets}_p99_ms"), got["p99"]);
+}
+
+/// The floor's reading side: one task per socket, like the load tool's screens.
+async fn floor_read(addr: &str, sockets: usize, rounds: usize) {
+    use tokio::io::AsyncReadExt;
+    let _ = rlimit::increase_nofile_limit(sockets as u64 + 256);
+    let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let mut tasks = vec![];
+    for _ in 0..sockets {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let hist = hist.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            for _ in 0..rounds {
+                let mut got = 0;
+                let mut sent = 0;
+                while got < 1024 {
+                    let n = s.read(&mut buf[got..1024]).await.unwrap();
+                    assert!(n > 0, "closed");
+                    got += n;
+                    if got >= 20 && sent == 0 {
+                        sent = std::str::from_utf8(&buf[..20])
+                            .unwrap()
+                            .parse::<u64>()
+                            .unwrap();
+                    }
+                }
+                let took = now_us().saturating_sub(sent);
+                hist.lock().unwrap().record(took).unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let h = hist.lock().unwrap().clone();
+    let figures: Figures = [
+        ("p50".to_string(), ms(&h, 0.5)),
+        ("p99".to_string(), ms(&h, 0.99)),
+        ("max".to_string(), h.max() as f64 / 1000.0),
+    ]
+    .into();
+    println!("{}", serde_json::to_string(&figures).unwrap());
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -537,6 +660,19 @@ async fn main() {
         What::Restart { events } => bench_restart(events, &mut f).await,
         What::Kiosk { presses } => bench_kiosk(presses, &mut f).await,
         What::Screens { calls } => bench_screens(calls, &mut f).await,
+        What::Floor {
+            sockets,
+            rounds,
+            read: Some(addr),
+        } => {
+            floor_read(&addr, sockets, rounds).await;
+            return;
+        }
+        What::Floor {
+            sockets,
+            rounds,
+            read: None,
+        } => bench_floor(sockets, rounds, &mut f).await,
         What::All => {
             bench_issue(64, 50_000, &mut f).await;
             bench_fanout(5_000, 40, &mut f).await;
