@@ -29,8 +29,9 @@ use tokio::time::{Duration, Instant, sleep_until};
 use crate::hub::{Frames, Hub};
 use crate::wire::{Fanned, Wire, encode};
 
-/// Frames each shard keeps for screens that join a little behind it.
-const KEEP: usize = 512;
+/// Frames each shard keeps for screens that join a little behind it (a
+/// join takes milliseconds; one further behind gets a snapshot).
+const KEEP: usize = 128;
 /// Screens written between looks at the hub's broadcast during a sweep.
 const CHUNK: usize = 256;
 
