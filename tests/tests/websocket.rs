@@ -413,48 +413,17 @@ async fn a_client_that_lags_gets_a_snapshot() {
         &[("LUOT_BROADCAST_CAPACITY", "32")],
     );
     let api = Api::new(&server);
-    // A board with a tiny receive buffer that reads slowly but steadily (one
-    // frame every 5 ms, so the server's sends never stall long enough to drop
-    // it) while the kiosk issues far more than the kernel's socket buffers
-    // hold (4 MB at most on the sending side): the board falls more than 32
-    // group commits behind.
-    let slow = {
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.set_recv_buffer_size(4096).unwrap();
-        let stream = sock.connect(server.addr).await.unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(
-            server.ws_url(),
-            tokio_tungstenite::MaybeTlsStream::Plain(stream),
-        )
-        .await
-        .unwrap();
-        Ws { stream: ws }
-    };
+    // A board and a staff console, each with a tiny receive buffer, read
+    // slowly but steadily (one frame every 5 ms, so the server's sends never
+    // stall long enough to drop them) while the kiosk issues far more than
+    // the kernel's socket buffers hold (4 MB at most on the sending side).
+    // The board is a screen (the fan-out lets go of it once 256 KiB wait);
+    // the console forwards events itself (it falls more than 32 group commits
+    // behind the broadcast).
     let fast = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let fast = fast.clone();
-        tokio::spawn(async move {
-            let mut slow = slow;
-            slow.send(json!({"type": "hello", "token": DISPLAY_TOKEN, "since": null}))
-                .await;
-            let mut frames = vec![];
-            while let Some(v) = slow.recv_within(Duration::from_secs(5)).await {
-                let snapshot_after_start = v["type"] == "snapshot" && frames.len() > 2;
-                frames.push(v);
-                if snapshot_after_start {
-                    break;
-                }
-                if !fast.load(std::sync::atomic::Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-            // Then whatever follows the snapshot, until quiet.
-            while let Some(v) = slow.recv_within(Duration::from_secs(2)).await {
-                frames.push(v);
-            }
-            frames
-        })
-    };
+    let staff = api.login("le.thu").await;
+    let board = slow_reader(&server, DISPLAY_TOKEN, fast.clone()).await;
+    let console = slow_reader(&server, &staff, fast.clone()).await;
     let (mut k, _) = Ws::hello(&server, Some(KIOSK_TOKEN), None).await;
     k.recv().await.unwrap();
     // The kiosk's socket gets every event too: its bytes are what the board is sent.
@@ -481,23 +450,72 @@ async fn a_client_that_lags_gets_a_snapshot() {
         let (mut b, _) = Ws::hello(&server, Some(DISPLAY_TOKEN), None).await;
         b.recv().await.unwrap()["seq"].as_u64().unwrap()
     };
-    let frames = reader.await.unwrap();
-    // The board was resynchronised with a snapshot, its events only ever
-    // move forward, and it ends at the current seq.
-    assert_eq!(frames[0]["type"], "welcome");
-    let snapshots = frames.iter().filter(|v| v["type"] == "snapshot").count();
-    assert!(
-        snapshots >= 2,
-        "a lagging client gets a fresh snapshot ({} frames, {sent} tickets, {bytes} bytes)",
-        frames.len()
-    );
-    let mut last_seq = 0;
-    for v in &frames[1..] {
-        let seq = v["seq"].as_u64().unwrap();
-        if v["type"] != "snapshot" {
-            assert!(seq > last_seq, "events only move forward");
+    for (who, reader) in [("board", board), ("staff console", console)] {
+        let frames = reader.await.unwrap();
+        // Resynchronised with a snapshot, events only ever move forward, and
+        // it ends at the current seq.
+        assert_eq!(frames[0]["type"], "welcome");
+        let snapshots = frames.iter().filter(|v| v["type"] == "snapshot").count();
+        assert!(
+            snapshots >= 2,
+            "a lagging {who} gets a fresh snapshot ({} frames, {sent} tickets, {bytes} bytes)",
+            frames.len()
+        );
+        let mut last_seq = 0;
+        for v in &frames[1..] {
+            let seq = v["seq"].as_u64().unwrap();
+            if v["type"] != "snapshot" {
+                assert!(seq > last_seq, "{who}: events only move forward");
+            }
+            last_seq = last_seq.max(seq);
         }
-        last_seq = last_seq.max(seq);
+        assert_eq!(last_seq, final_seq, "{who} ends up current");
     }
-    assert_eq!(last_seq, final_seq, "and ends up current");
+}
+
+/// A websocket with a 4 KiB receive buffer that says hello with `token` and
+/// reads one frame every 5 ms (until `fast`), up to its first snapshot after
+/// the start, then whatever follows until 2 s of quiet.
+async fn slow_reader(
+    server: &Server,
+    token: &str,
+    fast: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Value>> {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(server.addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(
+        server.ws_url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    let mut slow = Ws { stream: ws };
+    let token = token.to_string();
+    tokio::spawn(async move {
+        slow.send(json!({"type": "hello", "token": token, "since": null}))
+            .await;
+        let mut frames = vec![];
+        while let Some(v) = slow.recv_within(Duration::from_secs(5)).await {
+            // Frames that are not the queue's (device frames) do not count.
+            if v.get("seq").is_none() && v["type"] != "welcome" {
+                continue;
+            }
+            let snapshot_after_start = v["type"] == "snapshot" && frames.len() > 2;
+            frames.push(v);
+            if snapshot_after_start {
+                break;
+            }
+            if !fast.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        // Then whatever follows the snapshot, until quiet.
+        while let Some(v) = slow.recv_within(Duration::from_secs(2)).await {
+            if v.get("seq").is_some() {
+                frames.push(v);
+            }
+        }
+        frames
+    })
 }
