@@ -175,11 +175,26 @@ fn open_mark(dir: &Path) -> (Option<std::fs::File>, Option<u64>) {
 }
 
 fn open_trees(dir: &Path) -> Result<Trees, StoreError> {
-    let db = sled::Config::new()
-        .path(dir.join("db"))
-        .cache_capacity(16 * 1024 * 1024)
-        .flush_every_ms(None)
-        .open()?;
+    // A store just closed in this process (a reopen after an I/O error, a
+    // restore followed by a start) may hold sled's file lock for a moment
+    // longer, until its snapshot thread has let go: wait for it briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let db = loop {
+        match sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(16 * 1024 * 1024)
+            .flush_every_ms(None)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other?,
+        }
+    };
     let snapshots = db.open_tree("snapshot")?;
     Ok(Trees { db, snapshots })
 }
