@@ -1092,3 +1092,45 @@ pub fn site_staff(counters: usize) -> Vec<(String, String)> {
         .map(|i| (format!("nv-{:02}", i + 1), LOAD_PASSWORD.to_string()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_called_counter_is_read_from_a_real_event_frame() {
+        // A frame as the server renders it (luot-protocol's types).
+        let ticket = luot_protocol::Ticket {
+            id: "t1".into(),
+            number: "A015".into(),
+            service: "kham-noi".into(),
+            priority: None,
+            status: luot_protocol::TicketStatus::Called,
+            counter: Some("quay-3".into()),
+            issued_at: "2026-11-23T07:00:00+07:00".into(),
+            called_at: Some("2026-11-23T07:10:00+07:00".into()),
+            finished_at: None,
+            day: "2026-11-23".into(),
+            position: None,
+            estimated_wait_s: None,
+        };
+        let frame = serde_json::to_string(&luot_protocol::ServerMessage::Event {
+            seq: 42,
+            event: luot_protocol::WireEvent {
+                kind: luot_protocol::EventKind::TicketCalled,
+                ticket: Some(ticket),
+                counter: Some("quay-3".into()),
+                counter_name: Some("Quầy 3".into()),
+                service_name: Some("Khám Nội".into()),
+                ..serde_json::from_str(r#"{"kind":"ticket_called"}"#).unwrap()
+            },
+        })
+        .unwrap();
+        assert_eq!(called_counter(&frame), Some("quay-3"));
+        assert_eq!(frame_seq(&frame), Some(42));
+        assert_eq!(
+            called_counter(r#"{"type":"event","seq":1,"event":{"kind":"ticket_done"}}"#),
+            None
+        );
+    }
+}
