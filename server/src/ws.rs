@@ -2,7 +2,7 @@
 //! hello/welcome, snapshot or missed events, live events, kiosk `issue` and
 //! `device_status`, pings. One task per connection; it only ever awaits its
 //! own socket, so a slow client slows nobody else. Data frames go out through
-//! the connection's `Wire` (encoded once, written with `writev`); tungstenite
+//! the connection's `Wire` (encoded once, non-blocking `send`); tungstenite
 //! reads the client's frames and writes control frames. Kiosks, staff and
 //! admins forward events from the hub themselves. Screens (display devices,
 //! public boards) move after their hello to a runtime of their own
