@@ -204,16 +204,8 @@ impl Screen {
         };
         self.last_seq = last;
         match wire.fan(self.ticket, &[Bytes::new(), frames]) {
-            Fanned::Sent => true,
-            Fanned::Queued => {
-                wire.kick.notify_one();
-                true
-            }
-            Fanned::Lagged => {
-                wire.kick.notify_one();
-                false
-            }
-            Fanned::Gone => false,
+            Fanned::Sent | Fanned::Queued => true,
+            Fanned::Lagged | Fanned::Gone => false,
         }
     }
 }

@@ -423,8 +423,8 @@ impl Inner {
         let now = now_ms();
         let mut batch = WriteBatch::default();
         let mut pending: Vec<Pending> = Vec::new();
-        let mut frames: Vec<(u64, Utf8Bytes)> = Vec::new();
-        let mut urgent: Vec<bool> = Vec::new();
+        // (seq, frame, urgent) of each public event.
+        let mut frames: Vec<(u64, Utf8Bytes, bool)> = Vec::new();
         let mut reads: Vec<ReadFn> = Vec::new();
         let mut device_frames: Vec<Utf8Bytes> = Vec::new();
         let mut shutdown = None;
@@ -441,15 +441,15 @@ impl Inner {
                             let s = self.next_seq;
                             self.next_seq += 1;
                             if let Some(w) = self.state.render_event(e) {
-                                urgent.push(!matches!(
+                                let urgent = !matches!(
                                     w.kind,
                                     EventKind::TicketIssued
                                         | EventKind::TicketDone
                                         | EventKind::TicketNoShow
                                         | EventKind::TicketTransferred
-                                ));
+                                );
                                 let msg = ServerMessage::Event { seq: s, event: w };
-                                frames.push((s, to_text(&msg)));
+                                frames.push((s, to_text(&msg), urgent));
                             }
                             Some(s)
                         } else {
@@ -553,8 +553,7 @@ impl Inner {
                 if !frames.is_empty() {
                     let batch: Frames = frames
                         .iter()
-                        .zip(&urgent)
-                        .map(|((seq, text), urgent)| Frame {
+                        .map(|(seq, text, urgent)| Frame {
                             seq: Some(*seq),
                             admin_only: false,
                             urgent: *urgent,
@@ -563,7 +562,8 @@ impl Inner {
                         .collect();
                     let _ = self.tx.send(batch);
                 }
-                self.ring.extend(frames);
+                self.ring
+                    .extend(frames.into_iter().map(|(seq, text, _)| (seq, text)));
                 while self.ring.len() > RESUME_RING {
                     self.ring.pop_front();
                 }

@@ -131,16 +131,20 @@ impl Wire {
     }
 
     /// One non-blocking write of `parts`: `send` for a single buffer (the
-    /// usual case), `writev` for several.
+    /// fan-out's case: no allocation), `writev` for several.
     fn write<'a>(&self, parts: impl Iterator<Item = &'a Bytes>) -> io::Result<usize> {
-        let slices: Vec<IoSlice<'_>> = parts
-            .filter(|p| !p.is_empty())
-            .map(|p| IoSlice::new(p))
-            .collect();
-        match slices.as_slice() {
-            [] => Ok(0),
-            [one] => self.sock.try_write(one),
-            _ => self.sock.try_write_vectored(&slices),
+        let mut parts = parts.filter(|p| !p.is_empty());
+        match (parts.next(), parts.next()) {
+            (None, _) => Ok(0),
+            (Some(one), None) => self.sock.try_write(one),
+            (Some(first), Some(second)) => {
+                let slices: Vec<IoSlice<'_>> = [first, second]
+                    .into_iter()
+                    .chain(parts)
+                    .map(|p| IoSlice::new(p))
+                    .collect();
+                self.sock.try_write_vectored(&slices)
+            }
         }
     }
 
@@ -237,13 +241,14 @@ impl Wire {
 
     /// The fan-out's push: only while `ticket` is still this client's; when
     /// too much is waiting, it drops what was not started, marks the client
-    /// lagged and lets go of it.
+    /// lagged and lets go of it. Kicks the connection's task whenever there
+    /// is something for it to do.
     pub fn fan(&self, ticket: u64, parts: &[Bytes]) -> Fanned {
         let mut out = self.lock();
         if out.ticket != ticket {
             return Fanned::Gone;
         }
-        if out.queued >= MAX_QUEUED {
+        let fanned = if out.queued >= MAX_QUEUED {
             // Keep the first frame, which may be partly on the wire already
             // (a cut frame would break the connection); the rest is replaced
             // by a snapshot.
@@ -256,12 +261,17 @@ impl Wire {
             out.queued = out.queue.iter().map(|(b, _)| b.len()).sum();
             out.ticket = 0;
             out.lagged = true;
-            return Fanned::Lagged;
-        }
-        match self.push_locked(&mut out, parts) {
-            Pushed::Sent => Fanned::Sent,
-            Pushed::Queued => Fanned::Queued,
-        }
+            Fanned::Lagged
+        } else {
+            match self.push_locked(&mut out, parts) {
+                Pushed::Sent => return Fanned::Sent,
+                Pushed::Queued => Fanned::Queued,
+            }
+        };
+        drop(out);
+        // Its task flushes the queue, or fetches a snapshot.
+        self.kick.notify_one();
+        fanned
     }
 }
 
@@ -269,7 +279,9 @@ impl Wire {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fanned {
     Sent,
+    /// Some of it waits; the connection's task was kicked to flush it.
     Queued,
+    /// Let go of; the connection's task was kicked to resync it.
     Lagged,
     /// The client left the fan-out (or never joined under this ticket).
     Gone,

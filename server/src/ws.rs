@@ -172,7 +172,12 @@ fn error_frame(request_id: Option<String>, e: &ApiError) -> Utf8Bytes {
 
 /// Sends one data frame and waits until the socket has taken it.
 async fn send(wire: &Wire, t: Utf8Bytes) -> Result<Flow, ()> {
-    if wire.push(&encode(&t)) == Pushed::Queued {
+    send_parts(wire, &encode(&t)).await
+}
+
+/// Sends encoded frames (`Wire::push`) and waits until the socket has taken them.
+async fn send_parts(wire: &Wire, parts: &[bytes::Bytes]) -> Result<Flow, ()> {
+    if wire.push(parts) == Pushed::Queued {
         drain(wire).await?;
     }
     Ok(Flow::Continue)
@@ -610,9 +615,7 @@ impl Conn {
             }
             parts.extend(encode(f));
         }
-        if wire.push(&parts) == Pushed::Queued {
-            drain(wire).await?;
-        }
+        send_parts(wire, &parts).await?;
         self.last_seq = last;
         self.rx = Some(catchup.rx);
         Ok(Flow::Continue)
@@ -640,10 +643,7 @@ impl Conn {
                 _ => None,
             };
         }
-        if wire.push(&parts) == Pushed::Queued {
-            drain(wire).await?;
-        }
-        Ok(Flow::Continue)
+        send_parts(wire, &parts).await
     }
 
     /// Whether this client gets `f`, and bookkeeping of the last seq sent.
