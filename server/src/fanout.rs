@@ -26,7 +26,8 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Duration, Instant, sleep_until};
 
-use crate::hub::{Frames, Hub};
+use crate::frame::{Audience, Frames};
+use crate::hub::Hub;
 use crate::wire::{Fanned, Wire, encode};
 
 /// Frames each shard keeps for screens that join a little behind it (a
@@ -127,7 +128,7 @@ impl Window {
         let mut urgent = false;
         // Screens never get admin frames, and every other frame has a seq.
         for f in batches.iter().flat_map(|b| b.iter()) {
-            let Some(seq) = f.seq.filter(|_| !f.admin_only) else {
+            let Some(seq) = f.seq.filter(|_| f.audience == Audience::Everyone) else {
                 continue;
             };
             if seq <= self.last().unwrap_or(self.base) {
@@ -221,12 +222,10 @@ struct Shard {
 }
 
 async fn shard(hub: Hub, mut joins: mpsc::UnboundedReceiver<Join>) {
-    let Ok(catchup) = hub.subscribe(None).await else {
-        return;
-    };
+    let catchup = hub.subscribe(None).await;
     let mut sh = Shard {
         hub,
-        window: Window::new(snapshot_seq(&catchup.frames)),
+        window: Window::new(catchup.last_seq),
         rx: catchup.rx,
         screens: Vec::new(),
         due: None,
@@ -340,10 +339,9 @@ impl Shard {
             "screens' fan-out fell behind; sending snapshots"
         );
         self.due = None;
-        if let Ok(catchup) = self.hub.subscribe(None).await {
-            self.rx = catchup.rx;
-            self.window = Window::new(snapshot_seq(&catchup.frames));
-        }
+        let catchup = self.hub.subscribe(None).await;
+        self.rx = catchup.rx;
+        self.window = Window::new(catchup.last_seq);
         for s in self.screens.drain(..) {
             if let Some(w) = s.wire.upgrade() {
                 w.let_go(s.ticket);
@@ -352,36 +350,33 @@ impl Shard {
     }
 }
 
-/// The seq of a catch-up's snapshot.
-fn snapshot_seq(frames: &[axum::extract::ws::Utf8Bytes]) -> u64 {
-    frames
-        .first()
-        .and_then(|f| crate::ws::frame_seq(f.as_str()))
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::Frame;
+    use crate::frame::Frame;
     use axum::extract::ws::Utf8Bytes;
 
     fn batch(seqs: &[(u64, bool)]) -> Frames {
         seqs.iter()
             .map(|(seq, urgent)| Frame {
                 seq: Some(*seq),
-                admin_only: false,
+                audience: Audience::Everyone,
                 urgent: *urgent,
                 text: Utf8Bytes::from(format!(r#"{{"type":"event","seq":{seq}}}"#)),
             })
             .collect()
     }
 
-    /// The seqs of the frames in a buffer of encoded frames.
+    /// The seqs of the frames in a buffer of encoded frames (each payload
+    /// as `batch` writes it: `{"type":"event","seq":N}`).
     fn seqs(b: &Bytes) -> Vec<u64> {
         let text = String::from_utf8_lossy(b);
-        text.match_indices("\"seq\":")
-            .map(|(i, _)| crate::ws::frame_seq(&text[i..]).unwrap())
+        text.split("\"seq\":")
+            .skip(1)
+            .map(|rest| {
+                let end = rest.find('}').unwrap();
+                rest[..end].parse().unwrap()
+            })
             .collect()
     }
 
@@ -393,7 +388,7 @@ mod tests {
         // Duplicates and admin frames are not screens' frames.
         let admin: Frames = vec![Frame {
             seq: None,
-            admin_only: true,
+            audience: Audience::Admins,
             urgent: true,
             text: Utf8Bytes::from("{}"),
         }]

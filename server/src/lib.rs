@@ -1,13 +1,18 @@
 //! luot-server as a library: the binary in `main.rs` is a thin command line
 //! around these modules. See ARCHITECTURE.md for the map and the invariants.
 
+pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod fanout;
+pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod plan;
 pub mod report;
 pub mod server;
 pub mod store;

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use luot_server::clock::Knobs;
 use luot_server::config::{SiteConfig, demo_site};
-use luot_server::{auth, server, store};
+use luot_server::store::{self, Store};
+use luot_server::{auth, server};
 
 /// luot: queue tickets for hospitals and one-stop-shop counters.
 ///
@@ -136,7 +138,8 @@ fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {
     if demo_url && cfg.site.public_url == "http://127.0.0.1:8080" && listen.port() != 8080 {
         cfg.site.public_url = format!("http://{listen}");
     }
-    rt.block_on(server::serve(cfg, |addr| {
+    let knobs = Knobs::from_env();
+    rt.block_on(server::serve(cfg, knobs, |addr| {
         println!("luot-server listening on http://{addr}");
         let _ = std::io::stdout().flush();
     }))
@@ -181,9 +184,9 @@ fn backup(config: &Path, to: &Path) -> anyhow::Result<()> {
     let bytes = match server::backup_from_running(dir) {
         Some(r) => r?,
         None => {
-            let s = store::Store::open(dir)?;
+            let s = store::SledStore::open(dir)?;
             let mut buf = Vec::new();
-            s.backup_to(&mut buf)?;
+            s.backup(&mut buf)?;
             buf
         }
     };
@@ -214,7 +217,7 @@ fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let staging = dir.join("db.restoring");
     let _ = std::fs::remove_dir_all(&staging);
-    let n = store::restore_backup(&mut file, &staging)?;
+    let n = store::sled::restore(&mut file, &staging)?;
     let live = dir.join("db");
     if live.exists() {
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");

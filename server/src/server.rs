@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,13 +12,14 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::auth::LoginLimiter;
+use crate::app::App;
+use crate::clock::Knobs;
 use crate::config::SiteConfig;
 use crate::engine::Command;
-use crate::http::{App, router};
+use crate::http::router;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::SledStore;
 
 /// The control socket in the data directory (backup while running).
 pub fn control_socket(data_dir: &Path) -> PathBuf {
@@ -26,14 +27,18 @@ pub fn control_socket(data_dir: &Path) -> PathBuf {
 }
 
 /// Runs until SIGTERM or SIGINT. `announce` is called with the bound address.
-pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+pub async fn serve(
+    config: SiteConfig,
+    knobs: Knobs,
+    announce: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     // Thousands of screens need thousands of sockets.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
     let data_dir = config.server.data_dir.clone();
-    let store = Store::open(&data_dir).with_context(|| {
+    let store = SledStore::open(&data_dir).with_context(|| {
         format!(
             "cannot open the data directory {} (if it is damaged, restore a backup with `luot-server restore --from FILE`)",
             data_dir.display()
@@ -45,20 +50,17 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
     let addr = listener.local_addr()?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    if let Ok(off) = std::env::var("LUOT_CLOCK_OFFSET_S") {
-        tracing::warn!(offset_s = %off, "LUOT_CLOCK_OFFSET_S is set: the queue clock is shifted (tests only)");
-    }
-    if let Ok(speed) = std::env::var("LUOT_CLOCK_SPEED") {
-        tracing::warn!(%speed, "LUOT_CLOCK_SPEED is set: the queue clock runs faster (tests only)");
+    if !knobs.clock.is_real() {
+        tracing::warn!("the queue clock is shifted or runs faster (tests only)");
     }
     let t0 = std::time::Instant::now();
-    let hub = Hub::start(config.clone(), store, metrics.clone()).with_context(|| {
+    let hub = Hub::start(config.clone(), Arc::new(store), metrics.clone(), knobs).with_context(|| {
         format!(
             "cannot load the queue state from {} (restore a backup with `luot-server restore --from FILE`)",
             data_dir.display()
         )
     })?;
-    let seq = hub.read(|inner| inner.seq()).await.unwrap_or(0);
+    let seq = hub.seq().await;
     tracing::info!(
         seq,
         took_ms = t0.elapsed().as_millis() as u64,
@@ -78,16 +80,14 @@ pub async fn serve(config: SiteConfig, announce: impl FnOnce(SocketAddr)) -> any
             .build()
             .context("cannot start the screens' runtime")?,
     ));
-    let app = Arc::new(App {
-        hub: hub.clone(),
-        config: config.clone(),
-        metrics: metrics.clone(),
-        limiter: Mutex::new(LoginLimiter::default()),
-        login_slots: crate::http::login_slots(),
-        screens: screens.handle(),
-        fanout: crate::fanout::Fanout::start(&screens.handle(), &hub, cores),
-        shutdown: shutdown_rx.clone(),
-    });
+    let app = Arc::new(App::new(
+        hub.clone(),
+        config.clone(),
+        metrics.clone(),
+        screens.handle(),
+        crate::fanout::Fanout::start(&screens.handle(), &hub, cores),
+        shutdown_rx.clone(),
+    ));
 
     // The day rolls over even when nobody presses a button.
     hub.command(Command::Tick).await.ok();
@@ -281,7 +281,7 @@ async fn control(stream: UnixStream, hub: Hub) -> anyhow::Result<()> {
     match line.trim() {
         "ping" => w.write_all(b"pong\n").await?,
         "backup" => {
-            let bytes = hub.read(|inner| inner.backup()).await??;
+            let bytes = hub.backup().await?;
             tracing::info!(bytes = bytes.len(), "backup taken over the control socket");
             w.write_all(&bytes).await?;
         }

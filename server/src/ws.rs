@@ -26,14 +26,14 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, handshake::derive_accept_key};
 
-use luot_protocol::{
-    ClientMessage, IssueRequest, MAX_BODY_BYTES, ServerMessage, WelcomeService, WelcomeSite,
-};
+use luot_protocol::{ClientMessage, IssueRequest, MAX_BODY_BYTES, ServerMessage};
 
+use crate::app::AppState;
 use crate::auth::Principal;
 use crate::config::DeviceRole;
-use crate::http::{ApiError, AppState, check_issue, issue_command};
-use crate::hub::{DeviceUpdate, Frame, Frames, Outcome};
+use crate::error::ApiError;
+use crate::frame::{Audience, Frame, Frames, text};
+use crate::hub::DeviceUpdate;
 use crate::wire::{Pushed, Wire, WireIo, encode};
 
 pub const PING_EVERY: Duration = Duration::from_secs(15);
@@ -159,10 +159,6 @@ pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response 
     r
 }
 
-fn text(m: &ServerMessage) -> Utf8Bytes {
-    Utf8Bytes::from(serde_json::to_string(m).unwrap_or_default())
-}
-
 fn error_frame(request_id: Option<String>, e: &ApiError) -> Utf8Bytes {
     text(&ServerMessage::Error {
         request_id,
@@ -229,10 +225,20 @@ struct Client {
 
 /// Why a connection's loop returned.
 enum Stop {
-    /// Closed, with the close frame to send if any.
-    Ended(Option<(u16, &'static str)>),
+    Ended(End),
     /// A screen said hello: it continues on the screens' runtime.
     Handoff,
+}
+
+/// How a connection ends.
+enum End {
+    /// The socket broke or the client went silent: nothing more to send.
+    Silent,
+    /// The server closes, with this code and reason.
+    Close(u16, &'static str),
+    /// The client sent a Close: send the Close tungstenite queued in answer
+    /// (the same code), then end the connection.
+    Answer,
 }
 
 async fn client(ws: WebSocketStream<WireIo>, wire: Arc<Wire>, app: AppState) {
@@ -267,7 +273,7 @@ async fn client(ws: WebSocketStream<WireIo>, wire: Arc<Wire>, app: AppState) {
                 c.conn.join_fanout(&c.wire);
                 let end = match c.run(false).await {
                     Stop::Ended(end) => end,
-                    Stop::Handoff => None,
+                    Stop::Handoff => End::Silent,
                 };
                 c.finish(end).await;
             });
@@ -306,13 +312,13 @@ impl Client {
                 msg = ws.next() => {
                     *last_heard = Instant::now();
                     let msg = match msg {
-                        None => return Stop::Ended(None),
+                        None => return Stop::Ended(End::Silent),
                         Some(Err(tungstenite::Error::Capacity(_))) => {
-                            return Stop::Ended(Some((1009, "message over 16 KiB")));
+                            return Stop::Ended(End::Close(1009, "message over 16 KiB"));
                         }
                         Some(Err(e)) => {
                             tracing::debug!(error = %e, "websocket read error");
-                            return Stop::Ended(None);
+                            return Stop::Ended(End::Silent);
                         }
                         Some(Ok(m)) => m,
                     };
@@ -324,7 +330,8 @@ impl Client {
                             send(wire, error_frame(None, &ApiError::bad_request("send JSON text frames"))).await
                         }
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(Flow::Continue),
-                        Message::Close(_) => return Stop::Ended(None),
+                        // RFC 6455 §5.5.1: answer a Close with a Close, then end.
+                        Message::Close(_) => return Stop::Ended(End::Answer),
                     };
                     match flow {
                         Ok(Flow::Continue) => {
@@ -337,13 +344,13 @@ impl Client {
                                 conn.join_fanout(wire);
                             }
                         }
-                        Ok(Flow::Close(code, why)) => return Stop::Ended(Some((code, why))),
-                        Err(()) => return Stop::Ended(None),
+                        Ok(Flow::Close(code, why)) => return Stop::Ended(End::Close(code, why)),
+                        Err(()) => return Stop::Ended(End::Silent),
                     }
                 }
                 reply = reply_rx.recv() => {
                     if let Some(m) = reply
-                        && send(wire, m).await.is_err() { return Stop::Ended(None); }
+                        && send(wire, m).await.is_err() { return Stop::Ended(End::Silent); }
                 }
                 frame = next_frame => {
                     let ok = match frame {
@@ -352,49 +359,53 @@ impl Client {
                             tracing::debug!(missed = n, "websocket client lagged; sending a snapshot");
                             Box::pin(conn.resubscribe(None, wire)).await
                         }
-                        Err(broadcast::error::RecvError::Closed) => return Stop::Ended(Some((1001, "server stopping"))),
+                        Err(broadcast::error::RecvError::Closed) => return Stop::Ended(End::Close(1001, "server stopping")),
                     };
-                    if ok.is_err() { return Stop::Ended(None); }
+                    if ok.is_err() { return Stop::Ended(End::Silent); }
                 }
                 // The fan-out left bytes queued, or let go of this screen.
                 _ = wire.kick.notified() => {
                     if drain(wire).await.is_err() {
-                        return Stop::Ended(None);
+                        return Stop::Ended(End::Silent);
                     }
                     if conn.fanned && wire.lagged() {
                         tracing::debug!("screen fell behind; sending a snapshot");
                         if Box::pin(conn.resubscribe(None, wire)).await.is_err() {
-                            return Stop::Ended(None);
+                            return Stop::Ended(End::Silent);
                         }
                         conn.join_fanout(wire);
                     }
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() >= IDLE_DROP {
-                        return Stop::Ended(Some((1001, "idle for 45 s")));
+                        return Stop::Ended(End::Close(1001, "idle for 45 s"));
                     }
                     if ws.feed(Message::Ping(Default::default())).await.is_err() || drain(wire).await.is_err() {
-                        return Stop::Ended(None);
+                        return Stop::Ended(End::Silent);
                     }
                 }
                 _ = hello_wait => {
-                    return Stop::Ended(Some((1008, "hello expected within 5 s")));
+                    return Stop::Ended(End::Close(1008, "hello expected within 5 s"));
                 }
                 _ = shutdown.changed() => {
-                    return Stop::Ended(Some((1001, "server stopping")));
+                    return Stop::Ended(End::Close(1001, "server stopping"));
                 }
             }
         }
     }
 
-    async fn finish(mut self, end: Option<(u16, &'static str)>) {
+    async fn finish(mut self, end: End) {
         self.wire.leave();
-        if let Some((code, why)) = end {
-            let frame = CloseFrame {
+        let close = match end {
+            End::Silent => None,
+            End::Close(code, why) => Some(Some(CloseFrame {
                 code: code.into(),
                 reason: why.into(),
-            };
-            let _ = timeout(SEND_TIMEOUT, self.ws.close(Some(frame))).await;
+            })),
+            End::Answer => Some(None),
+        };
+        if let Some(frame) = close {
+            let _ = timeout(SEND_TIMEOUT, self.ws.close(frame)).await;
         }
         let app = self.conn.app.clone();
         if let Some(d) = self.conn.device.take() {
@@ -448,30 +459,16 @@ impl Conn {
                     priority,
                     request_id: request_id.clone(),
                 };
-                let check = if who.may_issue() {
-                    check_issue(&self.app.config, &who, &req)
-                } else {
-                    Err(ApiError::forbidden("only kiosks and staff issue tickets"))
-                };
-                if let Err(e) = check {
-                    return send(wire, error_frame(Some(request_id), &e)).await;
-                }
-                // Answer asynchronously so a kiosk may have several in flight.
-                let hub = self.app.hub.clone();
+                // Answered asynchronously so a kiosk may have several in flight.
+                let app = self.app.clone();
                 let replies = replies.clone();
                 tokio::spawn(async move {
-                    let m = match hub.command(issue_command(&who, req)).await {
-                        Ok(Outcome::Ticket(t)) | Ok(Outcome::Replayed(t)) => {
-                            text(&ServerMessage::Issued {
-                                request_id,
-                                ticket: *t,
-                            })
-                        }
-                        Ok(_) => error_frame(
-                            Some(request_id),
-                            &ApiError::unavailable("no ticket was made"),
-                        ),
-                        Err(e) => error_frame(Some(request_id), &ApiError::from(e)),
+                    let m = match app.issue(&who, req).await {
+                        Ok(issued) => text(&ServerMessage::Issued {
+                            request_id,
+                            ticket: issued.ticket,
+                        }),
+                        Err(e) => error_frame(Some(request_id), &e),
                     };
                     let _ = replies.send(m).await;
                 });
@@ -558,35 +555,7 @@ impl Conn {
         } else {
             self.seen();
         }
-        let cfg = &self.app.config;
-        let services = match &who {
-            Principal::Device {
-                role: DeviceRole::Kiosk,
-                services,
-                ..
-            } => services.clone(),
-            _ => cfg.services.iter().map(|s| s.id.clone()).collect(),
-        };
-        let welcome = ServerMessage::Welcome {
-            role: who.role_str().into(),
-            server_time: chrono::Utc::now()
-                .with_timezone(&cfg.site.timezone)
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
-            site: WelcomeSite {
-                name: cfg.site.name.clone(),
-                public_url: cfg.site.public_url.clone(),
-            },
-            services: services
-                .iter()
-                .filter_map(|id| cfg.service(id))
-                .map(|s| WelcomeService {
-                    id: s.id.clone(),
-                    name: s.name.clone(),
-                    prefix: s.prefix.clone(),
-                })
-                .collect(),
-            name: who.name(),
-        };
+        let welcome = self.app.welcome(&who);
         self.who = Some(who);
         send(wire, text(&welcome)).await?;
         self.resubscribe(since, wire).await
@@ -600,23 +569,14 @@ impl Conn {
             wire.leave();
             self.fanned = false;
         }
-        let catchup = match self.app.hub.subscribe(since).await {
-            Ok(c) => c,
-            Err(e) => {
-                send(wire, error_frame(None, &ApiError::from(e))).await?;
-                return Ok(Flow::Close(1011, "server unavailable"));
-            }
-        };
-        let mut last = since.unwrap_or(0);
-        let mut parts = Vec::with_capacity(2 * catchup.frames.len());
-        for f in &catchup.frames {
-            if let Some(seq) = frame_seq(f.as_str()) {
-                last = seq;
-            }
-            parts.extend(encode(f));
-        }
+        let catchup = self.app.hub.subscribe(since).await;
+        let parts: Vec<bytes::Bytes> = catchup
+            .frames
+            .iter()
+            .flat_map(|f| encode(&f.text))
+            .collect();
         send_parts(wire, &parts).await?;
-        self.last_seq = last;
+        self.last_seq = catchup.last_seq;
         self.rx = Some(catchup.rx);
         Ok(Flow::Continue)
     }
@@ -648,7 +608,7 @@ impl Conn {
 
     /// Whether this client gets `f`, and bookkeeping of the last seq sent.
     fn wants(&mut self, f: &Frame) -> bool {
-        if f.admin_only && !self.who.as_ref().is_some_and(|w| w.is_admin()) {
+        if f.audience == Audience::Admins && !self.who.as_ref().is_some_and(|w| w.is_admin()) {
             return false;
         }
         if let Some(seq) = f.seq {
@@ -659,16 +619,6 @@ impl Conn {
         }
         true
     }
-}
-
-/// The `seq` of a snapshot or event frame, read without a full parse.
-pub(crate) fn frame_seq(s: &str) -> Option<u64> {
-    let i = s.find("\"seq\":")? + 6;
-    let rest = &s[i..];
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
 }
 
 #[cfg(test)]

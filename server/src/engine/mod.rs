@@ -8,6 +8,7 @@
 //! a socket, a disk or a random number generator: the caller passes `now` and
 //! fresh ticket ids in.
 
+mod order;
 mod render;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SiteConfig;
 
+pub use order::CallOrder;
 pub use render::*;
 
 /// Milliseconds since the Unix epoch, UTC.
@@ -168,6 +170,11 @@ impl Site {
 pub struct TicketRec {
     pub id: String,
     pub number: String,
+    /// The number's value within its service and day (`number` is its
+    /// formatted text). Records written before this field existed carry 0
+    /// and are read through `legacy_number_value`.
+    #[serde(default)]
+    pub n: u32,
     /// The service it waits for now (changes with a transfer).
     pub service: String,
     /// The service it was issued for (reports count waits here).
@@ -254,6 +261,16 @@ pub enum Event {
         comment: Option<String>,
         at: Millis,
     },
+}
+
+/// The value of a number stored before tickets carried it as an integer
+/// (`A015` → 15). Only for reading old records; numbering never depends on
+/// the text otherwise.
+fn legacy_number_value(prefix: &str, number: &str) -> u32 {
+    number
+        .strip_prefix(prefix)
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
 }
 
 impl Event {
@@ -584,9 +601,11 @@ impl State {
                     return Err(Rejection::BadRequest("duplicate ticket id".into()));
                 }
                 let day = self.day.unwrap_or_else(|| self.site.day_of(now));
+                let n = self.numbers[s] + 1;
                 let ticket = TicketRec {
                     id: ticket_id.clone(),
-                    number: self.site.number(s, self.numbers[s] + 1),
+                    number: self.site.number(s, n),
+                    n,
                     service: service.clone(),
                     issued_service: service,
                     priority,
@@ -757,52 +776,10 @@ impl State {
         }
     }
 
-    /// Rule 18 and 36: the ticket counter `c` would call next.
+    /// Rules 18 and 36: the ticket counter `c` would call next.
     fn pick_next(&self, c: usize) -> Option<usize> {
-        let def = &self.site.counters[c];
-        let normal = self.site.normal_bucket();
-        // Transferred to the front: the earliest transfer first.
-        let front = def
-            .services
-            .iter()
-            .filter_map(|&s| {
-                self.queues[s]
-                    .waiting
-                    .range((0, 0)..(1, 0))
-                    .next()
-                    .map(|(k, &i)| (k.1, i))
-            })
-            .min();
-        if let Some((_, i)) = front {
-            return Some(i);
-        }
-        let any_normal = def
-            .services
-            .iter()
-            .any(|&s| self.queues[s].counts[normal as usize] > 0);
-        let prio = def
-            .services
-            .iter()
-            .filter_map(|&s| {
-                self.queues[s]
-                    .waiting
-                    .range((1, 0)..(normal, 0))
-                    .next()
-                    .map(|(k, &i)| (*k, i))
-            })
-            .min();
-        if let Some((_, i)) = prio
-            && (!any_normal || self.counters[c].run < self.site.ratio)
-        {
-            return Some(i);
-        }
-        def.services.iter().find_map(|&s| {
-            self.queues[s]
-                .waiting
-                .range((normal, 0)..)
-                .next()
-                .map(|(_, &i)| i)
-        })
+        self.call_order(&self.site.counters[c].services, self.counters[c].run)
+            .next()
     }
 
     // ------------------------------------------------------------ events
@@ -876,9 +853,10 @@ impl State {
                 self.tickets.push(ticket.clone());
                 self.by_id.insert(ticket.id.clone(), i);
                 if let Some(s) = self.site.service_idx(&ticket.service) {
-                    let n = ticket.number[self.site.services[s].prefix.len()..]
-                        .parse::<u32>()
-                        .unwrap_or(0);
+                    let n = match ticket.n {
+                        0 => legacy_number_value(&self.site.services[s].prefix, &ticket.number),
+                        n => n,
+                    };
                     self.numbers[s] = self.numbers[s].max(n);
                 }
                 self.order_seq = self.order_seq.max(ticket.order);
@@ -908,7 +886,7 @@ impl State {
                 t.called_at = Some(*at);
                 t.first_called_at.get_or_insert(*at);
                 t.front = false;
-                let is_priority = t.priority.is_some();
+                let run = order::run_after_call(self.counters[c].run, t);
                 let rec = RecentCallRec {
                     number: t.number.clone(),
                     counter: counter.clone(),
@@ -917,7 +895,7 @@ impl State {
                 };
                 let cs = &mut self.counters[c];
                 cs.serving = Some(i);
-                cs.run = if is_priority { cs.run + 1 } else { 0 };
+                cs.run = run;
                 self.push_recent(rec);
                 None
             }

@@ -65,34 +65,13 @@ impl State {
         render_record(&self.site, t, position, self.estimated_wait_s(t, position))
     }
 
-    /// The numbers a counter serving only `service` would call, up to 5 (rule 23).
+    /// The numbers a counter serving only `service` would call, up to `max`
+    /// (rule 23): the same order as calling next (`CallOrder`).
     pub fn next_numbers(&self, service: usize, max: usize) -> Vec<String> {
-        let q = &self.queues[service];
-        let normal = self.site.normal_bucket();
-        let mut out = Vec::with_capacity(max);
-        let mut front = q.waiting.range((0, 0)..(1, 0)).map(|(_, &i)| i);
-        let mut prio = q
-            .waiting
-            .range((1, 0)..(normal, 0))
-            .map(|(_, &i)| i)
-            .peekable();
-        let mut norm = q.waiting.range((normal, 0)..).map(|(_, &i)| i).peekable();
-        let mut run = 0;
-        while out.len() < max {
-            let i = if let Some(i) = front.next() {
-                i
-            } else if prio.peek().is_some() && (norm.peek().is_none() || run < self.site.ratio) {
-                run += 1;
-                prio.next().unwrap_or_default()
-            } else if let Some(i) = norm.next() {
-                run = 0;
-                i
-            } else {
-                break;
-            };
-            out.push(self.tickets[i].number.clone());
-        }
-        out
+        self.call_order(&[service], 0)
+            .take(max)
+            .map(|i| self.tickets[i].number.clone())
+            .collect()
     }
 
     /// The board view of the named services.

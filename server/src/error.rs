@@ -1,13 +1,13 @@
-//! `ApiError`: every refusal the HTTP API gives, turned into the contract's
-//! `{"error": {"code", "message"}}` with its status. Nothing else builds
-//! error responses.
+//! `ApiError`: every refusal the API gives, over HTTP (the contract's
+//! `{"error": {"code", "message"}}` with its status) and in websocket error
+//! frames (its `code` and `message`). Nothing else builds error answers.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use luot_protocol::{ErrorBody, ErrorDetail};
 
 use crate::engine::Rejection;
-use crate::hub::HubError;
+use crate::plan::HubError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -49,6 +49,13 @@ impl ApiError {
             StatusCode::NOT_FOUND,
             "not_found",
             "No such path in the luot API",
+        )
+    }
+    pub fn too_many_attempts() -> ApiError {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "Đăng nhập sai quá nhiều lần; thử lại sau một phút (too many failed logins, try again in a minute)",
         )
     }
     pub fn unavailable(message: impl Into<String>) -> ApiError {

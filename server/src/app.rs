@@ -1,0 +1,416 @@
+//! The application layer: what a caller may do, once for HTTP and the
+//! websocket. It resolves tokens to a `Principal`, checks rights and
+//! request fields in the order of rule 12 (the transports call its checks
+//! in that order), and turns requests into hub commands and queries. It
+//! knows nothing of HTTP status lines or websocket frames beyond the
+//! contract's errors (`ApiError`).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use luot_protocol::{
+    DailyReport, DevicesResponse, FeedbackRequest, IssueRequest, LoginRequest, LoginResponse,
+    MAX_COMMENT, MAX_PASSWORD, MAX_USERNAME, ServerMessage, SiteInfo, Ticket, WelcomeService,
+    WelcomeSite, valid_request_id,
+};
+use tokio::sync::{Semaphore, watch};
+
+use crate::auth::{self, LoginLimiter, Principal};
+use crate::config::{DeviceRole, SiteConfig, UserRole};
+use crate::engine::{Command, Rejection};
+use crate::error::ApiError;
+use crate::fanout::Fanout;
+use crate::hub::{Hub, Outcome};
+use crate::metrics::Metrics;
+use crate::store::Session;
+
+/// How long a login waits for a free password check before a 503.
+const LOGIN_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// Everything a request handler or a websocket connection may use.
+pub struct App {
+    pub hub: Hub,
+    pub config: Arc<SiteConfig>,
+    pub metrics: Arc<Metrics>,
+    limiter: Mutex<LoginLimiter>,
+    /// Password checks running at once: argon2id takes 19 MiB and a core's
+    /// worth of work each, so a flood of logins must queue, not pile up.
+    login_slots: Semaphore,
+    /// The runtime screens' websockets run on after their hello.
+    pub screens: tokio::runtime::Handle,
+    /// Writes every event to the screens (see `fanout.rs`).
+    pub fanout: Fanout,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+pub type AppState = Arc<App>;
+
+/// A counter action of §4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CounterAction {
+    Next,
+    Recall,
+    Done,
+    NoShow,
+    Transfer { service: String, front: bool },
+    Open,
+    Close,
+}
+
+/// The kinds of counter action, by the last segment of their path.
+pub const COUNTER_ACTIONS: [&str; 7] = [
+    "next", "recall", "done", "no-show", "transfer", "open", "close",
+];
+
+/// An issued ticket: `created` false for a replay of its `request_id`.
+pub struct Issued {
+    pub ticket: Ticket,
+    pub created: bool,
+}
+
+impl App {
+    pub fn new(
+        hub: Hub,
+        config: Arc<SiteConfig>,
+        metrics: Arc<Metrics>,
+        screens: tokio::runtime::Handle,
+        fanout: Fanout,
+        shutdown: watch::Receiver<bool>,
+    ) -> App {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        App {
+            hub,
+            config,
+            metrics,
+            limiter: Mutex::new(LoginLimiter::default()),
+            login_slots: Semaphore::new(cores),
+            screens,
+            fanout,
+            shutdown,
+        }
+    }
+
+    // -------------------------------------------------------- who calls
+
+    /// Resolves a bearer token: a device token or a login token that has
+    /// not expired.
+    pub async fn resolve(&self, token: &str) -> Option<Principal> {
+        if token.is_empty() || token.len() > 256 {
+            return None;
+        }
+        if let Some(p) = auth::device_for_token(&self.config, token) {
+            return Some(p);
+        }
+        let session = self.hub.session(&auth::sha256_hex(token)).await.ok()??;
+        if session.expires_at <= chrono::Utc::now().timestamp_millis() {
+            return None;
+        }
+        let user = self
+            .config
+            .users
+            .iter()
+            .find(|u| u.username == session.username)?;
+        Some(Principal::User {
+            username: user.username.clone(),
+            role: user.role,
+            counters: user.counters.clone(),
+        })
+    }
+
+    /// 403 unless an admin.
+    pub fn require_admin(who: &Principal) -> Result<(), ApiError> {
+        if who.is_admin() {
+            return Ok(());
+        }
+        Err(ApiError::forbidden("Chỉ quản trị viên (admins only)"))
+    }
+
+    /// 403 unless a kiosk, staff or admin.
+    pub fn may_issue(who: &Principal) -> Result<(), ApiError> {
+        if who.may_issue() {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(
+            "Chỉ ki-ốt và nhân viên được lấy số (only kiosks and staff issue tickets)",
+        ))
+    }
+
+    /// 403 unless a user (staff or admin): who may act on counters at all.
+    pub fn may_act(who: &Principal) -> Result<(), ApiError> {
+        match who {
+            Principal::User { .. } => Ok(()),
+            _ => Err(not_your_counter()),
+        }
+    }
+
+    /// 403 unless staff of `counter` or an admin.
+    pub fn may_act_on(who: &Principal, counter: &str) -> Result<(), ApiError> {
+        if who.may_act_on(counter) {
+            return Ok(());
+        }
+        Err(not_your_counter())
+    }
+
+    // -------------------------------------------------------- commands
+
+    /// Logs a user in (lengths 400, rule 8's 429, 401; 503 when too many
+    /// password checks wait).
+    pub async fn login(&self, req: LoginRequest) -> Result<LoginResponse, ApiError> {
+        if req.username.is_empty() || req.username.chars().count() > MAX_USERNAME {
+            return Err(ApiError::bad_request("username must be 1 to 64 characters"));
+        }
+        if req.password.chars().count() > MAX_PASSWORD {
+            return Err(ApiError::bad_request(
+                "password must be at most 256 characters",
+            ));
+        }
+        if self.limited(&req.username) {
+            tracing::warn!(username = %req.username, "login refused: too many attempts");
+            return Err(ApiError::too_many_attempts());
+        }
+        let user = self
+            .config
+            .users
+            .iter()
+            .find(|u| u.username == req.username)
+            .cloned();
+        // Unknown users are checked against a dummy hash: timing tells nothing.
+        let hash = user
+            .as_ref()
+            .map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
+        let ok = self.check_password(&req, hash).await?;
+        let Some(user) = user.filter(|_| ok) else {
+            if let Ok(mut l) = self.limiter.lock() {
+                l.record_failure(&req.username, Instant::now());
+            }
+            tracing::warn!(username = %req.username, "login failed");
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Sai tên đăng nhập hoặc mật khẩu (wrong username or password)",
+            ));
+        };
+        if let Ok(mut l) = self.limiter.lock() {
+            l.record_success(&user.username);
+        }
+        self.open_session(&user).await
+    }
+
+    fn limited(&self, username: &str) -> bool {
+        self.limiter
+            .lock()
+            .map(|mut l| l.locked(username, Instant::now()))
+            .unwrap_or(false)
+    }
+
+    /// One argon2id check, when a slot is free (one per core).
+    async fn check_password(&self, req: &LoginRequest, hash: String) -> Result<bool, ApiError> {
+        let Ok(Ok(slot)) = tokio::time::timeout(LOGIN_QUEUE_WAIT, self.login_slots.acquire()).await
+        else {
+            tracing::warn!(username = %req.username, "login refused: too many logins at once");
+            return Err(ApiError::unavailable(
+                "Máy chủ đang bận, vui lòng thử lại (too many logins at once, try again)",
+            ));
+        };
+        let password = req.password.clone();
+        let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
+        drop(slot);
+        Ok(ok)
+    }
+
+    async fn open_session(&self, user: &crate::config::User) -> Result<LoginResponse, ApiError> {
+        let token = auth::new_token();
+        let expires = chrono::Utc::now() + auth::LOGIN_TTL;
+        let session = Session {
+            username: user.username.clone(),
+            expires_at: expires.timestamp_millis(),
+        };
+        self.hub
+            .put_session(auth::sha256_hex(&token), session)
+            .await?;
+        tracing::info!(username = %user.username, role = user.role.as_str(), "login");
+        let counters = match user.role {
+            UserRole::Admin => self.config.counters.iter().map(|c| c.id.clone()).collect(),
+            UserRole::Staff => user.counters.clone(),
+        };
+        Ok(LoginResponse {
+            token,
+            role: user.role.as_str().into(),
+            expires_at: expires
+                .with_timezone(&self.config.site.timezone)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            counters,
+        })
+    }
+
+    /// Issues a ticket: role 403, then 400 (request id, priority), 404
+    /// (service), the kiosk's buttons 403, then the hub (409).
+    pub async fn issue(&self, who: &Principal, req: IssueRequest) -> Result<Issued, ApiError> {
+        Self::may_issue(who)?;
+        self.check_issue(who, &req)?;
+        let cmd = Command::Issue {
+            scope: who.scope(),
+            request_id: req.request_id,
+            service: req.service,
+            priority: req.priority,
+            ticket_id: auth::new_ticket_id(),
+        };
+        match self.hub.command(cmd).await? {
+            Outcome::Ticket(t) => Ok(Issued {
+                ticket: *t,
+                created: true,
+            }),
+            Outcome::Replayed(t) => Ok(Issued {
+                ticket: *t,
+                created: false,
+            }),
+            _ => Err(ApiError::unavailable("no ticket was made")),
+        }
+    }
+
+    /// An issue request's fields, in contract order after who-checks: 400, 404, 403.
+    fn check_issue(&self, who: &Principal, req: &IssueRequest) -> Result<(), ApiError> {
+        if !valid_request_id(&req.request_id) {
+            return Err(ApiError::bad_request(
+                "request_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
+            ));
+        }
+        if let Some(p) = &req.priority
+            && !self.config.priority.classes.iter().any(|c| c == p)
+        {
+            return Err(ApiError::bad_request(format!(
+                "Không có diện ưu tiên \"{p}\" (unknown priority class)"
+            )));
+        }
+        if self.config.service(&req.service).is_none() {
+            return Err(Rejection::UnknownService.into());
+        }
+        if !who.may_issue_for(&req.service) {
+            return Err(ApiError::forbidden(
+                "Ki-ốt này không có nút cho dịch vụ đó (this kiosk has no button for that service)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A counter action by staff of it or an admin (404 unknown counter, 409s).
+    pub async fn counter(
+        &self,
+        who: &Principal,
+        counter: &str,
+        action: CounterAction,
+    ) -> Result<Outcome, ApiError> {
+        Self::may_act_on(who, counter)?;
+        let (counter, by) = (counter.to_string(), who.name());
+        let cmd = match action {
+            CounterAction::Next => Command::Next { counter, by },
+            CounterAction::Recall => Command::Recall { counter, by },
+            CounterAction::Done => Command::Done { counter, by },
+            CounterAction::NoShow => Command::NoShow { counter, by },
+            CounterAction::Open => Command::Open { counter, by },
+            CounterAction::Close => Command::Close { counter, by },
+            CounterAction::Transfer { service, front } => Command::Transfer {
+                counter,
+                by,
+                service,
+                front,
+            },
+        };
+        Ok(self.hub.command(cmd).await?)
+    }
+
+    /// A rating from whoever holds the ticket's id.
+    pub async fn feedback(&self, ticket: String, req: FeedbackRequest) -> Result<(), ApiError> {
+        if !(1..=5).contains(&req.rating) {
+            return Err(ApiError::bad_request(
+                "rating phải từ 1 đến 5 (rating must be 1 to 5)",
+            ));
+        }
+        if req
+            .comment
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > MAX_COMMENT)
+        {
+            return Err(ApiError::bad_request(
+                "comment must be at most 500 characters",
+            ));
+        }
+        let cmd = Command::Feedback {
+            ticket,
+            rating: req.rating,
+            comment: req.comment,
+        };
+        self.hub.command(cmd).await?;
+        Ok(())
+    }
+
+    // -------------------------------------------------------- queries
+
+    pub async fn ticket(&self, id: &str) -> Result<Ticket, ApiError> {
+        self.hub
+            .ticket(id)
+            .await?
+            .ok_or_else(|| Rejection::UnknownTicket.into())
+    }
+
+    pub async fn site(&self) -> SiteInfo {
+        self.hub.site().await
+    }
+
+    /// The daily report of `day` (YYYY-MM-DD, default today).
+    pub async fn report(&self, day: Option<String>) -> Result<DailyReport, ApiError> {
+        if let Some(d) = &day {
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| ApiError::bad_request("day must be YYYY-MM-DD"))?;
+        }
+        Ok(self.hub.report(day).await?)
+    }
+
+    pub async fn devices(&self) -> DevicesResponse {
+        DevicesResponse {
+            devices: self.hub.devices().await,
+        }
+    }
+
+    /// The `welcome` of a websocket connection for `who`.
+    pub fn welcome(&self, who: &Principal) -> ServerMessage {
+        let cfg = &self.config;
+        let services: Vec<&str> = match who {
+            Principal::Device {
+                role: DeviceRole::Kiosk,
+                services,
+                ..
+            } => services.iter().map(String::as_str).collect(),
+            _ => cfg.services.iter().map(|s| s.id.as_str()).collect(),
+        };
+        ServerMessage::Welcome {
+            role: who.role_str().into(),
+            server_time: chrono::Utc::now()
+                .with_timezone(&cfg.site.timezone)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            site: WelcomeSite {
+                name: cfg.site.name.clone(),
+                public_url: cfg.site.public_url.clone(),
+            },
+            services: services
+                .into_iter()
+                .filter_map(|id| cfg.service(id))
+                .map(|s| WelcomeService {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    prefix: s.prefix.clone(),
+                })
+                .collect(),
+            name: who.name(),
+        }
+    }
+}
+
+fn not_your_counter() -> ApiError {
+    ApiError::forbidden("Bạn không phụ trách quầy này (you are not staff of this counter)")
+}
+
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| auth::hash_password("luot-dummy-password"));

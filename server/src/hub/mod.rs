@@ -1,0 +1,578 @@
+//! The hub: the one owner of the queue state and the store. Its loop does
+//! the I/O and nothing else: it takes requests from a channel in batches,
+//! asks the planner (`plan.rs`) what they do, commits the plan's batch to the
+//! store in one write, and only then answers and broadcasts (group commit).
+//! When a commit fails it asks the store what became of it (`recover`) and,
+//! unless it is stored after all, answers 503 and has the planner rebuild
+//! from what the store holds.
+//!
+//! Reads are named queries on `Hub` (ticket, site, report, session,
+//! devices, backup, subscribe) that run on the caller's task, not on the
+//! writer thread: the planner sits behind a read-write lock that the loop
+//! holds from planning until the batch is durable and broadcast, so a
+//! query never sees state that is not durable, and a subscription never
+//! misses or repeats an event. A slow websocket client never holds the hub
+//! up: broadcasting is a non-blocking send into a bounded channel, and a
+//! client that lags behind gets a snapshot.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use luot_protocol::{DailyReport, DeviceInfo, ServerMessage, SiteInfo, Ticket};
+use tokio::sync::{RwLock, broadcast, mpsc, oneshot};
+
+use crate::clock::Knobs;
+use crate::config::SiteConfig;
+use crate::engine::{Command, Site, render_record};
+use crate::frame::{Frame, Frames};
+use crate::metrics::Metrics;
+pub use crate::plan::{DeviceUpdate, HubError, Outcome, Reply};
+use crate::plan::{Input, Plan, Planner};
+use crate::report;
+use crate::store::{Appended, Recovered, Session, Store, StoreError, StoredSnapshot};
+
+/// Most requests taken into one group commit.
+const MAX_BATCH: usize = 1024;
+/// Write a state snapshot every this many log records.
+const SNAPSHOT_EVERY: u64 = 10_000;
+/// Keep this many log records behind the latest snapshot (history, forensics).
+const KEEP_BEHIND_SNAPSHOT: u64 = 200_000;
+/// Events kept in memory for `hello` with `since`.
+const RESUME_RING: usize = 20_000;
+
+/// The start of a websocket subscription: what to send first, then `rx`.
+pub struct Catchup {
+    pub frames: Vec<Frame>,
+    /// The seq of the last event `frames` bring the client to.
+    pub last_seq: u64,
+    pub rx: broadcast::Receiver<Frames>,
+}
+
+/// The planner and what goes with each committed batch, under one lock.
+struct Core {
+    planner: Planner,
+    /// Recent event frames for resumes, oldest first.
+    ring: VecDeque<Frame>,
+    tx: broadcast::Sender<Frames>,
+}
+
+/// What the handle and the loop share.
+struct Shared {
+    core: RwLock<Core>,
+    store: Arc<dyn Store>,
+    site: Arc<Site>,
+    config: Arc<SiteConfig>,
+    metrics: Arc<Metrics>,
+}
+
+enum Request {
+    Input(Input, Option<oneshot::Sender<Reply>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle to the hub; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+impl Hub {
+    /// Loads the store and starts the hub thread.
+    pub fn start(
+        config: Arc<SiteConfig>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        knobs: Knobs,
+    ) -> Result<Hub, StoreError> {
+        let loaded = store.load()?;
+        let index = loaded.index;
+        let planner = Planner::new(config.clone(), loaded)?;
+        let (btx, _) = broadcast::channel(knobs.broadcast_capacity);
+        let shared = Arc::new(Shared {
+            site: planner.state().site().clone(),
+            core: RwLock::new(Core {
+                planner,
+                ring: VecDeque::new(),
+                tx: btx,
+            }),
+            store: store.clone(),
+            config,
+            metrics,
+        });
+        let (tx, rx) = mpsc::channel(64 * 1024);
+        let writer = Writer {
+            shared: shared.clone(),
+            clock: knobs.clock,
+            snapshots: SnapshotWriter::start(store)?,
+            index,
+            snapshot_index: index,
+            broken: false,
+        };
+        writer.update_gauges(&*shared.core.try_read().map_err(|_| StoreError::Closed)?);
+        std::thread::Builder::new()
+            .name("luot-hub".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Hub { tx, shared })
+    }
+
+    async fn send(&self, input: Input) -> Result<Reply, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Input(input, Some(reply)))
+            .await
+            .map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())
+    }
+
+    /// Applies a command; answers once its events are durable.
+    pub async fn command(&self, cmd: Command) -> Result<Outcome, HubError> {
+        match self.send(Input::Command(cmd)).await?? {
+            Outcome::ReplayedArchived(id) => match self.ticket(&id).await? {
+                Some(t) => Ok(Outcome::Replayed(Box::new(t))),
+                None => Ok(Outcome::Nothing),
+            },
+            other => Ok(other),
+        }
+    }
+
+    /// Stores a login session; answers once it is durable.
+    pub async fn put_session(&self, token_hash: String, session: Session) -> Result<(), HubError> {
+        self.send(Input::Session {
+            token_hash,
+            session,
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// Notes a device's connection or printer change (nobody waits for it).
+    pub fn device(&self, id: &str, update: DeviceUpdate) {
+        let input = Input::Device {
+            id: id.to_string(),
+            update,
+        };
+        let _ = self.tx.try_send(Request::Input(input, None));
+    }
+
+    /// Finishes what is queued, flushes, and stops the hub thread.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Request::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    // ------------------------------------------------------------ queries
+
+    /// Runs a store read off the async runtime.
+    async fn store_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, HubError> {
+        let store = self.shared.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|_| stopping())?
+            .map_err(|e| HubError::Unavailable(e.to_string()))
+    }
+
+    /// A ticket of today or of a past day, as it is now.
+    pub async fn ticket(&self, id: &str) -> Result<Option<Ticket>, HubError> {
+        {
+            let core = self.shared.core.read().await;
+            let st = core.planner.state();
+            if let Some(t) = st.ticket(id) {
+                return Ok(Some(st.render_ticket(t)));
+            }
+        }
+        let id = id.to_string();
+        let site = self.shared.site.clone();
+        let rec = self.store_read(move |s| s.archived_ticket(&id)).await?;
+        Ok(rec.map(|t| render_record(&site, &t, None, None)))
+    }
+
+    /// `GET /api/v1/site`.
+    pub async fn site(&self) -> SiteInfo {
+        self.shared.core.read().await.planner.state().site_info()
+    }
+
+    /// The daily report of `day` (default: today).
+    pub async fn report(&self, day: Option<String>) -> Result<DailyReport, HubError> {
+        let config = self.shared.config.clone();
+        let (today, tickets) = {
+            let core = self.shared.core.read().await;
+            let st = core.planner.state();
+            let today = st.day().map(|d| d.to_string()).unwrap_or_default();
+            let tickets =
+                (day.is_none() || day.as_ref() == Some(&today)).then(|| st.tickets().to_vec());
+            (today, tickets)
+        };
+        let day = day.unwrap_or(today);
+        if let Some(tickets) = tickets {
+            return tokio::task::spawn_blocking(move || report::daily(&config, &day, &tickets))
+                .await
+                .map_err(|_| stopping());
+        }
+        let d = day.clone();
+        let stored = self.store_read(move |s| s.archived_report(&d)).await?;
+        Ok(stored.unwrap_or_else(|| report::daily(&config, &day, &[])))
+    }
+
+    /// A login session by the sha256 of its token.
+    pub async fn session(&self, token_hash: &str) -> Result<Option<Session>, HubError> {
+        let h = token_hash.to_string();
+        self.store_read(move |s| s.session(&h)).await
+    }
+
+    /// Every configured device's status.
+    pub async fn devices(&self) -> Vec<DeviceInfo> {
+        let core = self.shared.core.read().await;
+        self.shared
+            .config
+            .devices
+            .iter()
+            .filter_map(|d| core.planner.device_info(&d.id))
+            .collect()
+    }
+
+    /// A consistent backup: no batch is committed while it is written.
+    pub async fn backup(&self) -> Result<Vec<u8>, HubError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let _no_writes = shared.core.blocking_read();
+            let mut buf = Vec::new();
+            shared.store.backup(&mut buf).map(|_| buf)
+        })
+        .await
+        .map_err(|_| stopping())?
+        .map_err(|e| HubError::Unavailable(e.to_string()))
+    }
+
+    /// Proves the store writable now (`/healthz`).
+    pub async fn probe(&self) -> Result<(), HubError> {
+        self.store_read(|s| s.probe()).await
+    }
+
+    /// The last public seq.
+    pub async fn seq(&self) -> u64 {
+        self.shared.core.read().await.planner.seq()
+    }
+
+    /// Subscribes to the event stream: the missed events after `since` when
+    /// the hub still holds them all, otherwise a snapshot.
+    pub async fn subscribe(&self, since: Option<u64>) -> Catchup {
+        let core = self.shared.core.read().await;
+        let rx = core.tx.subscribe();
+        let last = core.planner.seq();
+        let held = |s: u64| {
+            core.ring
+                .front()
+                .and_then(|f| f.seq)
+                .is_some_and(|first| first <= s + 1)
+        };
+        let frames = match since {
+            Some(s) if s == last => vec![],
+            Some(s) if s < last && held(s) => {
+                let start = core.ring.len() - (last - s) as usize;
+                core.ring.iter().skip(start).cloned().collect()
+            }
+            _ => vec![Frame::of(&ServerMessage::Snapshot {
+                seq: last,
+                state: core.planner.state().board(),
+            })],
+        };
+        Catchup {
+            frames,
+            last_seq: last,
+            rx,
+        }
+    }
+}
+
+fn stopping() -> HubError {
+    HubError::Unavailable("the server is shutting down".into())
+}
+
+fn unavailable(e: &StoreError) -> HubError {
+    HubError::Unavailable(e.to_string())
+}
+
+/// The loop's own state: the I/O half of the hub.
+struct Writer {
+    shared: Arc<Shared>,
+    clock: crate::clock::Clock,
+    snapshots: SnapshotWriter,
+    /// The store's position of the last record stored.
+    index: Option<u64>,
+    /// The position the latest snapshot covers.
+    snapshot_index: Option<u64>,
+    /// A commit failed and the store could not be recovered yet.
+    broken: bool,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut requests = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            requests.push(first);
+            while requests.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => requests.push(r),
+                    Err(_) => break,
+                }
+            }
+            if let Some(done) = self.process(&mut requests) {
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    /// One group commit. Returns the shutdown reply when asked to stop.
+    fn process(&mut self, requests: &mut Vec<Request>) -> Option<oneshot::Sender<()>> {
+        let mut inputs = Vec::with_capacity(requests.len());
+        let mut waiting = Vec::with_capacity(requests.len());
+        let mut shutdown = None;
+        for r in requests.drain(..) {
+            match r {
+                Request::Input(input, reply) => {
+                    inputs.push(input);
+                    waiting.push(reply);
+                }
+                Request::Shutdown(tx) => shutdown = Some(tx),
+            }
+        }
+        let shared = self.shared.clone();
+        let mut core = shared.core.blocking_write();
+        let replies = if self.recovered(&mut core) {
+            let plan = core.planner.plan(inputs, self.clock.now_ms());
+            self.commit(&mut core, plan)
+        } else {
+            let why = "Hệ thống tạm thời không lưu được dữ liệu (the store is unavailable)";
+            inputs
+                .iter()
+                .map(|_| Some(Err(HubError::Unavailable(why.into()))))
+                .collect()
+        };
+        drop(core);
+        for (reply, to) in replies.into_iter().zip(waiting) {
+            if let (Some(reply), Some(to)) = (reply, to) {
+                let _ = to.send(reply);
+            }
+        }
+        shutdown
+    }
+
+    /// Stores a plan's batch; then broadcasts. The replies to send.
+    fn commit(&mut self, core: &mut Core, mut plan: Plan) -> Vec<Option<Reply>> {
+        let stored = if plan.batch.is_empty() {
+            Ok(Appended { index: self.index })
+        } else {
+            let t0 = std::time::Instant::now();
+            let r = self.shared.store.append(&plan.batch);
+            self.shared
+                .metrics
+                .flush_seconds
+                .observe(t0.elapsed().as_secs_f64());
+            r
+        };
+        let stored = match stored {
+            Ok(appended) => Ok(appended),
+            Err(e) => self.failed(core, e),
+        };
+        match stored {
+            Ok(appended) => self.committed(core, &plan, appended),
+            Err(e) => {
+                for r in plan.replies.iter_mut().flatten() {
+                    *r = Err(e.clone());
+                }
+            }
+        }
+        self.broadcast(core, plan.device_frames.iter().map(Frame::encode).collect());
+        plan.replies
+    }
+
+    /// After a failed commit: what became of it. `Ok` when it is stored
+    /// after all; else the planner is rebuilt from the store (or the store
+    /// is marked broken until it can be).
+    fn failed(&mut self, core: &mut Core, e: StoreError) -> Result<Appended, HubError> {
+        tracing::error!(error = %e, "group commit failed");
+        self.shared.metrics.store_errors.inc();
+        let known_lost = !matches!(e, StoreError::OutcomeUnknown(_));
+        match self.shared.store.recover() {
+            Ok(Recovered::Committed) if !known_lost => {
+                tracing::warn!("the failed commit is stored after all; answering it");
+                let index = self.shared.store.load().ok().and_then(|l| l.index);
+                return Ok(Appended { index });
+            }
+            Ok(_) => self.reload(core),
+            Err(re) => {
+                tracing::error!(error = %re, "the store cannot be recovered yet; refusing commands until it can");
+                self.broken = true;
+            }
+        }
+        Err(unavailable(&e))
+    }
+
+    /// Whether the store works; after a failure, tries to recover it first.
+    fn recovered(&mut self, core: &mut Core) -> bool {
+        if !self.broken {
+            return true;
+        }
+        match self.shared.store.recover() {
+            Ok(_) => {
+                self.reload(core);
+                !self.broken
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Rebuilds the planner from what the store holds.
+    fn reload(&mut self, core: &mut Core) {
+        match self.shared.store.load().and_then(|l| {
+            let index = l.index;
+            core.planner.rebuild(l).map(|()| index)
+        }) {
+            Ok(index) => {
+                tracing::info!("state rebuilt from the store");
+                self.index = index;
+                self.broken = false;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the state from the store yet");
+                self.broken = true;
+            }
+        }
+    }
+
+    /// What follows a durable commit: gauges, snapshot, the resume ring and
+    /// the broadcast of the batch's events.
+    fn committed(&mut self, core: &mut Core, plan: &Plan, appended: Appended) {
+        self.index = appended.index;
+        self.shared.metrics.tickets_issued.inc_by(plan.issued);
+        self.maybe_snapshot(core);
+        if plan.day_started {
+            self.prune_sessions();
+        }
+        // Gauges first: whoever got an answer and reads /metrics next sees
+        // its own ticket counted.
+        if !plan.frames.is_empty() {
+            self.update_gauges(core);
+        }
+        let frames: Vec<Frame> = plan.frames.iter().map(Frame::encode).collect();
+        core.ring.extend(frames.iter().cloned());
+        while core.ring.len() > RESUME_RING {
+            core.ring.pop_front();
+        }
+        self.broadcast(core, frames);
+    }
+
+    fn broadcast(&self, core: &Core, frames: Vec<Frame>) {
+        if !frames.is_empty() {
+            let _ = core.tx.send(frames.into());
+        }
+    }
+
+    fn prune_sessions(&self) {
+        // Sessions expire in real time, whatever the queue clock says.
+        match self
+            .shared
+            .store
+            .prune_sessions(chrono::Utc::now().timestamp_millis())
+        {
+            Ok(n) if n > 0 => tracing::info!(removed = n, "expired login sessions removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning login sessions failed"),
+        }
+    }
+
+    /// Every `SNAPSHOT_EVERY` records, has the state saved so a restart
+    /// replays little (written by another thread; the log stays the truth).
+    fn maybe_snapshot(&mut self, core: &Core) {
+        let Some(index) = self.index else { return };
+        let since = index.saturating_sub(self.snapshot_index.unwrap_or(0));
+        if since < SNAPSHOT_EVERY || self.snapshots.busy() {
+            return;
+        }
+        let snap = StoredSnapshot {
+            index,
+            seq: core.planner.seq(),
+            state: core.planner.state().to_snapshot(),
+        };
+        if self.snapshots.offer(snap) {
+            self.snapshot_index = Some(index);
+        }
+    }
+
+    fn update_gauges(&self, core: &Core) {
+        let st = core.planner.state();
+        for (i, s) in st.site().services.iter().enumerate() {
+            self.shared.metrics.set_waiting(&s.id, st.waiting_count(i));
+        }
+    }
+}
+
+/// The thread that writes state snapshots, so the hub never waits for one.
+/// A snapshot that is lost or late only makes the next start-up replay more.
+struct SnapshotWriter {
+    tx: std::sync::mpsc::SyncSender<StoredSnapshot>,
+    busy: Arc<AtomicBool>,
+}
+
+impl SnapshotWriter {
+    fn start(store: Arc<dyn Store>) -> std::io::Result<SnapshotWriter> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<StoredSnapshot>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let flag = busy.clone();
+        std::thread::Builder::new()
+            .name("luot-snapshot".into())
+            .spawn(move || {
+                for snap in rx {
+                    write_snapshot(store.as_ref(), &snap);
+                    flag.store(false, Ordering::Release);
+                }
+            })?;
+        Ok(SnapshotWriter { tx, busy })
+    }
+
+    fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Hands a snapshot over; false when the writer is still busy.
+    fn offer(&self, snap: StoredSnapshot) -> bool {
+        self.busy.store(true, Ordering::Release);
+        let ok = self.tx.try_send(snap).is_ok();
+        if !ok {
+            self.busy.store(false, Ordering::Release);
+        }
+        ok
+    }
+}
+
+fn write_snapshot(store: &dyn Store, snap: &StoredSnapshot) {
+    let t0 = std::time::Instant::now();
+    match store.write_snapshot(snap) {
+        Ok(()) => {
+            tracing::debug!(
+                index = snap.index,
+                took_ms = t0.elapsed().as_millis() as u64,
+                "state snapshot written"
+            );
+            if snap.index > KEEP_BEHIND_SNAPSHOT
+                && let Err(e) = store.prune_log(snap.index - KEEP_BEHIND_SNAPSHOT, 20_000)
+            {
+                tracing::warn!(error = %e, "pruning old log records failed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "writing a state snapshot failed; the log still has everything")
+        }
+    }
+}

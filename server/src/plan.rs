@@ -1,0 +1,317 @@
+//! The planner: the hub's deciding half, pure. It owns the engine state and
+//! turns a batch of requests and `now` into a `Plan`: the events with their
+//! `seq`, the store batch that holds them (with archives and reports of a
+//! day that ended, and login sessions), one reply per request, and the
+//! frames to send once the batch is durable. It never touches the store, a
+//! socket or a clock; the hub's loop does the I/O (`hub/mod.rs`). After a
+//! commit that did not happen, the loop hands it what the store holds and it
+//! rebuilds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use luot_protocol::{
+    CounterInfo, DeviceInfo, EventKind, PrinterStatus, ServerMessage, Ticket, WireEvent,
+};
+
+use crate::config::{DeviceRole, SiteConfig};
+use crate::engine::{Applied, Command, Event, Millis, Rejection, Site, State, Subject};
+use crate::frame::{Audience, Outgoing};
+use crate::report;
+use crate::store::{Loaded, Record, Session, StoreError, WriteBatch};
+
+/// What a command answers.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Ticket(Box<Ticket>),
+    /// The same `request_id` again: the ticket as it is now.
+    Replayed(Box<Ticket>),
+    /// A replay of a ticket of a past day: the hub looks it up in the store.
+    ReplayedArchived(String),
+    Counter(Box<CounterInfo>),
+    Nothing,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(
+        "Hệ thống tạm thời không lưu được dữ liệu; vui lòng thử lại (the store cannot be written: {0})"
+    )]
+    Unavailable(String),
+}
+
+pub type Reply = Result<Outcome, HubError>;
+
+/// A change in a device's connection or printer (not durable).
+#[derive(Debug, Clone, Copy)]
+pub enum DeviceUpdate {
+    Connected,
+    Disconnected,
+    Seen,
+    Printer(PrinterStatus),
+}
+
+/// One request to the hub that changes something.
+#[derive(Debug)]
+pub enum Input {
+    Command(Command),
+    Session {
+        token_hash: String,
+        session: Session,
+    },
+    Device {
+        id: String,
+        update: DeviceUpdate,
+    },
+}
+
+/// What a batch of inputs does, decided before anything is written.
+#[derive(Debug)]
+pub struct Plan {
+    /// Everything to store, in one atomic commit.
+    pub batch: WriteBatch,
+    /// One per input, in order: `None` for device updates (nobody waits).
+    pub replies: Vec<Option<Reply>>,
+    /// The public events' frames, in seq order: sent once durable.
+    pub frames: Vec<Outgoing>,
+    /// Device frames (admins only): not durable, sent in any case.
+    pub device_frames: Vec<Outgoing>,
+    /// Tickets issued by this batch.
+    pub issued: u64,
+    /// A new day started in this batch.
+    pub day_started: bool,
+}
+
+/// A device's live status (kept in memory; a restart forgets it).
+#[derive(Default, Clone, Debug)]
+struct DeviceLive {
+    connections: u32,
+    printer: Option<PrinterStatus>,
+    last_seen: Option<Millis>,
+}
+
+/// The deciding half of the hub (see the module doc).
+pub struct Planner {
+    state: State,
+    config: Arc<SiteConfig>,
+    /// The last public seq planned (committed once the plan is).
+    last_seq: u64,
+    devices: HashMap<String, DeviceLive>,
+}
+
+impl Planner {
+    /// The state the store's records rebuild.
+    pub fn new(config: Arc<SiteConfig>, loaded: Loaded) -> Result<Planner, StoreError> {
+        let site = Site::from_config(&config);
+        let (state, last_seq) = rebuild(&site, loaded)?;
+        let devices = config
+            .devices
+            .iter()
+            .map(|d| (d.id.clone(), DeviceLive::default()))
+            .collect();
+        Ok(Planner {
+            state,
+            config,
+            last_seq,
+            devices,
+        })
+    }
+
+    /// Throws away what was planned since the store last took a batch and
+    /// starts again from what it holds.
+    pub fn rebuild(&mut self, loaded: Loaded) -> Result<(), StoreError> {
+        let (state, last_seq) = rebuild(self.state.site(), loaded)?;
+        self.state = state;
+        self.last_seq = last_seq;
+        Ok(())
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn config(&self) -> &Arc<SiteConfig> {
+        &self.config
+    }
+
+    /// The last public seq.
+    pub fn seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Plans a batch: applies each input to the state in order.
+    pub fn plan(&mut self, inputs: Vec<Input>, now: Millis) -> Plan {
+        let mut plan = Plan {
+            batch: WriteBatch::new(self.last_seq),
+            replies: Vec::with_capacity(inputs.len()),
+            frames: Vec::new(),
+            device_frames: Vec::new(),
+            issued: 0,
+            day_started: false,
+        };
+        for input in inputs {
+            let reply = match input {
+                Input::Command(cmd) => Some(self.command(cmd, now, &mut plan)),
+                Input::Session {
+                    token_hash,
+                    session,
+                } => {
+                    plan.batch.sessions.push((token_hash, session));
+                    Some(Ok(Outcome::Nothing))
+                }
+                Input::Device { id, update } => {
+                    plan.device_frames.extend(self.device(&id, update, now));
+                    None
+                }
+            };
+            plan.replies.push(reply);
+        }
+        plan
+    }
+
+    fn command(&mut self, cmd: Command, now: Millis, plan: &mut Plan) -> Reply {
+        let applied = self.state.apply(cmd, now);
+        let Applied {
+            events,
+            archives,
+            result,
+        } = applied;
+        for e in events {
+            self.record(e, plan);
+        }
+        for a in archives {
+            let day = a.day.to_string();
+            plan.day_started = true;
+            let r = report::daily(&self.config, &day, &a.tickets);
+            plan.batch.reports.push((day, r));
+            plan.batch.archived.extend(a.tickets);
+        }
+        match result {
+            Some(Ok(subject)) => Ok(self.outcome(subject)),
+            Some(Err(r)) => Err(HubError::Rejected(r)),
+            None => Ok(Outcome::Nothing),
+        }
+    }
+
+    /// Numbers an applied event, renders its frame and adds it to the batch.
+    fn record(&mut self, e: Event, plan: &mut Plan) {
+        if matches!(e, Event::TicketIssued { .. }) {
+            plan.issued += 1;
+        }
+        let seq = e.is_public().then(|| {
+            self.last_seq += 1;
+            self.last_seq
+        });
+        if let (Some(seq), Some(w)) = (seq, self.state.render_event(&e)) {
+            plan.frames.push(Outgoing {
+                urgent: urgent(&w),
+                message: ServerMessage::Event { seq, event: w },
+                audience: Audience::Everyone,
+            });
+        }
+        plan.batch.records.push(Record { seq, event: e });
+    }
+
+    /// The answer for a successful command, rendered right after it.
+    fn outcome(&self, subject: Subject) -> Outcome {
+        let st = &self.state;
+        match subject {
+            Subject::Ticket(id) => match st.ticket(&id) {
+                Some(t) => Outcome::Ticket(Box::new(st.render_ticket(t))),
+                None => Outcome::Nothing,
+            },
+            Subject::Replayed(id) => match st.ticket(&id) {
+                Some(t) => Outcome::Replayed(Box::new(st.render_ticket(t))),
+                None => Outcome::ReplayedArchived(id),
+            },
+            Subject::Counter(id) => match st.counter_info(&id) {
+                Some(c) => Outcome::Counter(Box::new(c)),
+                None => Outcome::Nothing,
+            },
+            Subject::Nothing => Outcome::Nothing,
+        }
+    }
+
+    fn device(&mut self, id: &str, update: DeviceUpdate, now: Millis) -> Option<Outgoing> {
+        let d = self.devices.get_mut(id)?;
+        let before = (d.connections > 0, d.printer);
+        match update {
+            DeviceUpdate::Connected => d.connections += 1,
+            DeviceUpdate::Disconnected => d.connections = d.connections.saturating_sub(1),
+            DeviceUpdate::Seen => {}
+            DeviceUpdate::Printer(p) => {
+                if d.printer != Some(p) {
+                    tracing::info!(device = id, printer = ?p, "printer status");
+                }
+                d.printer = Some(p);
+            }
+        }
+        d.last_seen = Some(now);
+        if before == (d.connections > 0, d.printer) {
+            return None;
+        }
+        Some(Outgoing {
+            message: ServerMessage::Device {
+                device: self.device_info(id)?,
+            },
+            audience: Audience::Admins,
+            urgent: true,
+        })
+    }
+
+    /// A device's status for `/devices` and admin frames.
+    pub fn device_info(&self, id: &str) -> Option<DeviceInfo> {
+        let cfg = self.config.devices.iter().find(|d| d.id == id)?;
+        let live = self.devices.get(id).cloned().unwrap_or_default();
+        Some(DeviceInfo {
+            id: cfg.id.clone(),
+            role: match cfg.role {
+                DeviceRole::Kiosk => "kiosk".into(),
+                DeviceRole::Display => "display".into(),
+            },
+            connected: live.connections > 0,
+            printer: live.printer,
+            last_seen: live.last_seen.map(|t| self.state.site().fmt_time(t)),
+        })
+    }
+
+    /// A device's current printer status.
+    pub fn printer(&self, id: &str) -> Option<PrinterStatus> {
+        self.devices.get(id).and_then(|d| d.printer)
+    }
+}
+
+/// Rule 46: calls, recalls, counter and day changes go to screens at once;
+/// list updates may wait to share a write.
+fn urgent(w: &WireEvent) -> bool {
+    !matches!(
+        w.kind,
+        EventKind::TicketIssued
+            | EventKind::TicketDone
+            | EventKind::TicketNoShow
+            | EventKind::TicketTransferred
+    )
+}
+
+/// Rebuilds the state from the latest snapshot plus the records after it,
+/// and checks that `seq` has no gap. Returns the state and its last seq.
+fn rebuild(site: &Arc<Site>, loaded: Loaded) -> Result<(State, u64), StoreError> {
+    let (mut state, mut last_seq) = match loaded.snapshot {
+        Some(s) => (State::from_snapshot(site.clone(), s.state), s.seq),
+        None => (State::new(site.clone()), 0),
+    };
+    for rec in loaded.records {
+        if let Some(seq) = rec.seq {
+            if seq != last_seq + 1 {
+                return Err(StoreError::Corrupt(format!(
+                    "seq jumps from {last_seq} to {seq}"
+                )));
+            }
+            last_seq = seq;
+        }
+        state.apply_event(&rec.event);
+    }
+    Ok((state, last_seq))
+}

@@ -1,0 +1,212 @@
+//! The durable store, behind the `Store` trait: what the hub needs to keep
+//! the queue safe, independent of where it is kept. `sled.rs` is the
+//! embedded default (one directory, no set-up); `memory.rs` keeps everything
+//! in memory for tests and can fail on purpose.
+//!
+//! The surface is what any backend must offer (a PostgreSQL one included):
+//!
+//! - `append`: one group commit, atomically, after a known `seq` (the store
+//!   refuses a batch whose `after_seq` is not its last), durable when it
+//!   returns `Ok`; a commit whose result cannot be known is reported as
+//!   `StoreError::OutcomeUnknown`, and `recover` then says what happened;
+//! - `load` (the latest snapshot and every record after it) and `read_from`
+//!   (the public records after a `seq`), to rebuild and to follow the log;
+//! - snapshots, which only shorten start-up (the log is the truth);
+//! - login sessions, the tickets and reports of past days;
+//! - `backup` in one backend-neutral format (`backup.rs`), and restore.
+//!
+//! The request-id table (`(scope, request_id)` → ticket, rule 24) is durable
+//! through the log itself: every `TicketIssued` record carries its scope and
+//! request id, and snapshots carry the table, so every backend keeps it
+//! exactly as long as it keeps tickets, in the same atomic commit.
+//!
+//! Nothing here decides queue rules, and nothing outside `store/` knows which
+//! backend runs.
+
+pub mod backup;
+pub mod memory;
+pub mod sled;
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+
+use luot_protocol::DailyReport;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Event, StateSnapshot, TicketRec};
+
+pub use self::sled::SledStore;
+
+/// Version of the stored layout. A newer binary migrates older data; an
+/// older binary refuses newer data.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The write did not happen (known): nothing of the batch is stored.
+    #[error("the data store failed: {0}")]
+    Failed(String),
+    /// The write may or may not have happened (a flush that failed halfway, a
+    /// lost connection after COMMIT was sent); `Store::recover` tells which.
+    #[error("the data store may not have stored the last write: {0}")]
+    OutcomeUnknown(String),
+    /// A batch appended after a `seq` that is not the store's last: someone
+    /// else wrote, or the hub lost track. Nothing was written.
+    #[error(
+        "the data store's log ends at seq {found}, not at seq {expected} as this server thought"
+    )]
+    Conflict { expected: u64, found: u64 },
+    #[error(
+        "the data store is damaged ({0}); restore it from a backup with `luot-server restore --from FILE`"
+    )]
+    Corrupt(String),
+    #[error(
+        "the data store was written by a newer luot (format {0}, this binary reads {FORMAT_VERSION}); upgrade luot-server"
+    )]
+    TooNew(u32),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the data store is closed after an I/O error and could not be reopened yet")]
+    Closed,
+}
+
+/// One record of the event log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The public sequence number; `None` for private events (feedback).
+    pub seq: Option<u64>,
+    pub event: Event,
+}
+
+/// A stored snapshot of the engine state.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct StoredSnapshot {
+    /// The store's position of the last record it includes (`Appended::index`).
+    pub index: u64,
+    /// The last public seq it includes.
+    pub seq: u64,
+    pub state: StateSnapshot,
+}
+
+/// A login session as stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Session {
+    pub username: String,
+    pub expires_at: i64,
+}
+
+/// What one group commit writes, all or nothing.
+#[derive(Default, Debug)]
+pub struct WriteBatch {
+    /// The last public seq before this batch: the store refuses the batch
+    /// unless its log ends there (`StoreError::Conflict`).
+    pub after_seq: u64,
+    /// Log records in order; public ones numbered `after_seq + 1, + 2, …`.
+    pub records: Vec<Record>,
+    /// Login sessions by the sha256 of their token.
+    pub sessions: Vec<(String, Session)>,
+    /// Tickets of a day that just ended.
+    pub archived: Vec<TicketRec>,
+    /// Reports of days that just ended, by day.
+    pub reports: Vec<(String, DailyReport)>,
+}
+
+impl WriteBatch {
+    pub fn new(after_seq: u64) -> WriteBatch {
+        WriteBatch {
+            after_seq,
+            ..WriteBatch::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+            && self.sessions.is_empty()
+            && self.archived.is_empty()
+            && self.reports.is_empty()
+    }
+
+    /// The last public seq once the batch is stored.
+    pub fn last_seq(&self) -> u64 {
+        self.records
+            .iter()
+            .rev()
+            .find_map(|r| r.seq)
+            .unwrap_or(self.after_seq)
+    }
+
+    /// Checks that the public records are numbered on from `after_seq`
+    /// without a gap (every backend refuses anything else).
+    pub fn check_numbering(&self) -> Result<(), StoreError> {
+        let seqs = self.records.iter().filter_map(|r| r.seq);
+        for (expect, seq) in (self.after_seq + 1..).zip(seqs) {
+            if seq != expect {
+                return Err(StoreError::Corrupt(format!(
+                    "a batch numbered seq {seq} where {expect} was due"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A stored batch: the store's position of its last record, for snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub index: Option<u64>,
+}
+
+/// What the store holds at start-up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub snapshot: Option<StoredSnapshot>,
+    /// Records after the snapshot, in order.
+    pub records: Vec<Record>,
+    /// The store's position of the last record (or of the snapshot's).
+    pub index: Option<u64>,
+}
+
+/// What became of a write that failed (`Store::recover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovered {
+    /// It is stored after all: answer it as done.
+    Committed,
+    /// Nothing of it is stored (any part that reached the disk was removed).
+    NotCommitted,
+}
+
+/// A durable store of one site's queue (see the module doc).
+pub trait Store: Send + Sync {
+    /// The latest snapshot and every record after it; refuses a log that
+    /// lost acknowledged records.
+    fn load(&self) -> Result<Loaded, StoreError>;
+    /// Stores a batch atomically after `batch.after_seq` and makes it durable.
+    fn append(&self, batch: &WriteBatch) -> Result<Appended, StoreError>;
+    /// Up to `max` public records with a seq above `seq`, in order (those the
+    /// store still holds: old records go once a snapshot covers them).
+    fn read_from(&self, seq: u64, max: usize) -> Result<Vec<Record>, StoreError>;
+    /// After a failed `append`: makes the store usable again and says
+    /// whether that write is stored. A store that can take back what reached
+    /// the disk (sled) does so; one that cannot know (a lost database
+    /// connection) reads what is there.
+    fn recover(&self) -> Result<Recovered, StoreError>;
+    /// Saves a snapshot; only ever one whose records are all stored.
+    fn write_snapshot(&self, snap: &StoredSnapshot) -> Result<(), StoreError>;
+    /// Removes up to `max` log records at positions before `index` (ones a
+    /// stored snapshot covers).
+    fn prune_log(&self, index: u64, max: usize) -> Result<usize, StoreError>;
+    fn session(&self, token_hash: &str) -> Result<Option<Session>, StoreError>;
+    /// Removes sessions that expired before `now` (ms since the epoch).
+    fn prune_sessions(&self, now: i64) -> Result<usize, StoreError>;
+    fn archived_ticket(&self, id: &str) -> Result<Option<TicketRec>, StoreError>;
+    fn archived_report(&self, day: &str) -> Result<Option<DailyReport>, StoreError>;
+    /// Writes a consistent backup (`backup.rs`); returns the entries written.
+    fn backup(&self, out: &mut dyn Write) -> Result<u64, StoreError>;
+    /// Proves the store is writable now (for `/healthz`).
+    fn probe(&self) -> Result<(), StoreError>;
+}
+
+pub(crate) fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}

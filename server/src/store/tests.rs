@@ -1,0 +1,190 @@
+//! The store's contract, one test module for every backend: each test runs
+//! against sled on a real disk and against the in-memory store.
+
+use chrono::NaiveDate;
+
+use super::memory::MemStore;
+use super::*;
+use crate::engine::Event;
+
+pub(crate) fn ev(n: i64) -> Event {
+    Event::DayStarted {
+        day: NaiveDate::from_ymd_opt(2026, 11, 22).unwrap(),
+        at: n,
+    }
+}
+
+/// Appends `n` public records numbered after `after_seq`.
+pub(crate) fn append(s: &dyn Store, after_seq: u64, n: u64) -> Appended {
+    let mut b = WriteBatch::new(after_seq);
+    for i in 1..=n {
+        b.records.push(Record {
+            seq: Some(after_seq + i),
+            event: ev((after_seq + i) as i64),
+        });
+    }
+    s.append(&b).unwrap()
+}
+
+/// Runs `test` against each backend: sled in a temporary directory, memory.
+fn each(test: impl Fn(&dyn Store)) {
+    let dir = tempfile::tempdir().unwrap();
+    test(&SledStore::open(dir.path()).unwrap());
+    test(&MemStore::new());
+}
+
+fn seqs(records: &[Record]) -> Vec<Option<u64>> {
+    records.iter().map(|r| r.seq).collect()
+}
+
+#[test]
+fn appended_records_load_in_order_with_their_seq() {
+    each(|s| {
+        append(s, 0, 3);
+        let mut b = WriteBatch::new(3);
+        b.records.push(Record {
+            seq: None,
+            event: ev(0),
+        });
+        b.records.push(Record {
+            seq: Some(4),
+            event: ev(4),
+        });
+        s.append(&b).unwrap();
+        let l = s.load().unwrap();
+        assert_eq!(seqs(&l.records), [Some(1), Some(2), Some(3), None, Some(4)]);
+        assert_eq!(l.index, Some(4));
+    });
+}
+
+#[test]
+fn a_batch_after_the_wrong_seq_or_with_a_gap_is_refused_and_stores_nothing() {
+    each(|s| {
+        append(s, 0, 2);
+        let mut b = WriteBatch::new(1);
+        b.records.push(Record {
+            seq: Some(2),
+            event: ev(2),
+        });
+        let e = s.append(&b).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Conflict {
+                    expected: 1,
+                    found: 2
+                }
+            ),
+            "{e}"
+        );
+        let mut gap = WriteBatch::new(2);
+        gap.records.push(Record {
+            seq: Some(4),
+            event: ev(4),
+        });
+        assert!(s.append(&gap).is_err());
+        assert_eq!(s.load().unwrap().records.len(), 2);
+        // The log still takes the right next batch.
+        append(s, 2, 1);
+        assert_eq!(s.load().unwrap().records.len(), 3);
+    });
+}
+
+#[test]
+fn read_from_a_seq_gives_the_public_records_after_it() {
+    each(|s| {
+        for k in 0..10 {
+            append(s, k * 5, 5);
+            let mut private = WriteBatch::new((k + 1) * 5);
+            private.records.push(Record {
+                seq: None,
+                event: ev(0),
+            });
+            s.append(&private).unwrap();
+        }
+        let got = s.read_from(17, 4).unwrap();
+        assert_eq!(seqs(&got), [Some(18), Some(19), Some(20), Some(21)]);
+        assert_eq!(s.read_from(49, 10).unwrap().len(), 1);
+        assert!(s.read_from(50, 10).unwrap().is_empty());
+        assert_eq!(s.read_from(0, 100).unwrap().len(), 50);
+    });
+}
+
+#[test]
+fn a_snapshot_shortens_the_load_and_pruning_keeps_what_it_does_not_cover() {
+    each(|s| {
+        append(s, 0, 5);
+        let at = append(s, 5, 5);
+        let state = crate::engine::State::new(crate::engine::Site::from_config(
+            &crate::config::demo_site().0,
+        ))
+        .to_snapshot();
+        s.write_snapshot(&StoredSnapshot {
+            index: at.index.unwrap(),
+            seq: 10,
+            state,
+        })
+        .unwrap();
+        append(s, 10, 2);
+        let l = s.load().unwrap();
+        assert_eq!(l.snapshot.as_ref().map(|s| s.seq), Some(10));
+        assert_eq!(seqs(&l.records), [Some(11), Some(12)]);
+        assert_eq!(s.prune_log(at.index.unwrap(), 3).unwrap(), 3);
+        assert_eq!(s.read_from(0, 100).unwrap().len(), 9);
+        assert_eq!(seqs(&s.load().unwrap().records), [Some(11), Some(12)]);
+    });
+}
+
+#[test]
+fn sessions_archives_and_reports_are_kept_with_the_batch() {
+    each(|s| {
+        let mut b = WriteBatch::new(0);
+        let session = |u: &str, exp| Session {
+            username: u.into(),
+            expires_at: exp,
+        };
+        b.sessions.push(("old".into(), session("a", 100)));
+        b.sessions.push(("new".into(), session("b", 10_000)));
+        b.reports.push((
+            "2026-11-21".into(),
+            crate::report::daily(&crate::config::demo_site().0, "2026-11-21", &[]),
+        ));
+        s.append(&b).unwrap();
+        assert_eq!(s.session("new").unwrap(), Some(session("b", 10_000)));
+        assert_eq!(s.prune_sessions(5_000).unwrap(), 1);
+        assert!(s.session("old").unwrap().is_none());
+        assert_eq!(
+            s.archived_report("2026-11-21").unwrap().map(|r| r.day),
+            Some("2026-11-21".to_string())
+        );
+        assert!(s.archived_report("2026-11-20").unwrap().is_none());
+        assert!(s.archived_ticket("tk_none").unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_backup_of_either_store_restores_into_sled() {
+    each(|s| {
+        append(s, 0, 20);
+        let mut buf = Vec::new();
+        s.backup(&mut buf).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        sled::restore(&mut buf.as_slice(), &dir.path().join("r")).unwrap();
+        let r = SledStore::open(&dir.path().join("r")).unwrap();
+        assert_eq!(r.load().unwrap().records, s.load().unwrap().records);
+        append(&r, 20, 1);
+    });
+}
+
+#[test]
+fn committed_records_survive_a_reopen_of_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        append(&s, 0, 5);
+    }
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.load().unwrap().records[4].seq, Some(5));
+    // The head is read back from disk: the next batch follows seq 5.
+    append(&s, 5, 1);
+}
