@@ -393,7 +393,7 @@ impl Writer {
                 }
             }
         }
-        self.broadcast(core, plan.device_frames.iter().map(Frame::encode).collect());
+        self.devices_changed(core, &plan);
         plan.replies
     }
 
@@ -471,6 +471,17 @@ impl Writer {
             core.ring.pop_front();
         }
         self.broadcast(core, frames);
+    }
+
+    /// Printer gauges, then the admins' device frames (not durable: sent
+    /// whatever became of the commit).
+    fn devices_changed(&self, core: &Core, plan: &Plan) {
+        for o in &plan.device_frames {
+            if let ServerMessage::Device { device } = &o.message {
+                self.shared.metrics.set_printer(&device.id, device.printer);
+            }
+        }
+        self.broadcast(core, plan.device_frames.iter().map(Frame::encode).collect());
     }
 
     fn broadcast(&self, core: &Core, frames: Vec<Frame>) {
