@@ -9,4 +9,5 @@ pub mod link;
 pub mod printer;
 pub mod render;
 pub mod reqid;
+pub mod session;
 pub mod touch;
