@@ -1,42 +1,30 @@
-//! The link to luot-server: one websocket (tokio-tungstenite 0.29), hello
-//! with the device token, `issue` with a `request_id`, reconnect with
-//! jittered backoff (0.5 s up to 10 s), and after a reconnect every
-//! unanswered issue is sent again with the same `request_id`, so the server
-//! makes one ticket per press whatever the network does. An issue the daemon
-//! gave up on is forgotten: a late answer to it is never printed.
+//! The link to luot-server: one task that moves frames between a websocket
+//! (tokio-tungstenite 0.29) and a [`Session`], sleeps until the session's
+//! next timer, dials or drops the connection when the session says so, and
+//! hands each answer to the press waiting for it.
+//!
+//! Every rule (hello, resend of unanswered issues with the same
+//! `request_id`, backoff, silence, deadlines, at most one answer per press,
+//! a ticket only from the server's `issued`) lives in `session.rs`; this
+//! module decides nothing and never reads or writes JSON itself.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use luot_protocol::{PrinterStatus, ServerMessage, Ticket};
+use luot_protocol::{PrinterStatus, Ticket};
 use rand::Rng;
-use serde_json::json;
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::Instrument;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The server pings every 15 s; silence this long means the link is dead.
-const SILENCE: Duration = Duration::from_secs(45);
-
-/// What the server told us in `welcome`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Welcome {
-    pub site_name: String,
-    pub public_url: String,
-    /// This kiosk's buttons: (service id, name), in order.
-    pub services: Vec<(String, String)>,
-}
-
-impl Welcome {
-    pub fn service_name(&self, id: &str) -> String {
-        self.services
-            .iter()
-            .find(|(s, _)| s == id)
-            .map(|(_, n)| n.clone())
-            .unwrap_or_else(|| id.to_string())
-    }
-}
+use crate::session::{Event, Session, Want};
+pub use crate::session::{IssueError, Welcome};
 
 #[derive(Clone, Debug, Default)]
 pub struct LinkStatus {
@@ -44,21 +32,16 @@ pub struct LinkStatus {
     pub welcome: Option<Welcome>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IssueError {
-    #[error("the server refused: {code}: {message}")]
-    Refused { code: String, message: String },
-    #[error("no answer from the server in time")]
-    Timeout,
-}
+type Reply = oneshot::Sender<Result<Ticket, IssueError>>;
 
 enum Cmd {
     Issue {
         request_id: String,
-        frame: String,
-        reply: oneshot::Sender<Result<Ticket, IssueError>>,
+        service: String,
+        priority: Option<String>,
+        deadline: Instant,
+        reply: Reply,
     },
-    Forget(String),
     Printer(PrinterStatus),
 }
 
@@ -73,11 +56,20 @@ impl Link {
     pub fn start(ws_url: String, token: String) -> Link {
         let (tx, rx) = mpsc::channel(256);
         let (stx, srx) = watch::channel(LinkStatus::default());
-        tokio::spawn(run(ws_url, token, rx, stx));
+        let span = tracing::info_span!("link", url = %ws_url);
+        let driver = Driver {
+            session: Session::new(token, rand::rng().random(), now()),
+            url: ws_url,
+            conn: Conn::None,
+            replies: HashMap::new(),
+            status: stx,
+        };
+        tokio::spawn(driver.run(rx).instrument(span));
         Link { tx, status: srx }
     }
 
-    /// Asks for a ticket; gives up after `deadline` (and forgets the request).
+    /// Asks for a ticket; gives up after `deadline`, and then the request is
+    /// forgotten: a late answer to it is never returned.
     pub async fn issue(
         &self,
         request_id: &str,
@@ -85,26 +77,23 @@ impl Link {
         priority: Option<&str>,
         deadline: Duration,
     ) -> Result<Ticket, IssueError> {
-        let frame = json!({"type": "issue", "request_id": request_id, "service": service, "priority": priority}).to_string();
+        let deadline = tokio::time::Instant::now() + deadline;
         let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Cmd::Issue {
-                request_id: request_id.to_string(),
-                frame,
-                reply,
-            })
-            .await
-            .is_err()
-        {
+        let cmd = Cmd::Issue {
+            request_id: request_id.to_string(),
+            service: service.to_string(),
+            priority: priority.map(String::from),
+            deadline: deadline.into_std(),
+            reply,
+        };
+        if self.tx.send(cmd).await.is_err() {
             return Err(IssueError::Timeout);
         }
-        match tokio::time::timeout(deadline, rx).await {
-            Ok(Ok(r)) => r,
-            _ => {
-                let _ = self.tx.send(Cmd::Forget(request_id.to_string())).await;
-                Err(IssueError::Timeout)
-            }
+        // The session answers `Timeout` at the deadline itself; this bound
+        // only matters if the link task is held up in a send.
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(answer)) => answer,
+            _ => Err(IssueError::Timeout),
         }
     }
 
@@ -122,176 +111,173 @@ impl Link {
     }
 }
 
-struct Pending {
-    request_id: String,
-    frame: String,
-    reply: oneshot::Sender<Result<Ticket, IssueError>>,
+/// The session's clock: tokio's, so a paused test clock pauses it too.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
-fn jitter(base: Duration) -> Duration {
-    let f: f64 = rand::rng().random_range(0.5..1.0);
-    base.mul_f64(f)
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Dial = Pin<Box<dyn Future<Output = Result<Box<Ws>, String>> + Send>>;
+
+/// The socket as it is: none, being dialed, or open.
+enum Conn {
+    None,
+    Dialing(Dial),
+    Open(Box<Ws>),
 }
 
-async fn run(
-    url: String,
-    token: String,
-    mut rx: mpsc::Receiver<Cmd>,
-    status: watch::Sender<LinkStatus>,
-) {
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut printer: Option<PrinterStatus> = None;
-    let mut backoff = Duration::from_millis(500);
+/// What the socket did.
+enum Io {
+    Dialed(Result<Box<Ws>, String>),
+    Frame(Option<Result<Message, tungstenite::Error>>),
+}
+
+impl Conn {
+    /// The socket's next happening; never ready without a socket.
+    async fn next(&mut self) -> Io {
+        match self {
+            Conn::None => std::future::pending().await,
+            Conn::Dialing(dial) => Io::Dialed(dial.await),
+            Conn::Open(ws) => Io::Frame(ws.next().await),
+        }
+    }
+}
+
+fn dial(url: String) -> Dial {
     let config = WebSocketConfig::default()
         .read_buffer_size(8 * 1024)
         .max_message_size(Some(4 << 20));
-    loop {
-        let attempt = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async_with_config(&url, Some(config), true),
-        )
-        .await;
-        let mut ws = match attempt {
-            Ok(Ok((ws, _))) => ws,
-            failure => {
-                let why = match failure {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".into(),
-                };
-                tracing::warn!(url = %url, error = %why, retry_in_ms = backoff.as_millis() as u64, "cannot reach luot-server");
-                // Keep taking commands while waiting to retry.
-                let wait = tokio::time::sleep(jitter(backoff));
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        _ = &mut wait => break,
-                        cmd = rx.recv() => match cmd {
-                            None => return,
-                            Some(c) => take(c, &mut pending, &mut printer),
-                        },
-                    }
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        // hello → welcome (then a snapshot, which a kiosk does not need).
-        let hello = json!({"type": "hello", "token": token, "since": null}).to_string();
-        if ws.send(Message::Text(hello.into())).await.is_err() {
-            continue;
-        }
-        let welcome = loop {
-            match tokio::time::timeout(CONNECT_TIMEOUT, ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => {
-                    match serde_json::from_str::<ServerMessage>(t.as_str()) {
-                        Ok(ServerMessage::Welcome { site, services, .. }) => {
-                            break Some(Welcome {
-                                site_name: site.name,
-                                public_url: site.public_url,
-                                services: services.into_iter().map(|s| (s.id, s.name)).collect(),
-                            });
-                        }
-                        Ok(ServerMessage::Error { error, .. }) => {
-                            tracing::error!(code = %error.code, message = %error.message, "the server refused this kiosk's token; check [server] token in kiosk.toml");
-                            break None;
-                        }
-                        _ => continue,
-                    }
-                }
-                Ok(Some(Ok(_))) => continue,
-                _ => break None,
-            }
-        };
-        let Some(welcome) = welcome else {
-            let _ = ws.close(None).await;
-            tokio::time::sleep(jitter(Duration::from_secs(10))).await;
-            continue;
-        };
-        tracing::info!(site = %welcome.site_name, buttons = welcome.services.len(), "connected to luot-server");
-        backoff = Duration::from_millis(500);
-        status.send_replace(LinkStatus {
-            connected: true,
-            welcome: Some(welcome),
-        });
-        let mut ok = true;
-        if let Some(p) = printer {
-            ok &= send_status(&mut ws, p).await;
-        }
-        pending.retain(|p| !p.reply.is_closed());
-        for p in &pending {
-            tracing::info!(request_id = %p.request_id, "sending an unanswered issue again");
-            ok &= ws.send(Message::Text(p.frame.clone().into())).await.is_ok();
-        }
-        while ok {
+    Box::pin(async move {
+        tokio_tungstenite::connect_async_with_config(&url, Some(config), true)
+            .await
+            .map(|(ws, _)| Box::new(ws))
+            .map_err(|e| e.to_string())
+    })
+}
+
+struct Driver {
+    session: Session,
+    url: String,
+    conn: Conn,
+    replies: HashMap<String, Reply>,
+    status: watch::Sender<LinkStatus>,
+}
+
+impl Driver {
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        loop {
+            self.settle().await;
+            let wake = tokio::time::Instant::from_std(self.session.poll_timeout());
             tokio::select! {
-                msg = tokio::time::timeout(SILENCE, ws.next()) => {
-                    let text = match msg {
-                        Ok(Some(Ok(Message::Text(t)))) => t,
-                        Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
-                        Ok(Some(Ok(_))) => continue,
-                        Err(_) => { tracing::warn!("no word from the server for 45 s; reconnecting"); break; }
-                    };
-                    // Most frames are board events; only answers matter here.
-                    if !(text.as_str().starts_with(r#"{"type":"issued""#) || text.as_str().starts_with(r#"{"type":"error""#)) {
-                        continue;
-                    }
-                    match serde_json::from_str::<ServerMessage>(text.as_str()) {
-                        Ok(ServerMessage::Issued { request_id, ticket }) => {
-                            if let Some(i) = pending.iter().position(|p| p.request_id == request_id) {
-                                let _ = pending.remove(i).reply.send(Ok(ticket));
-                            }
-                        }
-                        Ok(ServerMessage::Error { request_id: Some(rid), error }) => {
-                            if let Some(i) = pending.iter().position(|p| p.request_id == rid) {
-                                let refused = IssueError::Refused { code: error.code, message: error.message };
-                                let _ = pending.remove(i).reply.send(Err(refused));
-                            }
-                        }
-                        Ok(ServerMessage::Error { error, .. }) => {
-                            tracing::warn!(code = %error.code, message = %error.message, "server error");
-                        }
-                        _ => {}
-                    }
-                }
-                cmd = rx.recv() => {
-                    let Some(cmd) = cmd else { let _ = ws.close(None).await; return; };
-                    match &cmd {
-                        Cmd::Issue { frame, .. } => {
-                            ok = ws.send(Message::Text(frame.clone().into())).await.is_ok();
-                        }
-                        Cmd::Printer(p) => ok = send_status(&mut ws, *p).await,
-                        Cmd::Forget(_) => {}
-                    }
-                    take(cmd, &mut pending, &mut printer);
-                }
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => return self.drop_conn(),
+                },
+                () = tokio::time::sleep_until(wake) => self.session.handle_timeout(now()),
+                io = self.conn.next() => self.io(io),
             }
         }
-        tracing::warn!("connection to luot-server lost; reconnecting");
-        status.send_modify(|s| s.connected = false);
-        tokio::time::sleep(jitter(Duration::from_millis(500))).await;
     }
-}
 
-fn take(cmd: Cmd, pending: &mut Vec<Pending>, printer: &mut Option<PrinterStatus>) {
-    match cmd {
-        Cmd::Issue {
-            request_id,
-            frame,
-            reply,
-        } => pending.push(Pending {
-            request_id,
-            frame,
-            reply,
-        }),
-        Cmd::Forget(rid) => pending.retain(|p| p.request_id != rid),
-        Cmd::Printer(p) => *printer = Some(p),
+    /// Sends what the session wants sent, makes the socket what the session
+    /// wants, and hands out what it reports.
+    async fn settle(&mut self) {
+        self.flush().await;
+        self.reconcile();
+        self.deliver();
     }
-}
 
-async fn send_status<S>(ws: &mut S, p: PrinterStatus) -> bool
-where
-    S: SinkExt<Message> + Unpin,
-{
-    let frame = json!({"type": "device_status", "printer": p}).to_string();
-    ws.send(Message::Text(frame.into())).await.is_ok()
+    async fn flush(&mut self) {
+        let Conn::Open(ws) = &mut self.conn else {
+            return;
+        };
+        while let Some(text) = self.session.poll_transmit() {
+            if let Err(e) = ws.send(Message::Text(text.into())).await {
+                self.conn = Conn::None;
+                self.session.on_disconnected(now(), &e.to_string());
+                return;
+            }
+        }
+    }
+
+    fn reconcile(&mut self) {
+        match (self.session.wants(), &self.conn) {
+            (Want::Wait, Conn::Dialing(_) | Conn::Open(_)) | (Want::Dial, Conn::Open(_)) => {
+                self.drop_conn()
+            }
+            (Want::Open, Conn::None | Conn::Dialing(_)) => {
+                self.drop_conn();
+                self.session.on_disconnected(now(), "no socket");
+            }
+            _ => {}
+        }
+        if let (Want::Dial, Conn::None) = (self.session.wants(), &self.conn) {
+            self.conn = Conn::Dialing(dial(self.url.clone()));
+        }
+    }
+
+    /// Lets go of the socket; an open one is closed politely in the background.
+    fn drop_conn(&mut self) {
+        if let Conn::Open(mut ws) = std::mem::replace(&mut self.conn, Conn::None) {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+            });
+        }
+    }
+
+    fn deliver(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Answer { request_id, answer } => {
+                    if let Some(reply) = self.replies.remove(&request_id) {
+                        let _ = reply.send(answer);
+                    }
+                }
+                Event::Welcome(w) => {
+                    self.status.send_replace(LinkStatus {
+                        connected: true,
+                        welcome: Some(w),
+                    });
+                }
+                Event::Down => self.status.send_modify(|s| s.connected = false),
+                Event::TokenRefused { .. } => {} // logged by the session
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Issue {
+                request_id,
+                service,
+                priority,
+                deadline,
+                reply,
+            } => {
+                self.replies.insert(request_id.clone(), reply);
+                self.session.issue(request_id, service, priority, deadline);
+            }
+            Cmd::Printer(p) => self.session.printer(p),
+        }
+    }
+
+    fn io(&mut self, io: Io) {
+        let now = now();
+        match io {
+            Io::Dialed(Ok(ws)) => {
+                self.conn = Conn::Open(ws);
+                self.session.on_connected(now);
+            }
+            Io::Frame(Some(Ok(Message::Text(text)))) => self.session.on_message(text.as_str(), now),
+            Io::Frame(Some(Ok(Message::Close(_))) | None) => self.lost(now, "closed by the server"),
+            Io::Frame(Some(Ok(_))) => self.session.on_heard(now),
+            Io::Dialed(Err(e)) => self.lost(now, &e),
+            Io::Frame(Some(Err(e))) => self.lost(now, &e.to_string()),
+        }
+    }
+
+    fn lost(&mut self, now: Instant, why: &str) {
+        self.conn = Conn::None;
+        self.session.on_disconnected(now, why);
+    }
 }

@@ -1,0 +1,446 @@
+//! The kiosk's side of the websocket as a state machine without I/O, in the
+//! style of quinn-proto's `Connection`: the link task tells it what happened
+//! (`issue`, `printer`, `on_connected`, `on_message`, `on_disconnected`,
+//! `handle_timeout`) with the time passed in, and asks it what to do
+//! (`wants`, `poll_transmit`, `poll_event`, `poll_timeout`).
+//!
+//! It owns the kiosk's promise on the wire (ARCHITECTURE.md, "The kiosk's
+//! promise"): hello with the device token, nothing else before `welcome`,
+//! every unanswered issue sent again with the same `request_id` once per
+//! connection, one answer per issue at most, a ticket only from the server's
+//! `issued` for that `request_id`, an issue past its deadline forgotten (a late
+//! answer is dropped), printer status after each welcome, backoff 0.5 s
+//! doubling to 10 s with jitter, a connection silent for 45 s dropped.
+//!
+//! It never touches a socket, a clock, a task or a printer.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use luot_protocol::{ClientMessage, ErrorDetail, PrinterStatus, ServerMessage, Ticket};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+
+#[cfg(test)]
+mod tests;
+
+/// How long dialing, and then waiting for `welcome`, may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The server pings every 15 s; silence this long means the link is dead.
+pub const SILENCE: Duration = Duration::from_secs(45);
+/// The first wait before reconnecting; it doubles after each failure.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// The longest wait before reconnecting, and the wait after a refused token.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// What the server told us in `welcome`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Welcome {
+    pub site_name: String,
+    pub public_url: String,
+    /// This kiosk's buttons: (service id, name), in order.
+    pub services: Vec<(String, String)>,
+}
+
+impl Welcome {
+    pub fn service_name(&self, id: &str) -> String {
+        self.services
+            .iter()
+            .find(|(s, _)| s == id)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| id.to_string())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IssueError {
+    #[error("the server refused: {code}: {message}")]
+    Refused { code: String, message: String },
+    #[error("no answer from the server in time")]
+    Timeout,
+}
+
+/// What the session reports to its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The one answer to an issue: a ticket from the server's `issued`, the
+    /// server's refusal, or the deadline passed. Never two for one request.
+    Answer {
+        request_id: String,
+        answer: Result<Ticket, IssueError>,
+    },
+    /// The server welcomed this kiosk; issues can be had.
+    Welcome(Welcome),
+    /// The welcomed connection ended.
+    Down,
+    /// The server refused the device token; the session waits 10 s.
+    TokenRefused { code: String, message: String },
+}
+
+/// What the session wants done about the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// No connection: backing off.
+    Wait,
+    /// Dial the server now (and call `on_connected` or `on_disconnected`).
+    Dial,
+    /// Keep the open connection and move its frames.
+    Open,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Waiting {
+        until: Instant,
+    },
+    Dialing {
+        give_up: Instant,
+    },
+    Greeting {
+        conn: u64,
+        heard: Instant,
+        give_up: Instant,
+    },
+    Ready {
+        conn: u64,
+        heard: Instant,
+    },
+}
+
+#[derive(Debug)]
+struct Pending {
+    request_id: String,
+    service: String,
+    priority: Option<String>,
+    deadline: Instant,
+    /// The connection it was last sent on, if any.
+    sent_on: Option<u64>,
+}
+
+/// The link's state: the connection's phase, the unanswered issues, the
+/// printer's last status, and what is waiting to be sent or reported.
+pub struct Session {
+    token: String,
+    phase: Phase,
+    conns: u64,
+    backoff: Duration,
+    rng: SmallRng,
+    welcome: Option<Welcome>,
+    printer: Option<PrinterStatus>,
+    pending: Vec<Pending>,
+    outbox: VecDeque<ClientMessage>,
+    events: VecDeque<Event>,
+}
+
+/// Just the `type` of a server frame, read without building the rest.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+}
+
+impl Session {
+    /// A session that wants to dial at once. `seed` feeds the backoff jitter.
+    pub fn new(token: String, seed: u64, now: Instant) -> Session {
+        Session {
+            token,
+            phase: Phase::Dialing {
+                give_up: now + CONNECT_TIMEOUT,
+            },
+            conns: 0,
+            backoff: BACKOFF_MIN,
+            rng: SmallRng::seed_from_u64(seed),
+            welcome: None,
+            printer: None,
+            pending: Vec::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn wants(&self) -> Want {
+        match self.phase {
+            Phase::Waiting { .. } => Want::Wait,
+            Phase::Dialing { .. } => Want::Dial,
+            Phase::Greeting { .. } | Phase::Ready { .. } => Want::Open,
+        }
+    }
+
+    /// `true` once the server has welcomed the current connection.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready { .. })
+    }
+
+    /// The last `welcome` (kept over reconnects).
+    pub fn welcome(&self) -> Option<&Welcome> {
+        self.welcome.as_ref()
+    }
+
+    /// Asks for a ticket. It is sent now if the server has welcomed this
+    /// connection, else after the next welcome; answered at most once, and
+    /// forgotten at `deadline`. A `request_id` already waiting is ignored.
+    pub fn issue(
+        &mut self,
+        request_id: String,
+        service: String,
+        priority: Option<String>,
+        deadline: Instant,
+    ) {
+        if self.pending.iter().any(|p| p.request_id == request_id) {
+            tracing::warn!(request_id, "this request is already waiting; ignored");
+            return;
+        }
+        self.pending.push(Pending {
+            request_id,
+            service,
+            priority,
+            deadline,
+            sent_on: None,
+        });
+        if let Phase::Ready { conn, .. } = self.phase {
+            self.send_unsent(conn);
+        }
+    }
+
+    /// Records the printer's status; sent now if welcomed, and after each welcome.
+    pub fn printer(&mut self, status: PrinterStatus) {
+        self.printer = Some(status);
+        if self.is_ready() {
+            self.outbox
+                .push_back(ClientMessage::DeviceStatus { printer: status });
+        }
+    }
+
+    /// The dial succeeded: say hello.
+    pub fn on_connected(&mut self, now: Instant) {
+        let Phase::Dialing { .. } = self.phase else {
+            return;
+        };
+        self.conns += 1;
+        self.phase = Phase::Greeting {
+            conn: self.conns,
+            heard: now,
+            give_up: now + CONNECT_TIMEOUT,
+        };
+        self.outbox.push_back(ClientMessage::Hello {
+            token: Some(self.token.clone()),
+            since: None,
+        });
+    }
+
+    /// The dial failed or the connection ended (`why` is for the log).
+    pub fn on_disconnected(&mut self, now: Instant, why: &str) {
+        match self.phase {
+            Phase::Waiting { .. } => return,
+            Phase::Dialing { .. } => tracing::warn!(error = why, "cannot reach luot-server"),
+            Phase::Greeting { .. } => {
+                tracing::warn!(error = why, "luot-server did not welcome this kiosk")
+            }
+            Phase::Ready { .. } => {
+                tracing::warn!(error = why, "connection to luot-server lost; reconnecting")
+            }
+        }
+        self.back_off(now);
+    }
+
+    /// Any frame from the server (a ping too) shows the link is alive.
+    pub fn on_heard(&mut self, now: Instant) {
+        match &mut self.phase {
+            Phase::Greeting { heard, .. } | Phase::Ready { heard, .. } => *heard = now,
+            Phase::Waiting { .. } | Phase::Dialing { .. } => {}
+        }
+    }
+
+    /// A text frame from the server. Only `welcome`, `issued` and `error`
+    /// matter to a kiosk; board events and snapshots are skipped unparsed.
+    pub fn on_message(&mut self, text: &str, now: Instant) {
+        if !matches!(self.wants(), Want::Open) {
+            return;
+        }
+        self.on_heard(now);
+        let wanted = match serde_json::from_str::<Peek>(text) {
+            Ok(p) => matches!(p.kind.as_ref(), "welcome" | "issued" | "error"),
+            Err(_) => false,
+        };
+        if !wanted {
+            return;
+        }
+        match serde_json::from_str::<ServerMessage>(text) {
+            Ok(msg) => self.on_server_message(msg, now),
+            Err(e) => tracing::warn!(error = %e, "cannot read a frame from luot-server"),
+        }
+    }
+
+    fn on_server_message(&mut self, msg: ServerMessage, now: Instant) {
+        match msg {
+            ServerMessage::Welcome { site, services, .. } => self.on_welcome(Welcome {
+                site_name: site.name,
+                public_url: site.public_url,
+                services: services.into_iter().map(|s| (s.id, s.name)).collect(),
+            }),
+            ServerMessage::Issued { request_id, ticket } => self.answer(&request_id, Ok(ticket)),
+            ServerMessage::Error {
+                request_id: Some(request_id),
+                error,
+            } => {
+                let refused = IssueError::Refused {
+                    code: error.code,
+                    message: error.message,
+                };
+                self.answer(&request_id, Err(refused));
+            }
+            ServerMessage::Error {
+                request_id: None,
+                error,
+            } => self.on_error(error, now),
+            _ => {}
+        }
+    }
+
+    fn on_welcome(&mut self, welcome: Welcome) {
+        let conn = match self.phase {
+            Phase::Greeting { conn, heard, .. } | Phase::Ready { conn, heard } => {
+                self.phase = Phase::Ready { conn, heard };
+                conn
+            }
+            Phase::Waiting { .. } | Phase::Dialing { .. } => return,
+        };
+        tracing::info!(site = %welcome.site_name, buttons = welcome.services.len(), "connected to luot-server");
+        self.backoff = BACKOFF_MIN;
+        self.welcome = Some(welcome.clone());
+        self.events.push_back(Event::Welcome(welcome));
+        if let Some(printer) = self.printer {
+            self.outbox
+                .push_back(ClientMessage::DeviceStatus { printer });
+        }
+        self.send_unsent(conn);
+    }
+
+    /// An error frame that answers no issue: before welcome it refuses the
+    /// token (wait the longest backoff); after, it is only logged.
+    fn on_error(&mut self, error: ErrorDetail, now: Instant) {
+        if self.is_ready() {
+            tracing::warn!(code = %error.code, message = %error.message, "server error");
+            return;
+        }
+        tracing::error!(code = %error.code, message = %error.message, "the server refused this kiosk's token; check [server] token in kiosk.toml");
+        self.events.push_back(Event::TokenRefused {
+            code: error.code,
+            message: error.message,
+        });
+        self.backoff = BACKOFF_MAX;
+        self.back_off(now);
+    }
+
+    /// Reports the answer to `request_id` if it is waiting and was sent;
+    /// anything else (a duplicate, a late or a stray answer) is dropped.
+    fn answer(&mut self, request_id: &str, answer: Result<Ticket, IssueError>) {
+        let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.request_id == request_id && p.sent_on.is_some())
+        else {
+            tracing::debug!(request_id, "an answer to no waiting issue; dropped");
+            return;
+        };
+        let request_id = self.pending.remove(i).request_id;
+        self.events.push_back(Event::Answer { request_id, answer });
+    }
+
+    /// Queues every waiting issue not yet sent on connection `conn`.
+    fn send_unsent(&mut self, conn: u64) {
+        for p in self.pending.iter_mut().filter(|p| p.sent_on != Some(conn)) {
+            if p.sent_on.is_some() {
+                tracing::info!(request_id = %p.request_id, "sending an unanswered issue again");
+            }
+            p.sent_on = Some(conn);
+            self.outbox.push_back(ClientMessage::Issue {
+                request_id: p.request_id.clone(),
+                service: p.service.clone(),
+                priority: p.priority.clone(),
+            });
+        }
+    }
+
+    /// Drops the connection (if any) and waits a jittered backoff, which
+    /// doubles for next time up to 10 s.
+    fn back_off(&mut self, now: Instant) {
+        if self.is_ready() {
+            self.events.push_back(Event::Down);
+        }
+        self.outbox.clear();
+        let wait = self.backoff.mul_f64(self.rng.random_range(0.5..1.0));
+        tracing::debug!(
+            retry_in_ms = wait.as_millis() as u64,
+            "waiting to reconnect"
+        );
+        self.phase = Phase::Waiting { until: now + wait };
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// When `handle_timeout` must next be called. There is always a timer:
+    /// the phase's (backoff, dial, welcome or silence), or an issue's deadline.
+    pub fn poll_timeout(&self) -> Instant {
+        let phase = match self.phase {
+            Phase::Waiting { until } => until,
+            Phase::Dialing { give_up } => give_up,
+            Phase::Greeting { heard, give_up, .. } => give_up.min(heard + SILENCE),
+            Phase::Ready { heard, .. } => heard + SILENCE,
+        };
+        let issues = self.pending.iter().map(|p| p.deadline).min();
+        issues.map_or(phase, |d| d.min(phase))
+    }
+
+    /// Acts on every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_issues(now);
+        match self.phase {
+            Phase::Waiting { until } if now >= until => {
+                self.phase = Phase::Dialing {
+                    give_up: now + CONNECT_TIMEOUT,
+                };
+            }
+            Phase::Dialing { give_up } if now >= give_up => self.on_disconnected(now, "timed out"),
+            Phase::Greeting { give_up, .. } if now >= give_up => {
+                self.on_disconnected(now, "no welcome in 5 s")
+            }
+            Phase::Greeting { heard, .. } | Phase::Ready { heard, .. }
+                if now >= heard + SILENCE =>
+            {
+                self.on_disconnected(now, "no word from the server for 45 s")
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets every issue past its deadline: it is answered `Timeout`, and
+    /// an `issued` that comes later finds nothing to answer.
+    fn expire_issues(&mut self, now: Instant) {
+        while let Some(i) = self.pending.iter().position(|p| p.deadline <= now) {
+            let request_id = self.pending.remove(i).request_id;
+            tracing::warn!(request_id, "no answer in time; the request is forgotten");
+            self.events.push_back(Event::Answer {
+                request_id,
+                answer: Err(IssueError::Timeout),
+            });
+        }
+    }
+
+    /// The next frame to send on the open connection, as JSON text.
+    pub fn poll_transmit(&mut self) -> Option<String> {
+        let msg = self.outbox.pop_front()?;
+        match serde_json::to_string(&msg) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write a frame; skipped");
+                self.poll_transmit()
+            }
+        }
+    }
+
+    /// The next thing to report to the kiosk.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,571 @@
+//! The session's rules, in-process: time is simulated, the server is frames
+//! written with luot-protocol's types, and what the session sends is read
+//! back as `ClientMessage`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+
+use luot_protocol::{
+    BoardCounter, BoardState, EventKind, TicketStatus, WelcomeService, WelcomeSite, WireEvent,
+};
+use proptest::prelude::*;
+
+use super::*;
+
+const DEADLINE: Duration = Duration::from_secs(8);
+
+fn ticket(id: &str, number: &str) -> Ticket {
+    Ticket {
+        id: id.into(),
+        number: number.into(),
+        service: "kham-noi".into(),
+        priority: None,
+        status: TicketStatus::Waiting,
+        counter: None,
+        issued_at: "2026-11-22T07:30:00+07:00".into(),
+        called_at: None,
+        finished_at: None,
+        day: "2026-11-22".into(),
+        position: Some(1),
+        estimated_wait_s: None,
+    }
+}
+
+fn welcome_frame() -> ServerMessage {
+    ServerMessage::Welcome {
+        role: "kiosk".into(),
+        server_time: "2026-11-22T07:30:00+07:00".into(),
+        site: WelcomeSite {
+            name: "Bệnh viện Đa khoa".into(),
+            public_url: "http://luot.test".into(),
+        },
+        services: vec![WelcomeService {
+            id: "kham-noi".into(),
+            name: "Khám Nội".into(),
+            prefix: "A".into(),
+        }],
+        name: Some("kiosk-sanh-a".into()),
+    }
+}
+
+fn issued(request_id: &str, t: Ticket) -> ServerMessage {
+    ServerMessage::Issued {
+        request_id: request_id.into(),
+        ticket: t,
+    }
+}
+
+fn error(request_id: Option<&str>, code: &str) -> ServerMessage {
+    ServerMessage::Error {
+        request_id: request_id.map(String::from),
+        error: ErrorDetail {
+            code: code.into(),
+            message: "Không được".into(),
+        },
+    }
+}
+
+/// A session and a simulated clock.
+struct Kiosk {
+    s: Session,
+    now: Instant,
+}
+
+impl Kiosk {
+    fn new() -> Kiosk {
+        Kiosk::seeded(7)
+    }
+
+    fn seeded(seed: u64) -> Kiosk {
+        let now = Instant::now();
+        Kiosk {
+            s: Session::new("kiosk-token".into(), seed, now),
+            now,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.s.handle_timeout(self.now);
+    }
+
+    /// Waits out the backoff (if any) and connects; returns what was sent.
+    fn connect(&mut self) -> Vec<ClientMessage> {
+        if self.s.wants() == Want::Wait {
+            let wait = self.s.poll_timeout() - self.now;
+            self.advance(wait);
+        }
+        assert_eq!(self.s.wants(), Want::Dial);
+        self.s.on_connected(self.now);
+        self.sent()
+    }
+
+    fn connect_and_welcome(&mut self) -> Vec<ClientMessage> {
+        let mut sent = self.connect();
+        sent.extend(self.receive(welcome_frame()));
+        sent
+    }
+
+    fn receive(&mut self, msg: ServerMessage) -> Vec<ClientMessage> {
+        let text = serde_json::to_string(&msg).unwrap();
+        self.s.on_message(&text, self.now);
+        self.sent()
+    }
+
+    fn press(&mut self, request_id: &str) -> Vec<ClientMessage> {
+        let deadline = self.now + DEADLINE;
+        self.s
+            .issue(request_id.into(), "kham-noi".into(), None, deadline);
+        self.sent()
+    }
+
+    fn drop_connection(&mut self) {
+        self.s.on_disconnected(self.now, "cut");
+    }
+
+    /// Frames sent, read back as the server would read them.
+    fn sent(&mut self) -> Vec<ClientMessage> {
+        std::iter::from_fn(|| self.s.poll_transmit())
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .collect()
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.s.poll_event()).collect()
+    }
+
+    fn answers(&mut self) -> Vec<(String, Result<Ticket, IssueError>)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Answer { request_id, answer } => Some((request_id, answer)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn issues(sent: &[ClientMessage]) -> Vec<&str> {
+    sent.iter()
+        .filter_map(|m| match m {
+            ClientMessage::Issue { request_id, .. } => Some(request_id.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn hello_first_and_no_issue_before_welcome() {
+    let mut k = Kiosk::new();
+    k.s.printer(PrinterStatus::Ok);
+    assert!(k.press("r1").is_empty(), "nothing is sent while offline");
+    let sent = k.connect();
+    assert_eq!(
+        sent,
+        vec![ClientMessage::Hello {
+            token: Some("kiosk-token".into()),
+            since: None
+        }]
+    );
+    assert!(k.press("r2").is_empty(), "no issue before welcome");
+    let sent = k.receive(welcome_frame());
+    assert_eq!(
+        sent[0],
+        ClientMessage::DeviceStatus {
+            printer: PrinterStatus::Ok
+        }
+    );
+    assert_eq!(issues(&sent), ["r1", "r2"]);
+    let ev = k.events();
+    assert!(matches!(&ev[0], Event::Welcome(w) if w.service_name("kham-noi") == "Khám Nội"));
+    assert!(k.s.is_ready());
+}
+
+#[test]
+fn the_issue_frame_is_the_contracts() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.s.issue(
+        "kiosk-sanh-a-000173".into(),
+        "kham-noi".into(),
+        None,
+        k.now + DEADLINE,
+    );
+    let text = k.s.poll_transmit().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"type": "issue", "request_id": "kiosk-sanh-a-000173", "service": "kham-noi", "priority": null})
+    );
+}
+
+#[test]
+fn an_unanswered_issue_is_sent_again_once_per_connection() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    assert_eq!(issues(&k.press("r1")), ["r1"]);
+    // A second welcome on the same connection sends nothing again.
+    assert!(issues(&k.receive(welcome_frame())).is_empty());
+    for _ in 0..3 {
+        k.drop_connection();
+        assert!(k.sent().is_empty(), "nothing is sent while down");
+        let sent = k.connect_and_welcome();
+        assert_eq!(issues(&sent), ["r1"], "once, with the same request_id");
+    }
+}
+
+#[test]
+fn an_issued_ticket_is_reported_once_even_when_answered_twice() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.press("r1");
+    k.drop_connection();
+    k.connect_and_welcome();
+    // The server answers both the first send and the resend.
+    k.receive(issued("r1", ticket("t1", "A001")));
+    k.receive(issued("r1", ticket("t1", "A001")));
+    let answers = k.answers();
+    assert_eq!(answers, vec![("r1".into(), Ok(ticket("t1", "A001")))]);
+    // And after another reconnect it is not sent again.
+    k.drop_connection();
+    assert!(issues(&k.connect_and_welcome()).is_empty());
+}
+
+#[test]
+fn an_issue_past_its_deadline_is_forgotten_and_a_late_ticket_never_reported() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.press("r1");
+    k.advance(DEADLINE - Duration::from_millis(1));
+    assert!(k.answers().is_empty(), "still waiting");
+    k.advance(Duration::from_millis(1));
+    assert_eq!(k.answers(), vec![("r1".into(), Err(IssueError::Timeout))]);
+    k.receive(issued("r1", ticket("t1", "A001")));
+    assert!(k.answers().is_empty(), "the late ticket is dropped");
+    k.drop_connection();
+    assert!(
+        issues(&k.connect_and_welcome()).is_empty(),
+        "and not resent"
+    );
+}
+
+#[test]
+fn an_error_with_a_request_id_refuses_only_that_issue() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.press("r1");
+    k.press("r2");
+    k.receive(error(Some("r1"), "unknown_service"));
+    let answers = k.answers();
+    assert!(matches!(
+        answers.as_slice(),
+        [(r, Err(IssueError::Refused { code, .. }))] if r == "r1" && code == "unknown_service"
+    ));
+    k.receive(issued("r2", ticket("t2", "A002")));
+    assert_eq!(k.answers(), vec![("r2".into(), Ok(ticket("t2", "A002")))]);
+}
+
+#[test]
+fn only_an_issued_frame_for_a_sent_issue_gives_a_ticket() {
+    let mut k = Kiosk::new();
+    k.press("r1"); // waiting, never sent yet
+    k.connect();
+    // Before welcome the issue is not sent, so no answer can be for it.
+    k.receive(issued("r1", ticket("t1", "A001")));
+    k.receive(welcome_frame());
+    let t = ticket("t9", "A009");
+    let board = [
+        ServerMessage::Event {
+            seq: 5,
+            event: WireEvent {
+                kind: EventKind::TicketIssued,
+                ticket: Some(t.clone()),
+                counter: None,
+                counter_name: None,
+                service_name: Some("Khám Nội".into()),
+                day: None,
+                from_service: None,
+                at: None,
+                services: None,
+            },
+        },
+        ServerMessage::Snapshot {
+            seq: 5,
+            state: BoardState {
+                day: "2026-11-22".into(),
+                services: vec![],
+                counters: vec![BoardCounter {
+                    id: "quay-1".into(),
+                    name: "Quầy 1".into(),
+                    open: true,
+                    serving: Some(t.clone()),
+                    services: vec![],
+                }],
+                recent_calls: vec![],
+            },
+        },
+        issued("someone-else", t.clone()),
+        error(None, "bad_request"),
+    ];
+    for m in board {
+        k.receive(m);
+    }
+    k.s.on_message("not json", k.now);
+    k.s.on_message(r#"{"type":"issued","request_id":"r1"}"#, k.now);
+    assert!(k.answers().is_empty(), "no ticket from anything but issued");
+    assert!(k.s.is_ready(), "and the link stays up");
+    k.receive(issued("r1", ticket("t1", "A001")));
+    assert_eq!(k.answers(), vec![("r1".into(), Ok(ticket("t1", "A001")))]);
+}
+
+#[test]
+fn printer_status_is_sent_when_it_changes_and_after_each_welcome() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.s.printer(PrinterStatus::PaperLow);
+    let low = ClientMessage::DeviceStatus {
+        printer: PrinterStatus::PaperLow,
+    };
+    assert_eq!(k.sent(), vec![low.clone()]);
+    k.drop_connection();
+    k.s.printer(PrinterStatus::PaperOut);
+    assert!(k.sent().is_empty());
+    let out = ClientMessage::DeviceStatus {
+        printer: PrinterStatus::PaperOut,
+    };
+    let sent = k.connect_and_welcome();
+    assert_eq!(sent[1..], [out], "the latest status, after hello");
+}
+
+#[test]
+fn a_refused_token_stops_and_waits_the_longest_backoff() {
+    let mut k = Kiosk::new();
+    k.press("r1");
+    k.connect();
+    assert!(k.receive(error(None, "unauthorized")).is_empty());
+    assert!(
+        matches!(k.events().as_slice(), [Event::TokenRefused { code, .. }] if code == "unauthorized")
+    );
+    assert_eq!(k.s.wants(), Want::Wait, "the connection is dropped");
+    let wait = k.s.poll_timeout() - k.now;
+    assert!(wait >= BACKOFF_MAX / 2 && wait < BACKOFF_MAX, "{wait:?}");
+    assert!(!k.s.is_ready());
+}
+
+/// The waits between failed dials: jittered, doubling from 0.5 s to 10 s.
+fn dial_failures(k: &mut Kiosk, n: usize) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            k.connect();
+            k.drop_connection();
+            k.s.poll_timeout() - k.now
+        })
+        .collect()
+}
+
+#[test]
+fn backoff_doubles_to_10_s_and_resets_after_a_welcome() {
+    let mut k = Kiosk::new();
+    let waits = dial_failures(&mut k, 8);
+    let mut base = BACKOFF_MIN;
+    for w in waits {
+        assert!(w >= base / 2 && w < base, "{w:?} for a backoff of {base:?}");
+        base = (base * 2).min(BACKOFF_MAX);
+    }
+    k.connect_and_welcome();
+    k.drop_connection();
+    let w = k.s.poll_timeout() - k.now;
+    assert!(w < BACKOFF_MIN, "{w:?}: back to 0.5 s after a good welcome");
+}
+
+#[test]
+fn kiosks_with_other_seeds_do_not_reconnect_in_step() {
+    let a = dial_failures(&mut Kiosk::seeded(1), 6);
+    let b = dial_failures(&mut Kiosk::seeded(2), 6);
+    assert_ne!(a, b);
+    assert_eq!(
+        a,
+        dial_failures(&mut Kiosk::seeded(1), 6),
+        "the seed decides"
+    );
+}
+
+#[test]
+fn silence_of_45_s_drops_the_connection() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.events();
+    k.advance(Duration::from_secs(30));
+    k.s.on_heard(k.now); // a ping
+    k.advance(SILENCE - Duration::from_secs(1));
+    assert_eq!(k.s.wants(), Want::Open);
+    k.advance(Duration::from_secs(1));
+    assert_eq!(k.s.wants(), Want::Wait);
+    assert_eq!(k.events(), vec![Event::Down]);
+}
+
+#[test]
+fn a_dial_or_a_welcome_that_takes_too_long_is_given_up() {
+    let mut k = Kiosk::new();
+    assert_eq!(k.s.wants(), Want::Dial);
+    k.advance(CONNECT_TIMEOUT);
+    assert_eq!(k.s.wants(), Want::Wait, "dial timed out");
+    k.connect();
+    k.advance(CONNECT_TIMEOUT);
+    assert_eq!(k.s.wants(), Want::Wait, "no welcome in time");
+    assert!(k.events().is_empty(), "never welcomed, so never down");
+}
+
+// ------------------------------------------------------------- property test
+
+#[derive(Debug, Clone)]
+enum Step {
+    Press,
+    Advance(u64),
+    Dial(bool),
+    Welcome,
+    Cut,
+    /// The server answers the n-th issue it received (any, again or late).
+    Answer(usize, u8),
+    Refuse(usize),
+    /// An `issued` for a request no kiosk made.
+    Stray,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => Just(Step::Press),
+        3 => (0u64..4000).prop_map(Step::Advance),
+        3 => any::<bool>().prop_map(Step::Dial),
+        2 => Just(Step::Welcome),
+        2 => Just(Step::Cut),
+        5 => (any::<usize>(), 0u8..3).prop_map(|(i, v)| Step::Answer(i, v)),
+        1 => any::<usize>().prop_map(Step::Refuse),
+        1 => Just(Step::Stray),
+    ]
+}
+
+/// A server that answers whatever it received, in any order, any number of
+/// times, and remembers every ticket it sent for each request.
+#[derive(Default)]
+struct World {
+    pressed: Vec<String>,
+    received: Vec<String>,
+    issued: HashSet<(String, String)>,
+    answered: HashSet<String>,
+    printed: HashSet<String>,
+    /// Request ids sent on the current connection, once it is welcomed.
+    this_conn: Option<HashSet<String>>,
+    open: bool,
+}
+
+impl World {
+    fn run(&mut self, k: &mut Kiosk, s: &Step) {
+        match s {
+            Step::Press => {
+                let rid = format!("r{}", self.pressed.len());
+                self.pressed.push(rid.clone());
+                k.s.issue(rid, "kham-noi".into(), None, k.now + DEADLINE);
+            }
+            Step::Advance(ms) => k.advance(Duration::from_millis(*ms)),
+            Step::Dial(true) => k.s.on_connected(k.now),
+            Step::Dial(false) | Step::Cut => k.drop_connection(),
+            Step::Welcome => self.say(k, welcome_frame()),
+            Step::Answer(i, v) if !self.received.is_empty() => {
+                let rid = self.received[i % self.received.len()].clone();
+                let t = ticket(&format!("{rid}-{v}"), "A001");
+                self.issued.insert((rid.clone(), t.id.clone()));
+                self.say(k, issued(&rid, t));
+            }
+            Step::Refuse(i) if !self.received.is_empty() => {
+                let rid = self.received[i % self.received.len()].clone();
+                self.say(k, error(Some(&rid), "bad_request"));
+            }
+            Step::Stray => self.say(k, issued("stray", ticket("stray", "A999"))),
+            Step::Answer(..) | Step::Refuse(_) => {}
+        }
+    }
+
+    fn say(&mut self, k: &mut Kiosk, msg: ServerMessage) {
+        let text = serde_json::to_string(&msg).unwrap();
+        k.s.on_message(&text, k.now);
+    }
+
+    /// Moves frames from the kiosk to the server and checks what it sends.
+    fn transmit(&mut self, k: &mut Kiosk) -> Result<(), TestCaseError> {
+        if k.s.wants() != Want::Open {
+            self.open = false;
+            self.this_conn = None;
+            prop_assert!(k.s.poll_transmit().is_none(), "a frame with no connection");
+            return Ok(());
+        }
+        if k.s.is_ready() && self.this_conn.is_none() {
+            self.this_conn = Some(HashSet::new());
+        }
+        for m in k.sent() {
+            match m {
+                ClientMessage::Hello { .. } => {
+                    prop_assert!(!self.open, "one hello per connection");
+                    self.open = true;
+                }
+                ClientMessage::Issue { request_id, .. } => {
+                    let sent = self.this_conn.as_mut();
+                    prop_assert!(sent.is_some(), "an issue before welcome");
+                    let fresh = sent.is_some_and(|s| s.insert(request_id.clone()));
+                    prop_assert!(fresh, "{} sent twice on one connection", request_id);
+                    self.received.push(request_id);
+                }
+                ClientMessage::DeviceStatus { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn check_answers(&mut self, k: &mut Kiosk) -> Result<(), TestCaseError> {
+        for (rid, answer) in k.answers() {
+            prop_assert!(
+                self.pressed.contains(&rid),
+                "an answer to no press: {}",
+                rid
+            );
+            prop_assert!(self.answered.insert(rid.clone()), "{} answered twice", rid);
+            if let Ok(t) = answer {
+                let real = self.issued.contains(&(rid.clone(), t.id.clone()));
+                prop_assert!(real, "ticket {} was not the server's for {}", t.id, rid);
+                prop_assert!(self.printed.insert(t.id.clone()), "{} printed twice", t.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// After a welcome, every unanswered press was sent on this connection.
+    fn check_resent(&self, k: &Kiosk) -> Result<(), TestCaseError> {
+        if let (true, Some(sent)) = (k.s.is_ready(), &self.this_conn) {
+            for rid in self.pressed.iter().filter(|r| !self.answered.contains(*r)) {
+                prop_assert!(sent.contains(rid), "{} not sent on this connection", rid);
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn every_press_gets_one_answer_and_only_real_tickets(steps in prop::collection::vec(step(), 1..200)) {
+        let mut k = Kiosk::new();
+        let mut w = World::default();
+        for s in &steps {
+            w.run(&mut k, s);
+            w.transmit(&mut k)?;
+            w.check_answers(&mut k)?;
+            w.check_resent(&k)?;
+        }
+        k.advance(DEADLINE);
+        w.check_answers(&mut k)?;
+        let all: HashSet<String> = w.pressed.iter().cloned().collect();
+        prop_assert_eq!(&w.answered, &all, "every press got its one answer");
+    }
+}
