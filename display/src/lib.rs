@@ -5,12 +5,12 @@
 //!
 //! | path | screen |
 //! | --- | --- |
-//! | `/board` | waiting-room TV board with voice (`?services=a,b` for one area) |
+//! | `/board` | waiting-room TV board with voice (`?services=a,b` for one area); its counter tiles grow to fill the screen |
 //! | `/counter/{id}` | the sign over one counter |
 //! | `/console` | staff console (login, next, recall, done, no-show, transfer, open/close) |
 //! | `/t/{id}` | a patient's live ticket page, with a rating once served |
 //! | `/rate/{counter}` | the rating pad facing the citizen at a counter |
-//! | `/admin` | devices, today's figures, the daily report and its CSV |
+//! | `/admin` | devices, today's figures (services and counters by name), the daily report and its CSV |
 
 use std::path::PathBuf;
 

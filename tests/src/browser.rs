@@ -67,6 +67,26 @@ impl Browser {
                 Err(e) => panic!("cannot start chromium: {e}"),
             }
         };
+        // --window-size is the window's outer size: headless Chromium keeps
+        // room for browser furniture it does not draw, so the page would see
+        // less than width×height. Grow the window by the difference.
+        let inner = client
+            .execute("return [window.innerWidth, window.innerHeight]", vec![])
+            .await
+            .expect("viewport size");
+        let got = |i: usize| inner[i].as_u64().and_then(|v| u32::try_from(v).ok());
+        if let (Some(iw), Some(ih)) = (got(0), got(1))
+            && (iw, ih) != (width, height)
+        {
+            let (ow, oh) = client.get_window_size().await.expect("window size");
+            let fit = |outer: u64, want: u32, inner: u32| {
+                u32::try_from(outer).unwrap_or(want) + want - inner.min(want)
+            };
+            client
+                .set_window_size(fit(ow, width, iw), fit(oh, height, ih))
+                .await
+                .expect("window size");
+        }
         Browser {
             client,
             driver,

@@ -1,8 +1,10 @@
 //! The screens in a real headless Chromium against a real server: a staff
 //! call shows on the board and the counter sign, a recall flashes again, the
 //! board recovers from a server restart, announcements play in order without
-//! overlap, the console keeps staff to their counters, and the ticket page
-//! follows the queue live and takes one rating.
+//! overlap, the console keeps staff to their counters (picked by name), the
+//! ticket page follows the queue live and takes one rating, the board keeps
+//! long numbers and counter names whole and fills the screen with as many
+//! counters as it has, and the admin page names services and counters.
 
 #![allow(clippy::unwrap_used)]
 
@@ -52,6 +54,8 @@ async fn a_call_shows_on_the_board_and_the_counter_sign() {
             WAIT,
         )
         .await;
+    // The choice reads "Quầy 1", the counter's name, not its id.
+    assert_eq!(console.text("#pick-list button").await, "Quầy 1");
     console.click("#pick-list button").await;
     console
         .until(
@@ -354,6 +358,31 @@ async fn the_console_keeps_staff_to_their_counters() {
         "shortcuts are shown"
     );
     b.close().await;
+
+    // Tran An serves two counters and picks one by its name.
+    let b = Browser::start(1280, 720).await;
+    b.goto(&server.url("/console")).await;
+    b.fill("#u", "tran.an").await;
+    b.fill("#p", PASSWORD).await;
+    b.click("#login-btn").await;
+    let names = b
+        .until(
+            "counter choice",
+            "const b = [...document.querySelectorAll('#pick-list button')].map((b) => b.textContent);
+             return b.length ? b : null",
+            WAIT,
+        )
+        .await;
+    assert_eq!(names, json!(["Quầy 2", "Quầy 3"]));
+    b.screenshot("console-pick-counter.png").await;
+    b.click("#pick-list button[data-counter=quay-3]").await;
+    b.until(
+        "desk",
+        "return document.getElementById('desk-title').textContent.startsWith('Quầy 3')",
+        WAIT,
+    )
+    .await;
+    b.close().await;
 }
 
 #[tokio::test]
@@ -504,11 +533,376 @@ async fn the_rating_pad_and_the_admin_page() {
             WAIT,
         )
         .await;
-    assert!(svc.as_str().unwrap().starts_with("kham-noi1"), "{svc}");
+    // Managers read the service's name; its id stays below it, small.
+    let first = b
+        .js("const td = document.querySelector('#svc tbody tr td');
+             return [td.querySelector('.name')?.textContent, td.querySelector('.id')?.textContent, td.nextElementSibling.textContent]")
+        .await;
+    assert_eq!(first, json!(["Khám Nội", "kham-noi", "1"]), "{svc}");
+    assert!(
+        svc.as_str().unwrap().starts_with("Khám Nộikham-noi1"),
+        "{svc}"
+    );
     assert!(
         svc.as_str().unwrap().contains("4.00 (1)"),
         "rating in the report: {svc}"
     );
+    // So do the counters: "Quầy 1" served the one ticket.
+    let counters = b
+        .js("return [...document.querySelectorAll('#ctr tbody tr')].map((r) => [r.querySelector('td .name')?.textContent, r.children[1].textContent])")
+        .await;
+    assert!(
+        counters
+            .as_array()
+            .unwrap()
+            .contains(&json!(["Quầy 1", "1"])),
+        "{counters}"
+    );
+    // Devices keep their ids, with the role in Vietnamese.
+    assert!(row.as_str().unwrap().contains("Ki-ốt"), "{row}");
     b.screenshot("admin.png").await;
     b.close().await;
+}
+
+static ADMIN_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| luot_server::auth::hash_password(PASSWORD));
+
+/// A site of `services` (id, name, prefix, digits) and `counters` (id, name,
+/// services), with the test kiosk and display and an `admin` who may call at
+/// any counter.
+fn site_of(services: &[(&str, &str, &str, u32)], counters: &[(String, String, Vec<&str>)]) -> Site {
+    let mut t = String::from(
+        r#"[site]
+name = "Bệnh viện Thử nghiệm"
+timezone = "Asia/Ho_Chi_Minh"
+day_starts_at = "05:00"
+public_url = "http://luot.test"
+
+[server]
+listen = "127.0.0.1:0"
+data_dir = "unused"
+public_board = false
+
+[priority]
+ratio = 2
+classes = ["emergency"]
+"#,
+    );
+    let ids: Vec<String> = services.iter().map(|s| format!("{:?}", s.0)).collect();
+    for (id, name, prefix, digits) in services {
+        t += &format!(
+            "\n[[services]]\nid = {id:?}\nname = {name:?}\nprefix = {prefix:?}\ndigits = {digits}\n"
+        );
+    }
+    for (id, name, svcs) in counters {
+        t += &format!("\n[[counters]]\nid = {id:?}\nname = {name:?}\nservices = {svcs:?}\n");
+    }
+    t += &format!(
+        "\n[[devices]]\nid = \"kiosk-sanh-a\"\nrole = \"kiosk\"\ntoken_sha256 = \"{}\"\nservices = [{}]\n\
+         \n[[devices]]\nid = \"tv-sanh\"\nrole = \"display\"\ntoken_sha256 = \"{}\"\n\
+         \n[[users]]\nusername = \"admin\"\nrole = \"admin\"\npassword_hash = \"{}\"\n",
+        sha(KIOSK_TOKEN),
+        ids.join(", "),
+        sha(DISPLAY_TOKEN),
+        &*ADMIN_HASH
+    );
+    Site::new(&t)
+}
+
+/// Issues `n` tickets of `service` from the kiosk, 50 at a time.
+async fn issue_many(api: &Api, service: &str, n: usize) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let answers = futures_util::future::join_all(chunk.iter().map(|i| async move {
+            api.issue(KIOSK_TOKEN, service, &format!("{service}-{i}"))
+                .await
+        }))
+        .await;
+        assert!(answers.iter().all(|a| a.status == 201), "issued");
+    }
+}
+
+/// Every counter tile on the board, measured in the browser: whether it lies
+/// inside the counters area, whether its name and number are cut or wrapped,
+/// and the number's type size.
+const TILES: &str = "
+  const box = document.getElementById('counters').getBoundingClientRect();
+  const fs = (e) => parseFloat(getComputedStyle(e).fontSize);
+  return [...document.querySelectorAll('#counters .counter')].map((t) => {
+    const r = t.getBoundingClientRect(), name = t.querySelector('.name'), num = t.querySelector('.num');
+    return {
+      counter: t.dataset.counter, name: name.textContent, number: num.textContent, closed: t.classList.contains('closed'),
+      top: r.top, bottom: r.bottom, left: r.left, right: r.right,
+      inside: r.left >= box.left - 0.5 && r.right <= box.right + 0.5 && r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5,
+      uncut: [t, name, num].every((e) => e.scrollWidth <= e.clientWidth && e.scrollHeight <= e.clientHeight),
+      oneLine: [name, num].every((e) => e.getBoundingClientRect().height < 1.6 * fs(e)),
+      numberPx: fs(num), namePx: fs(name),
+      sizes: [t, name, num].map((e) => [e.scrollWidth, e.clientWidth, e.scrollHeight, e.clientHeight]),
+    };
+  });";
+
+/// The page fits the window: no scrolling either way.
+const FITS: &str = "return document.documentElement.scrollHeight <= window.innerHeight + 1
+    && document.documentElement.scrollWidth <= window.innerWidth + 1";
+
+/// Asserts that every tile is whole, inside the counters area, and apart
+/// from the others, and that numbers and names keep a readable size.
+fn assert_tiles_fit(tiles: &serde_json::Value, size: &str, min_number_px: f64, min_name_px: f64) {
+    let tiles = tiles.as_array().unwrap();
+    for t in tiles {
+        assert_eq!(
+            t["inside"], true,
+            "{size}: tile inside the counters area: {t}"
+        );
+        assert_eq!(t["uncut"], true, "{size}: name and number not cut: {t}");
+        assert_eq!(
+            t["oneLine"], true,
+            "{size}: name and number on one line each: {t}"
+        );
+        if t["closed"] == true {
+            assert_eq!(t["number"], "Tạm nghỉ", "{size}: {t}");
+        } else {
+            assert!(
+                t["numberPx"].as_f64().unwrap() >= min_number_px,
+                "{size}: number readable ({min_number_px} px at least): {t}"
+            );
+        }
+        assert!(
+            t["namePx"].as_f64().unwrap() >= min_name_px,
+            "{size}: name readable ({min_name_px} px at least): {t}"
+        );
+    }
+    for (i, a) in tiles.iter().enumerate() {
+        for b in &tiles[i + 1..] {
+            let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap();
+            let apart = f(a, "right") <= f(b, "left") + 0.5
+                || f(b, "right") <= f(a, "left") + 0.5
+                || f(a, "bottom") <= f(b, "top") + 0.5
+                || f(b, "bottom") <= f(a, "top") + 0.5;
+            assert!(apart, "{size}: tiles do not overlap: {a} {b}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn long_numbers_and_counter_names_stay_apart_on_the_board() {
+    let counters = [
+        ("phong-12", "Phòng khám 12", vec!["xet-nghiem", "kham-noi"]),
+        ("phong-3", "Phòng xét nghiệm 3", vec!["xet-nghiem"]),
+        ("phong-7", "Phòng khám 7", vec!["kham-noi"]),
+        ("quay-10", "Quầy 10", vec!["kham-noi"]),
+    ]
+    .map(|(id, name, s)| (id.to_string(), name.to_string(), s));
+    let site = site_of(
+        &[
+            ("kham-noi", "Khám Nội", "A", 3),
+            ("xet-nghiem", "Xét nghiệm", "XN", 4),
+        ],
+        &counters,
+    );
+    let server = site.start();
+    let api = Api::new(&server);
+    let admin = api.login("admin").await;
+    // A busy morning: past A999 (the next number is A1000), and XN0001 on.
+    issue_many(&api, "kham-noi", 999).await;
+    let urgent = api
+        .post(
+            "/api/v1/tickets",
+            Some(KIOSK_TOKEN),
+            Some(json!({"service": "kham-noi", "priority": "emergency", "request_id": "urgent"})),
+        )
+        .await;
+    assert_eq!(urgent.body["number"], "A1000", "{}", urgent.text);
+    issue_many(&api, "xet-nghiem", 3).await;
+    for (counter, number) in [
+        ("phong-7", "A1000"), // the emergency goes first
+        ("quay-10", "A001"),
+        ("phong-3", "XN0001"),
+        ("phong-12", "XN0002"),
+    ] {
+        let a = api
+            .post(
+                &format!("/api/v1/counters/{counter}/next"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(a.body["number"], number, "{}", a.text);
+    }
+    let expected = json!([
+        ["XN0002", "Phòng khám 12"],
+        ["XN0001", "Phòng xét nghiệm 3"],
+        ["A001", "Quầy 10"],
+        ["A1000", "Phòng khám 7"],
+    ]);
+
+    for (w, h) in [(1920, 1080), (1280, 720)] {
+        let size = format!("{w}x{h}");
+        let b = Browser::start(w, h).await;
+        b.goto(&server.url(&format!("/board#token={DISPLAY_TOKEN}")))
+            .await;
+        b.until(
+            "four recent calls",
+            "return document.querySelectorAll('#recent li').length === 4",
+            WAIT,
+        )
+        .await;
+        b.screenshot(&format!("board-long-numbers-{size}.png"))
+            .await;
+        let rows = b
+            .js(
+                "const panel = document.getElementById('recent').getBoundingClientRect();
+                 const fs = (e) => parseFloat(getComputedStyle(e).fontSize);
+                 return [...document.querySelectorAll('#recent li')].map((li) => {
+                   const n = li.querySelector('.rnum'), c = li.querySelector('.rctr');
+                   const a = n.getBoundingClientRect(), b = c.getBoundingClientRect();
+                   return {
+                     number: n.textContent, counter: c.textContent,
+                     apart: a.right <= b.left || a.bottom <= b.top,
+                     numberOneLine: a.height < 1.6 * fs(n), counterOneLine: b.height < 1.6 * fs(c),
+                     unclipped: [li, n, c].every((e) => e.scrollWidth <= e.clientWidth),
+                     inside: a.left >= panel.left && b.right <= panel.right,
+                     numberPx: fs(n), counterPx: fs(c),
+                   };
+                 });",
+            )
+            .await;
+        let rows = rows.as_array().unwrap();
+        let shown: Vec<_> = rows
+            .iter()
+            .map(|r| json!([r["number"], r["counter"]]))
+            .collect();
+        assert_eq!(json!(shown), expected, "{size}: the calls, newest first");
+        for r in rows {
+            assert_eq!(r["apart"], true, "{size}: number and counter apart: {r}");
+            assert_eq!(r["numberOneLine"], true, "{size}: number on one line: {r}");
+            assert_eq!(
+                r["counterOneLine"], true,
+                "{size}: counter on one line: {r}"
+            );
+            assert_eq!(r["unclipped"], true, "{size}: nothing cut off: {r}");
+            assert_eq!(r["inside"], true, "{size}: inside the panel: {r}");
+            // Still large type: at least 3% of the screen's height (32 px at 1080p).
+            for k in ["numberPx", "counterPx"] {
+                assert!(
+                    r[k].as_f64().unwrap() >= 0.03 * f64::from(h),
+                    "{size}: {k} readable: {r}"
+                );
+            }
+        }
+        // The tiles carry the same long numbers and names, whole.
+        let tiles = b.js(TILES).await;
+        assert_tiles_fit(&tiles, &size, 0.05 * f64::from(h), 0.024 * f64::from(h));
+        assert_eq!(
+            b.js("return document.querySelector('[data-counter=phong-12] .num').textContent")
+                .await,
+            "XN0002"
+        );
+        assert_eq!(b.js(FITS).await, true, "{size}: the board fits the screen");
+        b.close().await;
+    }
+}
+
+#[tokio::test]
+async fn counter_tiles_use_the_room_on_the_board() {
+    // Four counters at 1920×1080: the tiles fill the main area, large numbers.
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    api.issue(KIOSK_TOKEN, "kham-noi", "f1").await;
+    api.post("/api/v1/counters/quay-1/next", Some(&staff), None)
+        .await;
+    let b = Browser::start(1920, 1080).await;
+    b.goto(&server.url(&format!("/board#token={DISPLAY_TOKEN}")))
+        .await;
+    b.until(
+        "A001 at Quầy 1",
+        "return document.querySelector('[data-counter=quay-1] .num')?.textContent === 'A001'",
+        WAIT,
+    )
+    .await;
+    b.screenshot("board-4-counters-1920x1080.png").await;
+    let tiles = b.js(TILES).await;
+    assert_eq!(tiles.as_array().unwrap().len(), 4);
+    assert_tiles_fit(&tiles, "4 counters", 0.0, 0.0);
+    let m = b
+        .js("const main = document.querySelector('main'), s = getComputedStyle(main);
+             const h = main.clientHeight - parseFloat(s.paddingTop) - parseFloat(s.paddingBottom);
+             const r = [...document.querySelectorAll('#counters .counter')].map((t) => t.getBoundingClientRect());
+             const covered = Math.max(...r.map((x) => x.bottom)) - Math.min(...r.map((x) => x.top));
+             const num = document.querySelector('[data-counter=quay-1] .num');
+             return {share: covered / h, numberVh: parseFloat(getComputedStyle(num).fontSize) / window.innerHeight * 100};")
+        .await;
+    let share = m["share"].as_f64().unwrap();
+    let number_vh = m["numberVh"].as_f64().unwrap();
+    assert!(
+        share > 0.8,
+        "tiles cover {share:.2} of the main area's height"
+    );
+    assert!(
+        number_vh > 12.0,
+        "the number is {number_vh:.1}vh, half again the old 8vh at least"
+    );
+    assert_eq!(b.js(FITS).await, true);
+    b.close().await;
+
+    // Fifty counters over three services: all fit, and one area's twelve.
+    let counters: Vec<(String, String, Vec<&str>)> = (1..=50)
+        .map(|i| {
+            let svc = match i {
+                1..=12 => "xet-nghiem",
+                13..=30 => "kham-noi",
+                _ => "kham-ngoai",
+            };
+            (format!("quay-{i}"), format!("Quầy {i}"), vec![svc])
+        })
+        .collect();
+    let site = site_of(
+        &[
+            ("kham-noi", "Khám Nội", "A", 3),
+            ("kham-ngoai", "Khám Ngoại", "B", 3),
+            ("xet-nghiem", "Xét nghiệm", "XN", 4),
+        ],
+        &counters,
+    );
+    let server = site.start();
+    let api = Api::new(&server);
+    let admin = api.login("admin").await;
+    issue_many(&api, "xet-nghiem", 12).await;
+    issue_many(&api, "kham-noi", 18).await;
+    for i in 1..=30 {
+        let a = api
+            .post(
+                &format!("/api/v1/counters/quay-{i}/next"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    api.post("/api/v1/counters/quay-50/close", Some(&admin), None)
+        .await;
+    for (w, h) in [(1920, 1080), (1280, 720)] {
+        for (query, count) in [("", 50), ("?services=xet-nghiem", 12)] {
+            let size = format!("{w}x{h} with {count} counters");
+            let b = Browser::start(w, h).await;
+            b.goto(&server.url(&format!("/board{query}#token={DISPLAY_TOKEN}")))
+                .await;
+            b.until(
+                "XN0012 at Quầy 12",
+                "return document.querySelector('[data-counter=quay-12] .num')?.textContent === 'XN0012'",
+                WAIT,
+            )
+            .await;
+            b.screenshot(&format!("board-{count}-counters-{w}x{h}.png"))
+                .await;
+            let tiles = b.js(TILES).await;
+            assert_eq!(tiles.as_array().unwrap().len(), count, "{size}");
+            // Even fifty tiles at 720p keep numbers of 3% of the height and
+            // names of 2% (22 and 14 px) at least.
+            assert_tiles_fit(&tiles, &size, 0.03 * f64::from(h), 0.02 * f64::from(h));
+            assert_eq!(b.js(FITS).await, true, "{size}: the board fits the screen");
+            b.close().await;
+        }
+    }
 }
