@@ -9,6 +9,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod report;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod wire;
