@@ -37,6 +37,7 @@ pub fn priority_label(class: &str) -> String {
         "emergency" => "Cấp cứu".into(),
         "child_under_6" => "Trẻ em dưới 6 tuổi".into(),
         "pregnant" => "Phụ nữ có thai".into(),
+        "especially_severe_disability" => "Người khuyết tật đặc biệt nặng".into(),
         "severe_disability" => "Người khuyết tật nặng".into(),
         "age_75_plus" => "Người từ 75 tuổi trở lên".into(),
         "merited_person" => "Người có công với cách mạng".into(),
@@ -395,6 +396,11 @@ mod tests {
     #[test]
     fn vietnamese_labels_and_times() {
         assert_eq!(priority_label("age_75_plus"), "Người từ 75 tuổi trở lên");
+        assert_eq!(
+            priority_label("especially_severe_disability"),
+            "Người khuyết tật đặc biệt nặng"
+        );
+        assert_eq!(priority_label("severe_disability"), "Người khuyết tật nặng");
         assert_eq!(
             local_time("2026-11-22T07:31:02+07:00"),
             "07:31 - 22/11/2026"

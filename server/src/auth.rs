@@ -1,5 +1,7 @@
 //! Who is calling: device tokens (stored as sha256), staff and admin
 //! passwords (argon2id), login tokens, the login rate limit, and random ids.
+//! Hashing itself lives in `secret` (shared with `config`); it is re-exported
+//! here.
 //!
 //! This module decides identities and rights; it never touches sled (login
 //! sessions are persisted by the hub through the store) and never logs a
@@ -9,14 +11,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
-use argon2::password_hash::{
-    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
-};
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use base64::Engine as _;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::config::{DeviceRole, SiteConfig, UserRole};
+pub use crate::secret::{hash_password, is_argon2id_hash, sha256_hex};
 
 /// How long a login token lasts (rule 9).
 pub const LOGIN_TTL: chrono::Duration = chrono::Duration::hours(12);
@@ -24,25 +24,6 @@ pub const LOGIN_TTL: chrono::Duration = chrono::Duration::hours(12);
 pub const MAX_FAILURES: usize = 10;
 /// The window and the lock length of the rate limit.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-
-pub fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-/// An argon2id PHC string for `password`, with a random salt.
-pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .unwrap_or_default()
-}
-
-pub fn is_argon2id_hash(s: &str) -> bool {
-    PasswordHash::new(s)
-        .map(|h| h.algorithm.as_str() == "argon2id")
-        .unwrap_or(false)
-}
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
     let Ok(h) = PasswordHash::new(hash) else {

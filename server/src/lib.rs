@@ -14,6 +14,7 @@ pub mod hub;
 pub mod metrics;
 pub mod plan;
 pub mod report;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod wire;

@@ -1,10 +1,12 @@
 //! `luot-server`: the command line (contract §6). Parses arguments, sets up
-//! logging, and hands over to the library.
+//! logging, and hands over to the library. Every file error it reports names
+//! the path concerned.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use luot_server::clock::Knobs;
@@ -182,11 +184,18 @@ fn backup(config: &Path, to: &Path) -> anyhow::Result<()> {
     let cfg = load(config)?;
     let dir = &cfg.server.data_dir;
     let bytes = match server::backup_from_running(dir) {
-        Some(r) => r?,
+        Some(r) => r.with_context(|| {
+            format!(
+                "cannot get a backup from the server running on {}",
+                dir.display()
+            )
+        })?,
         None => {
-            let s = store::SledStore::open(dir)?;
+            let s = store::SledStore::open(dir)
+                .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
             let mut buf = Vec::new();
-            s.backup(&mut buf)?;
+            s.backup(&mut buf)
+                .with_context(|| format!("cannot read the data in {}", dir.display()))?;
             buf
         }
     };
@@ -196,10 +205,20 @@ fn backup(config: &Path, to: &Path) -> anyhow::Result<()> {
             String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
         );
     }
+    // Written aside, then renamed: a backup file is never half written.
     let tmp = to.with_extension("partial");
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, to)?;
+    let cannot = || {
+        format!(
+            "cannot write the backup {} (via {})",
+            to.display(),
+            tmp.display()
+        )
+    };
+    std::fs::write(&tmp, &bytes).with_context(cannot)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(cannot)?;
+    std::fs::rename(&tmp, to).with_context(cannot)?;
     eprintln!("backup written to {} ({} bytes)", to.display(), bytes.len());
     Ok(())
 }
@@ -213,19 +232,30 @@ fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
-    let mut file = std::fs::File::open(from)?;
-    std::fs::create_dir_all(dir)?;
+    let mut file = std::fs::File::open(from)
+        .with_context(|| format!("cannot read the backup {}", from.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     let staging = dir.join("db.restoring");
     let _ = std::fs::remove_dir_all(&staging);
-    let n = store::sled::restore(&mut file, &staging)?;
+    let n = store::sled::restore(&mut file, &staging).with_context(|| {
+        format!(
+            "cannot restore {} into {}",
+            from.display(),
+            staging.display()
+        )
+    })?;
     let live = dir.join("db");
     if live.exists() {
-        let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-        let old = dir.join(format!("db.before-restore-{stamp}"));
-        std::fs::rename(&live, &old)?;
+        let old = previous_copy(dir);
+        std::fs::rename(&live, &old).with_context(|| {
+            format!("cannot move {} aside to {}", live.display(), old.display())
+        })?;
         eprintln!("the previous data is kept in {}", old.display());
     }
-    std::fs::rename(staging.join("db"), &live)?;
+    let restored = staging.join("db");
+    std::fs::rename(&restored, &live)
+        .with_context(|| format!("cannot move {} to {}", restored.display(), live.display()))?;
     let _ = std::fs::remove_dir_all(&staging);
     eprintln!(
         "restored {n} records from {} into {}",
@@ -233,4 +263,20 @@ fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+/// A new name in `dir` for the database a restore replaces:
+/// `db.before-restore-<time>`, with `-2`, `-3`, … when a restore in the same
+/// second already took it, so that every previous copy is kept.
+fn previous_copy(dir: &Path) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let base = format!("db.before-restore-{stamp}");
+    let taken = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let mut path = dir.join(&base);
+    let mut n = 1;
+    while taken(&path) {
+        n += 1;
+        path = dir.join(format!("{base}-{n}"));
+    }
+    path
 }

@@ -114,6 +114,125 @@ fn check_config_names_file_line_and_field() {
     assert!(err.contains("sieu-am"));
 }
 
+#[test]
+fn check_config_names_the_key_of_a_syntax_error() {
+    let site = Site::hospital();
+    let path = site.config();
+    let text = test_site_toml(false).replacen("digits = 3", "digits = = 3", 1);
+    let line = text.lines().position(|l| l == "digits = = 3").unwrap() + 1;
+    std::fs::write(&path, &text).unwrap();
+    let (code, out, err) = run(&["check-config", path.to_str().unwrap()], "");
+    assert_ne!(code, 0, "{out}");
+    let want = format!("{}:{line}: services.digits: ", path.display());
+    assert!(err.contains(&want), "{err} should contain {want}");
+}
+
+/// `luot-server` with `LUOT_DATA_DIR` set to `data`: exit status and stderr.
+fn run_on(data: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(binary("luot-server"))
+        .args(args)
+        .env("LUOT_DATA_DIR", data)
+        .env("LUOT_LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn restores_in_the_same_second_keep_every_previous_copy() {
+    let site = Site::hospital();
+    let data = site.data();
+    let cfg = site.config();
+    let cfg = cfg.to_str().unwrap();
+    let file = site.dir.path().join("luot.backup");
+    let (ok, err) = run_on(
+        &data,
+        &["backup", "--config", cfg, "--to", file.to_str().unwrap()],
+    );
+    assert!(ok, "{err}");
+    // Whatever second the restores run in, its name is already taken.
+    let now = chrono::Local::now();
+    for s in 0..60 {
+        let stamp = (now + chrono::Duration::seconds(s)).format("%Y%m%d-%H%M%S");
+        let taken = data.join(format!("db.before-restore-{stamp}"));
+        std::fs::create_dir_all(&taken).unwrap();
+        std::fs::write(taken.join("earlier"), "an earlier copy").unwrap();
+    }
+    let restore = ["restore", "--config", cfg, "--from", file.to_str().unwrap()];
+    let mut kept = Vec::new();
+    for _ in 0..2 {
+        let (ok, err) = run_on(&data, &restore);
+        assert!(ok, "every restore succeeds: {err}");
+        let line = err
+            .lines()
+            .find_map(|l| l.strip_prefix("the previous data is kept in "))
+            .unwrap_or_else(|| panic!("{err}"));
+        kept.push(std::path::PathBuf::from(line));
+    }
+    assert_ne!(kept[0], kept[1]);
+    for copy in &kept {
+        assert!(
+            copy.join("db").is_file(),
+            "{} holds a database",
+            copy.display()
+        );
+        assert!(!copy.join("earlier").exists());
+    }
+    let earlier = std::fs::read_dir(&data)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("earlier").is_file())
+        .count();
+    assert_eq!(earlier, 60, "no earlier copy is replaced");
+    assert!(data.join("db").join("db").is_file());
+}
+
+#[test]
+fn file_errors_name_their_path() {
+    let site = Site::hospital();
+    let data = site.data();
+    let cfg = site.config();
+    let cfg = cfg.to_str().unwrap();
+
+    // A backup into a directory that does not exist.
+    let to = site.dir.path().join("no-such-dir").join("luot.backup");
+    let (ok, err) = run_on(
+        &data,
+        &["backup", "--config", cfg, "--to", to.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(err.contains(to.to_str().unwrap()), "{err}");
+
+    // A restore from a file that is not there.
+    let from = site.dir.path().join("missing.backup");
+    let (ok, err) = run_on(
+        &data,
+        &["restore", "--config", cfg, "--from", from.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(err.contains(from.to_str().unwrap()), "{err}");
+
+    // A data directory that cannot be made (under a file), for every command.
+    let blocker = site.dir.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let bad = blocker.join("data");
+    let backup = site.dir.path().join("b.backup");
+    let backup = backup.to_str().unwrap();
+    std::fs::write(backup, "not a backup").unwrap();
+    for args in [
+        vec!["serve", "--config", cfg],
+        vec!["backup", "--config", cfg, "--to", backup],
+        vec!["restore", "--config", cfg, "--from", backup],
+    ] {
+        let (ok, err) = run_on(&bad, &args);
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(bad.to_str().unwrap()), "{args:?}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn demo_site_prints_its_secrets_and_works() {
     let dir = tempfile::tempdir().unwrap();

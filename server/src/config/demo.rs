@@ -1,0 +1,103 @@
+//! The demo site: what `luot-server` runs when no configuration is given
+//! (contract §1, rule 5), with its public secrets. Built in code, so it
+//! never goes through the file checks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use chrono::NaiveTime;
+
+use super::{
+    Counter, DEFAULT_PRIORITY_CLASSES, Device, DeviceRole, Priority, Server, Service, Site,
+    SiteConfig, User, UserRole,
+};
+use crate::secret::{hash_password, sha256_hex};
+
+/// Secrets of the demo site, printed at start-up.
+pub struct DemoSecrets {
+    pub kiosk_token: String,
+    pub display_token: String,
+    pub staff: (String, String),
+    pub admin: (String, String),
+}
+
+/// The demo site used when no configuration file is given (contract §1, rule 5).
+pub fn demo_site() -> (SiteConfig, DemoSecrets) {
+    let secrets = DemoSecrets {
+        kiosk_token: "demo-kiosk-token".into(),
+        display_token: "demo-display-token".into(),
+        staff: ("nhanvien".into(), "demo-nhanvien".into()),
+        admin: ("admin".into(), "demo-admin".into()),
+    };
+    let svc = |id: &str, name: &str, prefix: &str| Service {
+        id: id.into(),
+        name: name.into(),
+        prefix: prefix.into(),
+        digits: 3,
+    };
+    let ctr = |id: &str, name: &str, services: &[&str]| Counter {
+        id: id.into(),
+        name: name.into(),
+        services: services.iter().map(|s| s.to_string()).collect(),
+    };
+    let cfg = SiteConfig {
+        site: Site {
+            name: "Bệnh viện Đa khoa Demo".into(),
+            timezone: chrono_tz::Asia::Ho_Chi_Minh,
+            day_starts_at: NaiveTime::from_hms_opt(5, 0, 0).unwrap_or_default(),
+            public_url: "http://127.0.0.1:8080".into(),
+        },
+        server: Server {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./luot-data"),
+            public_board: false,
+        },
+        services: vec![
+            svc("kham-noi", "Khám Nội", "A"),
+            svc("kham-ngoai", "Khám Ngoại", "B"),
+            svc("xet-nghiem", "Xét nghiệm", "C"),
+        ],
+        counters: vec![
+            ctr("quay-1", "Quầy 1", &["kham-noi"]),
+            ctr("quay-2", "Quầy 2", &["kham-noi", "kham-ngoai"]),
+            ctr("quay-3", "Quầy 3", &["kham-ngoai"]),
+            ctr("quay-4", "Quầy 4", &["xet-nghiem"]),
+        ],
+        devices: vec![
+            Device {
+                id: "kiosk-sanh".into(),
+                role: DeviceRole::Kiosk,
+                token_sha256: sha256_hex(&secrets.kiosk_token),
+                services: vec!["kham-noi".into(), "kham-ngoai".into(), "xet-nghiem".into()],
+            },
+            Device {
+                id: "tv-sanh".into(),
+                role: DeviceRole::Display,
+                token_sha256: sha256_hex(&secrets.display_token),
+                services: vec![],
+            },
+        ],
+        users: vec![
+            User {
+                username: secrets.staff.0.clone(),
+                role: UserRole::Staff,
+                password_hash: hash_password(&secrets.staff.1),
+                counters: vec!["quay-1".into(), "quay-2".into()],
+            },
+            User {
+                username: secrets.admin.0.clone(),
+                role: UserRole::Admin,
+                password_hash: hash_password(&secrets.admin.1),
+                counters: vec![],
+            },
+        ],
+        priority: Priority {
+            ratio: 3,
+            classes: DEFAULT_PRIORITY_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        },
+    };
+    (cfg, secrets)
+}

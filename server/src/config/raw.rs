@@ -1,0 +1,97 @@
+//! `site.toml` as TOML gives it: every value with its span, so that an error
+//! can name its line. Unknown fields are refused here (serde); every other
+//! rule is checked by the section modules.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A list of ids (`services`, `counters`) with the span of each.
+pub(super) type RawIds = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    pub site: Spanned<RawSite>,
+    #[serde(default)]
+    pub server: Option<Spanned<RawServer>>,
+    #[serde(default)]
+    pub services: Vec<RawService>,
+    #[serde(default)]
+    pub counters: Vec<RawCounter>,
+    #[serde(default)]
+    pub devices: Vec<RawDevice>,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    #[serde(default)]
+    pub priority: Option<RawPriority>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSite {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub day_starts_at: Option<Spanned<String>>,
+    #[serde(default)]
+    pub public_url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub data_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub public_board: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawService {
+    pub id: Spanned<String>,
+    pub name: Spanned<String>,
+    pub prefix: Spanned<String>,
+    #[serde(default)]
+    pub digits: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCounter {
+    pub id: Spanned<String>,
+    pub name: Spanned<String>,
+    pub services: RawIds,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDevice {
+    pub id: Spanned<String>,
+    pub role: Spanned<String>,
+    pub token_sha256: Spanned<String>,
+    #[serde(default)]
+    pub services: Option<RawIds>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUser {
+    pub username: Spanned<String>,
+    pub role: Spanned<String>,
+    pub password_hash: Spanned<String>,
+    #[serde(default)]
+    pub counters: Option<RawIds>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPriority {
+    #[serde(default)]
+    pub ratio: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub classes: Option<RawIds>,
+}

@@ -1,0 +1,331 @@
+//! Tests of `site.toml` parsing: every error names its file, line and field.
+
+use super::*;
+
+const GOOD: &str = r#"
+[site]
+name = "Bệnh viện Demo"
+timezone = "Asia/Ho_Chi_Minh"
+day_starts_at = "05:00"
+public_url = "http://192.168.1.10:8080/"
+
+[server]
+listen = "0.0.0.0:8080"
+data_dir = "/var/lib/luot"
+
+[[services]]
+id = "kham-noi"
+name = "Khám Nội"
+prefix = "A"
+digits = 3
+
+[[services]]
+id = "kham-ngoai"
+name = "Khám Ngoại"
+prefix = "B"
+
+[[counters]]
+id = "quay-1"
+name = "Quầy 1"
+services = ["kham-noi", "kham-ngoai"]
+"#;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Arbitrary text never panics the parser, and an error always names a file and field.
+    #[test]
+    fn arbitrary_text_is_an_error_not_a_panic(text in "\\PC{0,400}") {
+        if let Err(e) = SiteConfig::parse("x.toml", &text) {
+            proptest::prop_assert!(e.to_string().starts_with("x.toml:"));
+            proptest::prop_assert!(!e.field.is_empty());
+        }
+    }
+
+    /// Damaging a good file anywhere gives a clear error or a valid config.
+    #[test]
+    fn damaged_good_file(at in 0usize..600, junk in "[\\[\\]=\"a-z0-9 \n]{1,8}") {
+        let mut text = GOOD.to_string();
+        let at = at.min(text.len());
+        if text.is_char_boundary(at) {
+            text.insert_str(at, &junk);
+            let _ = SiteConfig::parse("x.toml", &text);
+        }
+    }
+}
+
+#[test]
+fn good_config_loads_with_defaults() {
+    let c = SiteConfig::parse("site.toml", GOOD).unwrap();
+    assert_eq!(c.site.public_url, "http://192.168.1.10:8080");
+    assert_eq!(c.services[1].digits, 3);
+    assert_eq!(c.priority.ratio, 3);
+    assert_eq!(c.priority.classes.len(), 7);
+    assert_eq!(c.priority.classes, DEFAULT_PRIORITY_CLASSES);
+    assert!(!c.server.public_board);
+}
+
+fn err_of(text: &str) -> ConfigError {
+    SiteConfig::parse("site.toml", text).unwrap_err()
+}
+
+#[test]
+fn duplicate_prefix_reported_at_second_line() {
+    let text = GOOD.replace("prefix = \"B\"", "prefix = \"A\"");
+    let e = err_of(&text);
+    let line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("prefix = \"A\""))
+        .nth(1)
+        .unwrap()
+        .0
+        + 1;
+    assert_eq!(e.line, line);
+    assert_eq!(e.field, "services.prefix");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("site.toml:{line}: services.prefix"))
+    );
+}
+
+#[test]
+fn unknown_service_in_counter_is_named() {
+    let e = err_of(&GOOD.replace("\"kham-noi\", \"kham-ngoai\"]", "\"kham-noi\", \"rang\"]"));
+    assert_eq!(e.field, "counters.services");
+    assert!(e.message.contains("rang"), "{e}");
+    assert_eq!(e.line, GOOD.lines().count());
+}
+
+#[test]
+fn duplicate_service_id() {
+    let e = err_of(&GOOD.replace("id = \"kham-ngoai\"", "id = \"kham-noi\""));
+    assert_eq!(e.field, "services.id");
+    assert!(e.message.contains("duplicate"));
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let e = err_of("[site]\nname = \"x\"\n[[services]\n");
+    assert_eq!(e.line, 3);
+    assert_eq!(e.field, "(syntax)", "a broken header sets no key");
+}
+
+#[test]
+fn syntax_error_names_the_key_of_its_line() {
+    let text = GOOD.replace("digits = 3", "digits = = 3");
+    let e = err_of(&text);
+    let line = text.lines().position(|l| l == "digits = = 3").unwrap() + 1;
+    assert_eq!((e.line, e.field.as_str()), (line, "services.digits"));
+    assert!(
+        e.to_string()
+            .starts_with(&format!("site.toml:{line}: services.digits: ")),
+        "{e}"
+    );
+    // In [site] and [server]: the table's name.
+    let e = err_of(&GOOD.replace("listen = ", "listen = = "));
+    assert_eq!(e.field, "server.listen");
+    let e = err_of(&GOOD.replace("name = \"Bệnh viện Demo\"", "name = \"Bệnh viện Demo"));
+    assert_eq!((e.line, e.field.as_str()), (3, "site.name"));
+}
+
+#[test]
+fn bad_timezone_and_time() {
+    assert_eq!(
+        err_of(&GOOD.replace("Asia/Ho_Chi_Minh", "Mars/Base")).field,
+        "site.timezone"
+    );
+    assert_eq!(
+        err_of(&GOOD.replace("\"05:00\"", "\"5h\"")).field,
+        "site.day_starts_at"
+    );
+}
+
+#[test]
+fn replace_placeholder_is_explained() {
+    let text = format!(
+        "{GOOD}\n[[devices]]\nid = \"k\"\nrole = \"kiosk\"\ntoken_sha256 = \"REPLACE\"\nservices = [\"kham-noi\"]\n"
+    );
+    let e = err_of(&text);
+    assert_eq!(e.field, "devices.token_sha256");
+    assert!(e.message.contains("luot-server token"));
+}
+
+#[test]
+fn unknown_field_is_rejected() {
+    let e = err_of(&GOOD.replace("digits = 3", "digit = 3"));
+    assert!(e.message.contains("digit"), "{e}");
+    assert_eq!(e.field, "services.digit");
+}
+
+#[test]
+fn default_classes_follow_the_law() {
+    // Especially severe and severe disabilities are two groups, in this order.
+    let at = |c: &str| DEFAULT_PRIORITY_CLASSES.iter().position(|d| *d == c);
+    assert_eq!(
+        at("especially_severe_disability").map(|i| i + 1),
+        at("severe_disability")
+    );
+    assert_eq!(
+        at("pregnant").map(|i| i + 1),
+        at("especially_severe_disability")
+    );
+    let (demo, _) = demo_site();
+    assert_eq!(demo.priority.classes, DEFAULT_PRIORITY_CLASSES);
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site.toml"))
+            .unwrap();
+    let c = SiteConfig::parse("deploy/site.toml", &example).unwrap();
+    assert_eq!(c.priority.classes, DEFAULT_PRIORITY_CLASSES);
+}
+
+/// GOOD with a second counter, a kiosk, a display and `extra` appended.
+fn with_devices(extra: &str) -> String {
+    format!(
+        "{GOOD}\n[[counters]]\nid = \"quay-2\"\nname = \"Quầy 2\"\nservices = [\"kham-noi\"]\n\
+         \n[[devices]]\nid = \"kiosk-a\"\nrole = \"kiosk\"\ntoken_sha256 = \"{}\"\nservices = [\"kham-noi\"]\n\
+         \n[[devices]]\nid = \"tv\"\nrole = \"display\"\ntoken_sha256 = \"{}\"\n{extra}",
+        "a".repeat(64),
+        "b".repeat(64),
+    )
+}
+
+/// The 1-based line of the `n`th (0-based) line equal to `l`.
+fn nth_line(text: &str, l: &str, n: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, x)| *x == l)
+        .nth(n)
+        .unwrap()
+        .0
+        + 1
+}
+
+#[test]
+fn ids_of_every_section_are_checked_alike() {
+    let text = with_devices("");
+    SiteConfig::parse("site.toml", &text).unwrap();
+    for (section, from, to, what) in [
+        (
+            "services",
+            "id = \"kham-ngoai\"",
+            "id = \"kham-noi\"",
+            "service id",
+        ),
+        (
+            "counters",
+            "id = \"quay-2\"",
+            "id = \"quay-1\"",
+            "counter id",
+        ),
+        ("devices", "id = \"tv\"", "id = \"kiosk-a\"", "device id"),
+    ] {
+        // Used twice: reported at the second, naming the first.
+        let dup = text.replace(from, to);
+        let e = err_of(&dup);
+        let first = nth_line(&dup, to, 0);
+        assert_eq!(e.field, format!("{section}.id"));
+        assert_eq!(e.line, nth_line(&dup, to, 1));
+        let value = &to[6..to.len() - 1];
+        assert_eq!(
+            e.message,
+            format!("duplicate {what} \"{value}\" (first used at line {first})")
+        );
+        // Not an id.
+        let bad = text.replace(from, "id = \"Quầy_2\"");
+        let e = err_of(&bad);
+        assert_eq!(e.field, format!("{section}.id"));
+        assert_eq!(e.line, nth_line(&bad, "id = \"Quầy_2\"", 0));
+        assert_eq!(
+            e.message,
+            format!("\"Quầy_2\" is not a {what} (1-32 of a-z, 0-9, -)")
+        );
+    }
+}
+
+#[test]
+fn lists_of_ids_name_known_ones_once() {
+    let users = |counters: &str| {
+        with_devices(&format!(
+            "\n[[users]]\nusername = \"le.thu\"\nrole = \"staff\"\npassword_hash = '{}'\ncounters = {counters}\n",
+            crate::secret::hash_password("x")
+        ))
+    };
+    SiteConfig::parse("site.toml", &users("[\"quay-1\", \"quay-2\"]")).unwrap();
+    let cases = [
+        (
+            GOOD.replace(
+                "\"kham-noi\", \"kham-ngoai\"]",
+                "\"kham-noi\", \"kham-noi\"]",
+            ),
+            "counters.services",
+            "duplicate service in this counter \"kham-noi\"",
+        ),
+        (
+            with_devices("").replace(
+                "services = [\"kham-noi\"]\n\n[[devices]]\nid = \"tv\"",
+                "services = [\"kham-noi\", \"rang\"]\n\n[[devices]]\nid = \"tv\"",
+            ),
+            "devices.services",
+            "device \"kiosk-a\" names unknown service \"rang\"",
+        ),
+        (
+            with_devices("").replace(
+                "services = [\"kham-noi\"]\n\n[[devices]]\nid = \"tv\"",
+                "services = [\"kham-noi\", \"kham-noi\"]\n\n[[devices]]\nid = \"tv\"",
+            ),
+            "devices.services",
+            "duplicate service on this kiosk \"kham-noi\"",
+        ),
+        (
+            users("[\"quay-9\"]"),
+            "users.counters",
+            "user \"le.thu\" names unknown counter \"quay-9\"",
+        ),
+        (
+            users("[\"quay-2\", \"quay-2\"]"),
+            "users.counters",
+            "duplicate counter of this user \"quay-2\"",
+        ),
+    ];
+    for (text, field, message) in cases {
+        let e = err_of(&text);
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.message.starts_with(message), "{e}");
+    }
+}
+
+#[test]
+fn shared_examples_parse_once_secrets_are_filled() {
+    for name in ["benh-vien.toml", "mot-cua.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/examples")
+            .join(name);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let hash = crate::secret::hash_password("x");
+        let text = text
+            .replace(
+                "token_sha256 = \"REPLACE\"",
+                &format!("token_sha256 = \"{}\"", "ab".repeat(32)),
+            )
+            .replace("\"REPLACE\"", &format!("'{hash}'"));
+        // Two devices would share the placeholder token: give each its own.
+        let mut n = 0;
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("token_sha256") {
+                    n += 1;
+                    format!("token_sha256 = \"{:064x}\"", n)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = SiteConfig::parse(name, &text).unwrap();
+        assert!(c.services.len() >= 7);
+    }
+}
