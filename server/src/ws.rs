@@ -396,16 +396,22 @@ impl Client {
 
     async fn finish(mut self, end: End) {
         self.wire.leave();
-        let close = match end {
-            End::Silent => None,
-            End::Close(code, why) => Some(Some(CloseFrame {
-                code: code.into(),
-                reason: why.into(),
-            })),
-            End::Answer => Some(None),
-        };
-        if let Some(frame) = close {
-            let _ = timeout(SEND_TIMEOUT, self.ws.close(frame)).await;
+        match end {
+            End::Silent => {}
+            End::Close(code, why) => {
+                let frame = CloseFrame {
+                    code: code.into(),
+                    reason: why.into(),
+                };
+                let _ = timeout(SEND_TIMEOUT, self.ws.close(Some(frame))).await;
+            }
+            End::Answer => {
+                // tungstenite queued the answering Close when it read the
+                // client's; a flush writes it (and reports the connection
+                // closed), then the wire sends what the socket did not take.
+                let _ = self.ws.flush().await;
+                let _ = timeout(SEND_TIMEOUT, self.wire.flush()).await;
+            }
         }
         let app = self.conn.app.clone();
         if let Some(d) = self.conn.device.take() {

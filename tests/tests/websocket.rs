@@ -1,10 +1,14 @@
 //! Contract §5 against the real server: hello, snapshot, events with seq,
 //! resume with `since`, kiosk issue with idempotent replay, device status,
-//! bad frames, size limit, and the hello deadline.
+//! bad frames, size limit, the hello deadline, and the closing handshake.
 
 #![allow(clippy::unwrap_used, clippy::type_complexity)] // tests may panic on a broken server
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
 
 use luot_tests::*;
 use serde_json::{Value, json};
@@ -518,4 +522,89 @@ async fn slow_reader(
         }
         frames
     })
+}
+
+/// Sends a Close and reads until the server's Close comes back; then the
+/// connection must end. `None` when the server never answered the Close.
+async fn close_and_await_answer(ws: &mut Ws) -> Option<(u16, bool)> {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    ws.stream
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        }))
+        .await
+        .expect("send close");
+    // A guard against hanging, well under the 10 s close timeout clients use.
+    let guard = Duration::from_secs(5);
+    let code = loop {
+        match tokio::time::timeout(guard, ws.stream.next()).await {
+            Ok(Some(Ok(Message::Close(f)))) => break f.map_or(1005, |f| f.code.into()),
+            Ok(Some(Ok(_))) => continue, // events still in flight
+            _ => return None,            // reset, timeout or end without a Close
+        }
+    };
+    let ended = matches!(
+        tokio::time::timeout(guard, ws.stream.next()).await,
+        Ok(None) | Ok(Some(Err(_)))
+    );
+    Some((code, ended))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_from_the_client_is_answered_with_a_close_and_the_connection_ends() {
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    let admin = api.login("admin").await;
+    let roles = [
+        ("kiosk", KIOSK_TOKEN.to_string()),
+        ("display", DISPLAY_TOKEN.to_string()),
+        ("staff", staff),
+        ("admin", admin),
+    ];
+    // Idle: nothing happens while the client closes.
+    for (role, token) in &roles {
+        let (mut ws, welcome) = Ws::hello(&server, Some(token), None).await;
+        assert_eq!(welcome["role"], *role);
+        assert_eq!(ws.recv().await.unwrap()["type"], "snapshot");
+        let answer = close_and_await_answer(&mut ws).await;
+        assert_eq!(
+            answer,
+            Some((1000, true)),
+            "{role}, idle: the Close answered, then the end"
+        );
+    }
+    // Under a stream of events: a second kiosk issues all the while.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let issuer = {
+        let (api, stop) = (Api::new(&server), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 5_000 {
+                n += 1;
+                let a = api
+                    .issue(KIOSK2_TOKEN, "xet-nghiem", &format!("stream-{n}"))
+                    .await;
+                assert_eq!(a.status, 201, "{}", a.text);
+            }
+            n
+        })
+    };
+    for (role, token) in &roles {
+        let (mut ws, _) = Ws::hello(&server, Some(token), None).await;
+        // Wait until events are flowing to this client.
+        ws.recv_until(|v| v["type"] == "event").await;
+        ws.recv_until(|v| v["type"] == "event").await;
+        let answer = close_and_await_answer(&mut ws).await;
+        assert_eq!(
+            answer,
+            Some((1000, true)),
+            "{role}, under events: the Close answered, then the end"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(issuer.await.unwrap() > 2, "events were flowing");
 }
