@@ -191,7 +191,7 @@ fn backup(config: &Path, to: &Path) -> anyhow::Result<()> {
             )
         })?,
         None => {
-            let s = store::SledStore::open(dir)
+            let s = store::sled::SledStore::open(dir)
                 .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
             let mut buf = Vec::new();
             s.backup(&mut buf)

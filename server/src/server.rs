@@ -19,7 +19,7 @@ use crate::engine::Command;
 use crate::http::router;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::SledStore;
+use crate::store::sled::SledStore;
 
 /// The control socket in the data directory (backup while running).
 pub fn control_socket(data_dir: &Path) -> PathBuf {

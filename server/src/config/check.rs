@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::ConfigError;
+use super::types::ConfigError;
 
 /// The file being parsed, to turn spans into lines.
 pub(super) struct Ctx<'a> {

@@ -3,7 +3,7 @@
 
 use super::check::{Ctx, IdList, Seen};
 use super::raw::RawCounter;
-use super::{ConfigError, Counter, Service};
+use super::types::{ConfigError, Counter, Service};
 
 const SERVICES: IdList = IdList {
     field: "counters.services",

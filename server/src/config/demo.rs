@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use chrono::NaiveTime;
 
-use super::{
+use super::types::{
     Counter, DEFAULT_PRIORITY_CLASSES, Device, DeviceRole, Priority, Server, Service, Site,
     SiteConfig, User, UserRole,
 };

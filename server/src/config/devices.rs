@@ -3,7 +3,7 @@
 
 use super::check::{Ctx, IdList, Seen};
 use super::raw::RawDevice;
-use super::{ConfigError, Device, DeviceRole, Service};
+use super::types::{ConfigError, Device, DeviceRole, Service};
 
 const SERVICES: IdList = IdList {
     field: "devices.services",

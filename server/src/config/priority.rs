@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::check::{Ctx, Seen, valid_class};
 use super::raw::{RawIds, RawPriority};
-use super::{ConfigError, DEFAULT_PRIORITY_CLASSES, Priority};
+use super::types::{ConfigError, DEFAULT_PRIORITY_CLASSES, Priority};
 
 /// At most this many classes.
 const MAX_CLASSES: usize = 200;

@@ -3,7 +3,7 @@
 
 use super::check::{Ctx, Seen};
 use super::raw::RawService;
-use super::{ConfigError, Service};
+use super::types::{ConfigError, Service};
 
 pub(super) fn parse(ctx: &Ctx, raw: &[RawService]) -> Result<Vec<Service>, ConfigError> {
     let mut ids = Seen::new("service id", "services.id");

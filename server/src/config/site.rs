@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::check::Ctx;
 use super::raw::{RawServer, RawSite};
-use super::{ConfigError, Server, Site};
+use super::types::{ConfigError, Server, Site};
 
 /// `[site]` and `[server]` together: the default public URL is the
 /// listening address.

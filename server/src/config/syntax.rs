@@ -3,8 +3,8 @@
 //! (`services.digits`), found from the text since a broken file has no
 //! structure to ask.
 
-use super::ConfigError;
 use super::check::Ctx;
+use super::types::ConfigError;
 
 /// The field when the line of the error sets no key.
 const NO_FIELD: &str = "(syntax)";

@@ -3,7 +3,7 @@
 
 use super::check::{Ctx, IdList, Seen};
 use super::raw::RawUser;
-use super::{ConfigError, Counter, User, UserRole};
+use super::types::{ConfigError, Counter, User, UserRole};
 use crate::secret::is_argon2id_hash;
 
 const COUNTERS: IdList = IdList {

@@ -9,7 +9,7 @@
 //! fresh ticket ids in.
 
 mod order;
-mod render;
+pub mod render;
 #[cfg(test)]
 mod tests;
 
@@ -22,9 +22,6 @@ use luot_protocol::TicketStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::config::SiteConfig;
-
-pub use order::CallOrder;
-pub use render::*;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
@@ -261,6 +258,12 @@ pub enum Event {
         comment: Option<String>,
         at: Millis,
     },
+}
+
+/// Rule 18's priority run of a counter after it calls `t`: one more for a
+/// ticket with a priority class, else back to 0.
+fn run_after_call(run: u32, t: &TicketRec) -> u32 {
+    if t.priority.is_some() { run + 1 } else { 0 }
 }
 
 /// The value of a number stored before tickets carried it as an integer
@@ -886,7 +889,7 @@ impl State {
                 t.called_at = Some(*at);
                 t.first_called_at.get_or_insert(*at);
                 t.front = false;
-                let run = order::run_after_call(self.counters[c].run, t);
+                let run = run_after_call(self.counters[c].run, t);
                 let rec = RecentCallRec {
                     number: t.number.clone(),
                     counter: counter.clone(),

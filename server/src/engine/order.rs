@@ -9,7 +9,7 @@
 use std::collections::btree_map;
 use std::iter::Peekable;
 
-use super::{State, TicketRec};
+use super::{State, run_after_call};
 
 type Waiting<'a> = Peekable<btree_map::Range<'a, (u8, u64), usize>>;
 
@@ -89,10 +89,4 @@ impl Iterator for CallOrder<'_> {
         self.run = run_after_call(self.run, &self.state.tickets[i]);
         Some(i)
     }
-}
-
-/// Rule 18's priority run of a counter after it calls `t`: one more for a
-/// ticket with a priority class, else back to 0.
-pub(crate) fn run_after_call(run: u32, t: &TicketRec) -> u32 {
-    if t.priority.is_some() { run + 1 } else { 0 }
 }

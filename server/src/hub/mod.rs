@@ -27,7 +27,8 @@ use tokio::sync::{RwLock, broadcast, mpsc, oneshot};
 
 use crate::clock::Knobs;
 use crate::config::SiteConfig;
-use crate::engine::{Command, Site, render_record};
+use crate::engine::render::render_record;
+use crate::engine::{Command, Site};
 use crate::frame::{Frame, Frames};
 use crate::metrics::Metrics;
 pub use crate::plan::{DeviceUpdate, HubError, Outcome, Reply};

@@ -36,8 +36,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{Event, StateSnapshot, TicketRec};
 
-pub use self::sled::SledStore;
-
 /// Version of the stored layout. A newer binary migrates older data; an
 /// older binary refuses newer data.
 pub const FORMAT_VERSION: u32 = 1;

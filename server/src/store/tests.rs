@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 
 use super::memory::MemStore;
+use super::sled::SledStore;
 use super::*;
 use crate::engine::Event;
 
