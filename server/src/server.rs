@@ -38,18 +38,58 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
     let data_dir = config.server.data_dir.clone();
-    let store = SledStore::open(&data_dir).with_context(|| {
-        format!(
-            "cannot open the data directory {} (if it is damaged, restore a backup with `luot-server restore --from FILE`)",
-            data_dir.display()
-        )
-    })?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    let hub = start_hub(&config, &metrics, knobs).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let screens = ScreensRuntime::start()?;
+    let app = Arc::new(App::new(
+        hub.clone(),
+        config.clone(),
+        metrics.clone(),
+        screens.handle(),
+        crate::fanout::Fanout::start(&screens.handle(), &hub, screens.cores),
+        shutdown_rx.clone(),
+    ));
+    let ticker = spawn_ticker(hub.clone(), shutdown_rx.clone()).await;
+    let control = spawn_control_socket(&data_dir, hub.clone(), shutdown_rx.clone())?;
+
+    tracing::info!(%addr, site = %config.site.name, "luot-server listening");
+    announce(addr);
+    // Under systemd (Type=notify): ready once the state is loaded and the port is open.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let server = tokio::spawn(accept_loop(listener, router(app), shutdown_rx));
+
+    wait_for_signal().await;
+    let _ = shutdown_tx.send(true);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    drain(server, &metrics).await;
+    drop(screens);
+    ticker.abort();
+    control.abort();
+    hub.shutdown().await;
+    let _ = std::fs::remove_file(control_socket(&data_dir));
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Opens the store and loads the queue state into a running hub.
+async fn start_hub(
+    config: &Arc<SiteConfig>,
+    metrics: &Arc<Metrics>,
+    knobs: Knobs,
+) -> anyhow::Result<Hub> {
+    let data_dir = &config.server.data_dir;
+    let store = SledStore::open(data_dir).with_context(|| {
+        format!(
+            "cannot open the data directory {} (if it is damaged, restore a backup with `luot-server restore --from FILE`)",
+            data_dir.display()
+        )
+    })?;
     if !knobs.clock.is_real() {
         tracing::warn!("the queue clock is shifted or runs faster (tests only)");
     }
@@ -61,73 +101,46 @@ pub async fn serve(
         )
     })?;
     let seq = hub.seq().await;
-    tracing::info!(
-        seq,
-        took_ms = t0.elapsed().as_millis() as u64,
-        "state loaded"
-    );
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    // Screens get threads of their own, with one fan-out shard per core (see
-    // ws.rs and fanout.rs): the OS then shares the cores between screen
-    // fan-out and the kiosks' and staff's requests instead of queueing those
-    // behind thousands of screen writes.
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let screens = ScreensRuntime(Some(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cores)
-            .thread_name("luot-screens")
-            .enable_all()
-            .build()
-            .context("cannot start the screens' runtime")?,
-    ));
-    let app = Arc::new(App::new(
-        hub.clone(),
-        config.clone(),
-        metrics.clone(),
-        screens.handle(),
-        crate::fanout::Fanout::start(&screens.handle(), &hub, cores),
-        shutdown_rx.clone(),
-    ));
+    let took_ms = t0.elapsed().as_millis() as u64;
+    tracing::info!(seq, took_ms, "state loaded");
+    Ok(hub)
+}
 
-    // The day rolls over even when nobody presses a button.
+/// The day rolls over even when nobody presses a button: a tick now and
+/// every 2 s.
+async fn spawn_ticker(hub: Hub, mut stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     hub.command(Command::Tick).await.ok();
-    let ticker = {
-        let hub = hub.clone();
-        let mut stop = shutdown_rx.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(2));
-            loop {
-                tokio::select! {
-                    _ = every.tick() => { let _ = hub.command(Command::Tick).await; }
-                    _ = stop.changed() => break,
-                }
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = every.tick() => { let _ = hub.command(Command::Tick).await; }
+                _ = stop.changed() => break,
             }
-        })
-    };
-
-    let control = spawn_control_socket(&data_dir, hub.clone(), shutdown_rx.clone())?;
-
-    tracing::info!(%addr, site = %config.site.name, "luot-server listening");
-    announce(addr);
-    // Under systemd (Type=notify): ready once the state is loaded and the port is open.
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-
-    let router = router(app);
-    let stop = shutdown_rx.clone();
-    let server = tokio::spawn(accept_loop(listener, router, stop));
-
-    let signal = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: draining"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
         }
-        let _ = shutdown_tx.send(true);
+    })
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
     };
-    signal.await;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    // Give connections a bounded time to finish, then flush and stop.
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+}
+
+/// Gives connections a bounded time to finish once `shutdown` is set.
+async fn drain(
+    server: tokio::task::JoinHandle<tokio::sync::mpsc::Receiver<()>>,
+    metrics: &Metrics,
+) {
     if let Ok(mut open) = server.await
         && tokio::time::timeout(Duration::from_secs(10), async {
             while open.recv().await.is_some() {}
@@ -142,22 +155,36 @@ pub async fn serve(
     while metrics.ws_clients.get() > 0 && t0.elapsed() < Duration::from_secs(3) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drop(screens);
-    ticker.abort();
-    control.abort();
-    hub.shutdown().await;
-    let _ = std::fs::remove_file(control_socket(&data_dir));
-    tracing::info!("stopped cleanly");
-    Ok(())
 }
 
 /// The screens' runtime; stopped without blocking when dropped (a runtime
-/// dropped the ordinary way inside another runtime panics).
-struct ScreensRuntime(Option<tokio::runtime::Runtime>);
+/// dropped the ordinary way inside another runtime panics). Screens get
+/// threads of their own, with one fan-out shard per core (see ws.rs and
+/// fanout.rs): the OS then shares the cores between screen fan-out and the
+/// kiosks' and staff's requests instead of queueing those behind thousands
+/// of screen writes.
+struct ScreensRuntime {
+    rt: Option<tokio::runtime::Runtime>,
+    cores: usize,
+}
 
 impl ScreensRuntime {
+    fn start() -> anyhow::Result<ScreensRuntime> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .thread_name("luot-screens")
+            .enable_all()
+            .build()
+            .context("cannot start the screens' runtime")?;
+        Ok(ScreensRuntime {
+            rt: Some(rt),
+            cores,
+        })
+    }
+
     fn handle(&self) -> tokio::runtime::Handle {
-        match &self.0 {
+        match &self.rt {
             Some(rt) => rt.handle().clone(),
             None => tokio::runtime::Handle::current(),
         }
@@ -166,7 +193,7 @@ impl ScreensRuntime {
 
 impl Drop for ScreensRuntime {
     fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
+        if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
         }
     }

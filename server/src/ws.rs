@@ -26,7 +26,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, handshake::derive_accept_key};
 
-use luot_protocol::{ClientMessage, IssueRequest, MAX_BODY_BYTES, ServerMessage};
+use luot_protocol::{ClientMessage, IssueRequest, MAX_BODY_BYTES, PrinterStatus, ServerMessage};
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -308,88 +308,24 @@ impl Client {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let stop = tokio::select! {
                 msg = ws.next() => {
                     *last_heard = Instant::now();
-                    let msg = match msg {
-                        None => return Stop::Ended(End::Silent),
-                        Some(Err(tungstenite::Error::Capacity(_))) => {
-                            return Stop::Ended(End::Close(1009, "message over 16 KiB"));
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "websocket read error");
-                            return Stop::Ended(End::Silent);
-                        }
-                        Some(Ok(m)) => m,
-                    };
-                    let flow = match msg {
-                        // Boxed: the hello's future is large and rare; inline it
-                        // would sit in every connection's task for its whole life.
-                        Message::Text(t) => Box::pin(conn.on_text(t.as_str(), wire, reply_tx)).await,
-                        Message::Binary(_) => {
-                            send(wire, error_frame(None, &ApiError::bad_request("send JSON text frames"))).await
-                        }
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(Flow::Continue),
-                        // RFC 6455 §5.5.1: answer a Close with a Close, then end.
-                        Message::Close(_) => return Stop::Ended(End::Answer),
-                    };
-                    match flow {
-                        Ok(Flow::Continue) => {
-                            // A screen after its hello: on to the screens' runtime
-                            // and fan-out (or back into the fan-out after a new hello).
-                            if conn.is_screen() && conn.rx.is_some() {
-                                if may_hand_off {
-                                    return Stop::Handoff;
-                                }
-                                conn.join_fanout(wire);
-                            }
-                        }
-                        Ok(Flow::Close(code, why)) => return Stop::Ended(End::Close(code, why)),
-                        Err(()) => return Stop::Ended(End::Silent),
-                    }
+                    on_message(msg, conn, wire, reply_tx, may_hand_off).await
                 }
-                reply = reply_rx.recv() => {
-                    if let Some(m) = reply
-                        && send(wire, m).await.is_err() { return Stop::Ended(End::Silent); }
-                }
-                frame = next_frame => {
-                    let ok = match frame {
-                        Ok(f) => conn.forward(f, wire).await,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            tracing::debug!(missed = n, "websocket client lagged; sending a snapshot");
-                            Box::pin(conn.resubscribe(None, wire)).await
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return Stop::Ended(End::Close(1001, "server stopping")),
-                    };
-                    if ok.is_err() { return Stop::Ended(End::Silent); }
-                }
+                reply = reply_rx.recv() => match reply {
+                    Some(m) => send(wire, m).await.err().map(|()| Stop::Ended(End::Silent)),
+                    None => None,
+                },
+                frame = next_frame => on_frame(frame, conn, wire).await,
                 // The fan-out left bytes queued, or let go of this screen.
-                _ = wire.kick.notified() => {
-                    if drain(wire).await.is_err() {
-                        return Stop::Ended(End::Silent);
-                    }
-                    if conn.fanned && wire.lagged() {
-                        tracing::debug!("screen fell behind; sending a snapshot");
-                        if Box::pin(conn.resubscribe(None, wire)).await.is_err() {
-                            return Stop::Ended(End::Silent);
-                        }
-                        conn.join_fanout(wire);
-                    }
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() >= IDLE_DROP {
-                        return Stop::Ended(End::Close(1001, "idle for 45 s"));
-                    }
-                    if ws.feed(Message::Ping(Default::default())).await.is_err() || drain(wire).await.is_err() {
-                        return Stop::Ended(End::Silent);
-                    }
-                }
-                _ = hello_wait => {
-                    return Stop::Ended(End::Close(1008, "hello expected within 5 s"));
-                }
-                _ = shutdown.changed() => {
-                    return Stop::Ended(End::Close(1001, "server stopping"));
-                }
+                _ = wire.kick.notified() => on_kick(conn, wire).await,
+                _ = ping.tick() => on_ping(ws, wire, *last_heard).await,
+                _ = hello_wait => Some(Stop::Ended(End::Close(1008, "hello expected within 5 s"))),
+                _ = shutdown.changed() => Some(Stop::Ended(End::Close(1001, "server stopping"))),
+            };
+            if let Some(stop) = stop {
+                return stop;
             }
         }
     }
@@ -421,6 +357,113 @@ impl Client {
     }
 }
 
+/// The `request_id` of a message that looks like an `issue` but does not
+/// parse, so its error frame can carry it (rule 27).
+fn issue_request_id(raw: &str) -> Option<String> {
+    let v = serde_json::from_str::<serde_json::Value>(raw).ok()?;
+    if v.get("type")?.as_str()? != "issue" {
+        return None;
+    }
+    v.get("request_id")?.as_str().map(String::from)
+}
+
+/// A message from the client; `Some` when the loop must stop.
+async fn on_message(
+    msg: Option<Result<Message, tungstenite::Error>>,
+    conn: &mut Conn,
+    wire: &Arc<Wire>,
+    replies: &mpsc::Sender<Utf8Bytes>,
+    may_hand_off: bool,
+) -> Option<Stop> {
+    let msg = match msg {
+        None => return Some(Stop::Ended(End::Silent)),
+        Some(Err(tungstenite::Error::Capacity(_))) => {
+            return Some(Stop::Ended(End::Close(1009, "message over 16 KiB")));
+        }
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "websocket read error");
+            return Some(Stop::Ended(End::Silent));
+        }
+        Some(Ok(m)) => m,
+    };
+    let flow = match msg {
+        // Boxed: the hello's future is large and rare; inline it would sit
+        // in every connection's task for its whole life.
+        Message::Text(t) => Box::pin(conn.on_text(t.as_str(), wire, replies)).await,
+        Message::Binary(_) => {
+            let e = ApiError::bad_request("send JSON text frames");
+            send(wire, error_frame(None, &e)).await
+        }
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(Flow::Continue),
+        // RFC 6455 §5.5.1: answer a Close with a Close, then end.
+        Message::Close(_) => return Some(Stop::Ended(End::Answer)),
+    };
+    match flow {
+        // A screen after its hello: on to the screens' runtime and fan-out
+        // (or back into the fan-out after a new hello).
+        Ok(Flow::Continue) if conn.is_screen() && conn.rx.is_some() => {
+            if may_hand_off {
+                return Some(Stop::Handoff);
+            }
+            conn.join_fanout(wire);
+            None
+        }
+        Ok(Flow::Continue) => None,
+        Ok(Flow::Close(code, why)) => Some(Stop::Ended(End::Close(code, why))),
+        Err(()) => Some(Stop::Ended(End::Silent)),
+    }
+}
+
+/// Frames from the hub's broadcast, for a connection that forwards its own.
+async fn on_frame(
+    frame: Result<Frames, broadcast::error::RecvError>,
+    conn: &mut Conn,
+    wire: &Wire,
+) -> Option<Stop> {
+    let sent = match frame {
+        Ok(f) => conn.forward(f, wire).await,
+        Err(broadcast::error::RecvError::Lagged(n)) => {
+            tracing::debug!(missed = n, "websocket client lagged; sending a snapshot");
+            Box::pin(conn.resubscribe(None, wire)).await
+        }
+        Err(broadcast::error::RecvError::Closed) => {
+            return Some(Stop::Ended(End::Close(1001, "server stopping")));
+        }
+    };
+    sent.err().map(|()| Stop::Ended(End::Silent))
+}
+
+/// The fan-out left bytes queued for this screen, or let go of it.
+async fn on_kick(conn: &mut Conn, wire: &Arc<Wire>) -> Option<Stop> {
+    if drain(wire).await.is_err() {
+        return Some(Stop::Ended(End::Silent));
+    }
+    if conn.fanned && wire.lagged() {
+        tracing::debug!("screen fell behind; sending a snapshot");
+        if Box::pin(conn.resubscribe(None, wire)).await.is_err() {
+            return Some(Stop::Ended(End::Silent));
+        }
+        conn.join_fanout(wire);
+    }
+    None
+}
+
+/// Every `PING_EVERY`: drop a client silent for `IDLE_DROP`, else ping it.
+async fn on_ping(
+    ws: &mut WebSocketStream<WireIo>,
+    wire: &Wire,
+    last_heard: Instant,
+) -> Option<Stop> {
+    if last_heard.elapsed() >= IDLE_DROP {
+        return Some(Stop::Ended(End::Close(1001, "idle for 45 s")));
+    }
+    let pinged = ws.feed(Message::Ping(Default::default())).await.is_ok();
+    if !pinged || drain(wire).await.is_err() {
+        return Some(Stop::Ended(End::Silent));
+    }
+    None
+}
+
 impl Conn {
     async fn on_text(
         &mut self,
@@ -431,17 +474,8 @@ impl Conn {
         let msg: ClientMessage = match serde_json::from_str(raw) {
             Ok(m) => m,
             Err(e) => {
-                // An issue that does not parse still gets its request_id back.
-                let rid = serde_json::from_str::<serde_json::Value>(raw)
-                    .ok()
-                    .filter(|v| v.get("type").and_then(|t| t.as_str()) == Some("issue"))
-                    .and_then(|v| {
-                        v.get("request_id")
-                            .and_then(|r| r.as_str())
-                            .map(String::from)
-                    });
                 let err = ApiError::bad_request(format!("invalid message: {e}"));
-                return send(wire, error_frame(rid, &err)).await;
+                return send(wire, error_frame(issue_request_id(raw), &err)).await;
             }
         };
         match msg {
@@ -456,49 +490,58 @@ impl Conn {
                 service,
                 priority,
             } => {
-                self.seen();
-                let Some(who) = self.who.clone() else {
-                    return Ok(Flow::Continue);
-                };
                 let req = IssueRequest {
                     service,
                     priority,
-                    request_id: request_id.clone(),
+                    request_id,
                 };
-                // Answered asynchronously so a kiosk may have several in flight.
-                let app = self.app.clone();
-                let replies = replies.clone();
-                tokio::spawn(async move {
-                    let m = match app.issue(&who, req).await {
-                        Ok(issued) => text(&ServerMessage::Issued {
-                            request_id,
-                            ticket: issued.ticket,
-                        }),
-                        Err(e) => error_frame(Some(request_id), &e),
-                    };
-                    let _ = replies.send(m).await;
-                });
+                self.issue(req, replies);
                 Ok(Flow::Continue)
             }
-            ClientMessage::DeviceStatus { printer } => match (&self.who, &self.device) {
-                (
-                    Some(Principal::Device {
-                        role: DeviceRole::Kiosk,
-                        ..
-                    }),
-                    Some(id),
-                ) => {
-                    self.app.hub.device(id, DeviceUpdate::Printer(printer));
-                    Ok(Flow::Continue)
-                }
-                _ => {
-                    send(
-                        wire,
-                        error_frame(None, &ApiError::forbidden("only kiosks report a printer")),
-                    )
-                    .await
-                }
-            },
+            ClientMessage::DeviceStatus { printer } => self.device_status(printer, wire).await,
+        }
+    }
+
+    /// A kiosk's `issue`, answered asynchronously (`issued` or an error
+    /// frame with its request id) so a kiosk may have several in flight.
+    fn issue(&self, req: IssueRequest, replies: &mpsc::Sender<Utf8Bytes>) {
+        self.seen();
+        let Some(who) = self.who.clone() else {
+            return;
+        };
+        let app = self.app.clone();
+        let replies = replies.clone();
+        tokio::spawn(async move {
+            let request_id = req.request_id.clone();
+            let m = match app.issue(&who, req).await {
+                Ok(issued) => text(&ServerMessage::Issued {
+                    request_id,
+                    ticket: issued.ticket,
+                }),
+                Err(e) => error_frame(Some(request_id), &e),
+            };
+            let _ = replies.send(m).await;
+        });
+    }
+
+    /// A kiosk's printer status (rule 41: others get `forbidden`).
+    async fn device_status(&self, printer: PrinterStatus, wire: &Wire) -> Result<Flow, ()> {
+        let kiosk = matches!(
+            self.who,
+            Some(Principal::Device {
+                role: DeviceRole::Kiosk,
+                ..
+            })
+        );
+        match &self.device {
+            Some(id) if kiosk => {
+                self.app.hub.device(id, DeviceUpdate::Printer(printer));
+                Ok(Flow::Continue)
+            }
+            _ => {
+                let e = ApiError::forbidden("only kiosks report a printer");
+                send(wire, error_frame(None, &e)).await
+            }
         }
     }
 
