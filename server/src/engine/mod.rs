@@ -7,7 +7,14 @@
 //! ratio, transfer, positions and wait estimates. It never reads a clock,
 //! a socket, a disk or a random number generator: the caller passes `now` and
 //! fresh ticket ids in.
+//!
+//! This file holds the types, `State`'s accessors, `apply` and the snapshots;
+//! `commands.rs` decides commands (one `decide_*` per command), `events.rs`
+//! applies events (one `on_*` per event), `order.rs` is the call order and
+//! `render.rs` the wire views.
 
+mod commands;
+mod events;
 mod order;
 pub mod render;
 #[cfg(test)]
@@ -264,16 +271,6 @@ pub enum Event {
 /// ticket with a priority class, else back to 0.
 fn run_after_call(run: u32, t: &TicketRec) -> u32 {
     if t.priority.is_some() { run + 1 } else { 0 }
-}
-
-/// The value of a number stored before tickets carried it as an integer
-/// (`A015` → 15). Only for reading old records; numbering never depends on
-/// the text otherwise.
-fn legacy_number_value(prefix: &str, number: &str) -> u32 {
-    number
-        .strip_prefix(prefix)
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(0)
 }
 
 impl Event {
@@ -535,464 +532,30 @@ impl State {
 
     // ------------------------------------------------------------ commands
 
-    /// Validates `cmd` at `now`, emits its events and applies them.
+    /// Validates `cmd` at `now`, emits its events and applies them. A day
+    /// rollover due at `now` is applied first, whatever the command.
     pub fn apply(&mut self, cmd: Command, now: Millis) -> Applied {
         let mut out = Applied::default();
         if self.rollover_due(now) {
-            let e = Event::DayStarted {
-                day: self.site.day_of(now),
-                at: now,
-            };
-            if let Some(a) = self.apply_event(&e) {
-                out.archives.push(a);
-            }
-            out.events.push(e);
+            let day = self.site.day_of(now);
+            self.record(Event::DayStarted { day, at: now }, &mut out);
         }
-        let result = self.decide(cmd, now);
-        match result {
-            Ok((events, subject)) => {
-                for e in events {
-                    if let Some(a) = self.apply_event(&e) {
-                        out.archives.push(a);
-                    }
-                    out.events.push(e);
-                }
-                out.result = Some(Ok(subject));
+        let result = self.decide(cmd, now).map(|(events, subject)| {
+            for e in events {
+                self.record(e, &mut out);
             }
-            Err(r) => out.result = Some(Err(r)),
-        }
+            subject
+        });
+        out.result = Some(result);
         out
     }
 
-    fn counter_of(&self, id: &str) -> Result<usize, Rejection> {
-        self.site.counter_idx(id).ok_or(Rejection::UnknownCounter)
-    }
-
-    fn called_at(&self, counter: usize) -> Result<&TicketRec, Rejection> {
-        self.serving(counter).ok_or(Rejection::NothingCalled)
-    }
-
-    /// Decides the events of a command without changing anything.
-    fn decide(&self, cmd: Command, now: Millis) -> Result<(Vec<Event>, Subject), Rejection> {
-        match cmd {
-            Command::Tick => Ok((vec![], Subject::Nothing)),
-            Command::Issue {
-                scope,
-                request_id,
-                service,
-                priority,
-                ticket_id,
-            } => {
-                if let Some(rec) = self.idem.get(&(scope.clone(), request_id.clone())) {
-                    if rec.service == service && rec.priority == priority {
-                        return Ok((vec![], Subject::Replayed(rec.ticket.clone())));
-                    }
-                    return Err(Rejection::RequestIdReused);
-                }
-                if let Some(p) = &priority
-                    && self.site.class_idx(p).is_none()
-                {
-                    return Err(Rejection::BadRequest(format!(
-                        "Không có diện ưu tiên \"{p}\" (unknown priority class)"
-                    )));
-                }
-                let s = self
-                    .site
-                    .service_idx(&service)
-                    .ok_or(Rejection::UnknownService)?;
-                if self.by_id.contains_key(&ticket_id) {
-                    return Err(Rejection::BadRequest("duplicate ticket id".into()));
-                }
-                let day = self.day.unwrap_or_else(|| self.site.day_of(now));
-                let n = self.numbers[s] + 1;
-                let ticket = TicketRec {
-                    id: ticket_id.clone(),
-                    number: self.site.number(s, n),
-                    n,
-                    service: service.clone(),
-                    issued_service: service,
-                    priority,
-                    status: TicketStatus::Waiting,
-                    counter: None,
-                    issued_at: now,
-                    called_at: None,
-                    first_called_at: None,
-                    finished_at: None,
-                    day,
-                    order: self.order_seq + 1,
-                    front: false,
-                    finished_by: None,
-                    rating: None,
-                    comment: None,
-                };
-                Ok((
-                    vec![Event::TicketIssued {
-                        ticket,
-                        scope,
-                        request_id,
-                    }],
-                    Subject::Ticket(ticket_id),
-                ))
-            }
-            Command::Next { counter, by } => {
-                let c = self.counter_of(&counter)?;
-                if !self.counters[c].open {
-                    return Err(Rejection::CounterClosed);
-                }
-                let pick = self.pick_next(c).ok_or(Rejection::QueueEmpty)?;
-                let mut events = Vec::with_capacity(2);
-                if let Some(cur) = self.serving(c) {
-                    events.push(Event::TicketDone {
-                        id: cur.id.clone(),
-                        counter: counter.clone(),
-                        by: by.clone(),
-                        at: now,
-                    });
-                }
-                let id = self.tickets[pick].id.clone();
-                events.push(Event::TicketCalled {
-                    id: id.clone(),
-                    counter,
-                    by,
-                    at: now,
-                });
-                Ok((events, Subject::Ticket(id)))
-            }
-            Command::Recall { counter, by } => {
-                let c = self.counter_of(&counter)?;
-                let id = self.called_at(c)?.id.clone();
-                Ok((
-                    vec![Event::TicketRecalled {
-                        id: id.clone(),
-                        counter,
-                        by,
-                        at: now,
-                    }],
-                    Subject::Ticket(id),
-                ))
-            }
-            Command::Done { counter, by } => {
-                let c = self.counter_of(&counter)?;
-                let id = self.called_at(c)?.id.clone();
-                Ok((
-                    vec![Event::TicketDone {
-                        id: id.clone(),
-                        counter,
-                        by,
-                        at: now,
-                    }],
-                    Subject::Ticket(id),
-                ))
-            }
-            Command::NoShow { counter, by } => {
-                let c = self.counter_of(&counter)?;
-                let id = self.called_at(c)?.id.clone();
-                Ok((
-                    vec![Event::TicketNoShow {
-                        id: id.clone(),
-                        counter,
-                        by,
-                        at: now,
-                    }],
-                    Subject::Ticket(id),
-                ))
-            }
-            Command::Transfer {
-                counter,
-                by,
-                service,
-                front,
-            } => {
-                let c = self.counter_of(&counter)?;
-                self.site
-                    .service_idx(&service)
-                    .ok_or(Rejection::UnknownService)?;
-                let cur = self.called_at(c)?;
-                let (id, from_service) = (cur.id.clone(), cur.service.clone());
-                Ok((
-                    vec![Event::TicketTransferred {
-                        id: id.clone(),
-                        counter,
-                        from_service,
-                        service,
-                        front,
-                        order: self.order_seq + 1,
-                        by,
-                        at: now,
-                    }],
-                    Subject::Ticket(id),
-                ))
-            }
-            Command::Open { counter, by } => {
-                let c = self.counter_of(&counter)?;
-                let events = if self.counters[c].open {
-                    vec![]
-                } else {
-                    vec![Event::CounterOpened {
-                        counter: counter.clone(),
-                        by,
-                        at: now,
-                    }]
-                };
-                Ok((events, Subject::Counter(counter)))
-            }
-            Command::Close { counter, by } => {
-                let c = self.counter_of(&counter)?;
-                let events = if self.counters[c].open {
-                    vec![Event::CounterClosed {
-                        counter: counter.clone(),
-                        by,
-                        at: now,
-                    }]
-                } else {
-                    vec![]
-                };
-                Ok((events, Subject::Counter(counter)))
-            }
-            Command::Feedback {
-                ticket,
-                rating,
-                comment,
-            } => {
-                if !(1..=5).contains(&rating) {
-                    return Err(Rejection::BadRequest(
-                        "rating phải từ 1 đến 5 (rating must be 1 to 5)".into(),
-                    ));
-                }
-                let t = self.ticket(&ticket).ok_or(Rejection::UnknownTicket)?;
-                if t.status != TicketStatus::Done {
-                    return Err(Rejection::NotServed);
-                }
-                if t.rating.is_some() {
-                    return Err(Rejection::AlreadyRated);
-                }
-                Ok((
-                    vec![Event::FeedbackGiven {
-                        id: ticket.clone(),
-                        rating,
-                        comment,
-                        at: now,
-                    }],
-                    Subject::Ticket(ticket),
-                ))
-            }
+    /// Applies `e` and adds it (and the day it closes, if any) to `out`.
+    fn record(&mut self, e: Event, out: &mut Applied) {
+        if let Some(a) = self.apply_event(&e) {
+            out.archives.push(a);
         }
-    }
-
-    /// Rules 18 and 36: the ticket counter `c` would call next.
-    fn pick_next(&self, c: usize) -> Option<usize> {
-        self.call_order(&self.site.counters[c].services, self.counters[c].run)
-            .next()
-    }
-
-    // ------------------------------------------------------------ events
-
-    fn enqueue(&mut self, i: usize) {
-        let t = &self.tickets[i];
-        let Some(s) = self.site.service_idx(&t.service) else {
-            return; // the service left the configuration
-        };
-        let b = self.site.bucket(t.front, t.priority.as_deref());
-        let q = &mut self.queues[s];
-        q.waiting.insert((b, t.order), i);
-        q.counts[b as usize] += 1;
-    }
-
-    fn dequeue(&mut self, i: usize) {
-        let t = &self.tickets[i];
-        let Some(s) = self.site.service_idx(&t.service) else {
-            return;
-        };
-        let b = self.site.bucket(t.front, t.priority.as_deref());
-        let q = &mut self.queues[s];
-        if q.waiting.remove(&(b, t.order)).is_some() {
-            q.counts[b as usize] -= 1;
-        }
-    }
-
-    fn release_counter(&mut self, i: usize) {
-        if let Some(c) = self.tickets[i]
-            .counter
-            .as_deref()
-            .and_then(|c| self.site.counter_idx(c))
-            && self.counters[c].serving == Some(i)
-        {
-            self.counters[c].serving = None;
-        }
-    }
-
-    /// Applies one event. The only code that changes `State`. Returns the
-    /// closed day when the event starts a new one.
-    pub fn apply_event(&mut self, e: &Event) -> Option<DayArchive> {
-        match e {
-            Event::DayStarted { day, at } => {
-                let mut archive = None;
-                if let Some(old) = self.day {
-                    let mut tickets = std::mem::take(&mut self.tickets);
-                    for t in &mut tickets {
-                        if matches!(t.status, TicketStatus::Waiting | TicketStatus::Called) {
-                            t.status = TicketStatus::NoShow;
-                            t.finished_at = Some(*at);
-                            t.front = false;
-                        }
-                    }
-                    archive = Some(DayArchive { day: old, tickets });
-                }
-                let idem = std::mem::take(&mut self.idem);
-                let order_seq = self.order_seq;
-                *self = State::new(self.site.clone());
-                self.idem = idem;
-                self.idem.retain(|_, r| *at - r.at < IDEMPOTENCY_KEEP_MS);
-                self.order_seq = order_seq;
-                self.day = Some(*day);
-                archive
-            }
-            Event::TicketIssued {
-                ticket,
-                scope,
-                request_id,
-            } => {
-                let i = self.tickets.len();
-                self.tickets.push(ticket.clone());
-                self.by_id.insert(ticket.id.clone(), i);
-                if let Some(s) = self.site.service_idx(&ticket.service) {
-                    let n = match ticket.n {
-                        0 => legacy_number_value(&self.site.services[s].prefix, &ticket.number),
-                        n => n,
-                    };
-                    self.numbers[s] = self.numbers[s].max(n);
-                }
-                self.order_seq = self.order_seq.max(ticket.order);
-                self.idem.insert(
-                    (scope.clone(), request_id.clone()),
-                    IdemRec {
-                        ticket: ticket.id.clone(),
-                        service: ticket.service.clone(),
-                        priority: ticket.priority.clone(),
-                        at: ticket.issued_at,
-                    },
-                );
-                self.enqueue(i);
-                None
-            }
-            Event::TicketCalled {
-                id, counter, at, ..
-            } => {
-                let (Some(&i), Some(c)) = (self.by_id.get(id), self.site.counter_idx(counter))
-                else {
-                    return None;
-                };
-                self.dequeue(i);
-                let t = &mut self.tickets[i];
-                t.status = TicketStatus::Called;
-                t.counter = Some(counter.clone());
-                t.called_at = Some(*at);
-                t.first_called_at.get_or_insert(*at);
-                t.front = false;
-                let run = run_after_call(self.counters[c].run, t);
-                let rec = RecentCallRec {
-                    number: t.number.clone(),
-                    counter: counter.clone(),
-                    service: t.service.clone(),
-                    at: *at,
-                };
-                let cs = &mut self.counters[c];
-                cs.serving = Some(i);
-                cs.run = run;
-                self.push_recent(rec);
-                None
-            }
-            Event::TicketRecalled {
-                id, counter, at, ..
-            } => {
-                if let Some(t) = self.ticket(id) {
-                    let rec = RecentCallRec {
-                        number: t.number.clone(),
-                        counter: counter.clone(),
-                        service: t.service.clone(),
-                        at: *at,
-                    };
-                    self.push_recent(rec);
-                }
-                None
-            }
-            Event::TicketDone { id, by, at, .. } => {
-                let &i = self.by_id.get(id)?;
-                self.release_counter(i);
-                let t = &mut self.tickets[i];
-                t.status = TicketStatus::Done;
-                t.finished_at = Some(*at);
-                t.finished_by = by.clone();
-                let took = *at - t.called_at.unwrap_or(*at);
-                if let Some(s) = self.site.service_idx(&t.service) {
-                    let times = &mut self.service_times[s];
-                    times.push_back(took);
-                    if times.len() > ESTIMATE_WINDOW {
-                        times.pop_front();
-                    }
-                    self.done_today[s] += 1;
-                }
-                None
-            }
-            Event::TicketNoShow { id, by, at, .. } => {
-                let &i = self.by_id.get(id)?;
-                self.release_counter(i);
-                let t = &mut self.tickets[i];
-                t.status = TicketStatus::NoShow;
-                t.finished_at = Some(*at);
-                t.finished_by = by.clone();
-                None
-            }
-            Event::TicketTransferred {
-                id,
-                service,
-                front,
-                order,
-                ..
-            } => {
-                let &i = self.by_id.get(id)?;
-                self.release_counter(i);
-                let t = &mut self.tickets[i];
-                t.status = TicketStatus::Waiting;
-                t.counter = None;
-                t.called_at = None;
-                t.service = service.clone();
-                t.front = *front;
-                t.order = *order;
-                self.order_seq = self.order_seq.max(*order);
-                self.enqueue(i);
-                None
-            }
-            Event::CounterOpened { counter, .. } => {
-                if let Some(c) = self.site.counter_idx(counter) {
-                    self.counters[c].open = true;
-                }
-                None
-            }
-            Event::CounterClosed { counter, .. } => {
-                if let Some(c) = self.site.counter_idx(counter) {
-                    self.counters[c].open = false;
-                }
-                None
-            }
-            Event::FeedbackGiven {
-                id,
-                rating,
-                comment,
-                ..
-            } => {
-                if let Some(&i) = self.by_id.get(id) {
-                    self.tickets[i].rating = Some(*rating);
-                    self.tickets[i].comment = comment.clone();
-                }
-                None
-            }
-        }
-    }
-
-    fn push_recent(&mut self, rec: RecentCallRec) {
-        self.recent.push_front(rec);
-        self.recent.truncate(RECENT_CALLS);
+        out.events.push(e);
     }
 
     // ------------------------------------------------------------ snapshots
