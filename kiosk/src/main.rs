@@ -136,6 +136,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    // SIGTERM is caught from here on, before anything starts: the link may
+    // connect (and the kiosk be stopped) at once.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let (presses_tx, presses_rx) = mpsc::channel(64);
     let (led_tx, led_rx) = watch::channel(LedMode::Attention);
     let mut guards: Vec<Box<dyn Send>> = Vec::new();
@@ -196,8 +199,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
