@@ -17,6 +17,12 @@ pub const MAX_USERNAME: usize = 64;
 pub const MAX_PASSWORD: usize = 256;
 /// Longest feedback comment, in characters.
 pub const MAX_COMMENT: usize = 500;
+/// Longest `reason` of a hold or a cancel, in characters (rule 60).
+pub const MAX_REASON: usize = 200;
+/// Longest `number` naming a ticket in a counter action (rule 60).
+pub const MAX_NUMBER: usize = 16;
+/// Most stops one `send` may add (rule 49).
+pub const MAX_STOPS: usize = 8;
 
 /// `true` when `s` is a valid `request_id`: 1–64 of `[A-Za-z0-9_-]`.
 pub fn valid_request_id(s: &str) -> bool {
@@ -26,7 +32,8 @@ pub fn valid_request_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Lifecycle of a ticket.
+/// Lifecycle of a ticket (and of a step of a visit, §9: `pending` is a
+/// step's only). A client takes a status it does not know as not waiting.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum TicketStatus {
@@ -34,6 +41,22 @@ pub enum TicketStatus {
     Called,
     Done,
     NoShow,
+    /// Parked at a counter with a reason (rule 62).
+    Held,
+    /// Cancelled with a reason (rule 64).
+    Cancelled,
+    /// A step whose stage has not begun (rule 50).
+    Pending,
+}
+
+impl TicketStatus {
+    /// Pending, waiting, called or held (rule 47).
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            TicketStatus::Pending | TicketStatus::Waiting | TicketStatus::Called | TicketStatus::Held
+        )
+    }
 }
 
 /// A queue ticket as every client sees it (contract §3).
@@ -49,6 +72,42 @@ pub struct Ticket {
     pub called_at: Option<String>,
     pub finished_at: Option<String>,
     pub day: String,
+    pub position: Option<u32>,
+    pub estimated_wait_s: Option<u64>,
+    /// 1 at a call, +1 per recall, 0 while waiting (§10).
+    #[serde(default)]
+    pub calls: u32,
+    /// Why it is held or cancelled, else null (§10).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The visit's steps once the ticket was first sent (§9), else null.
+    #[serde(default)]
+    pub visit: Option<Visit>,
+}
+
+/// A visit with several stops (§9).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Visit {
+    pub steps: Vec<Step>,
+}
+
+/// One stop of a visit (§9, rules 47–52).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub stage: u32,
+    pub service: String,
+    pub counter: Option<String>,
+    pub place: String,
+    pub returning: bool,
+    pub status: TicketStatus,
+    pub busy: bool,
+    pub waiting_since: Option<String>,
+    pub first_joined_at: Option<String>,
+    pub first_called_at: Option<String>,
+    pub called_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub calls: u32,
+    pub reason: Option<String>,
     pub position: Option<u32>,
     pub estimated_wait_s: Option<u64>,
 }
@@ -106,6 +165,70 @@ pub struct FeedbackRequest {
 pub struct TransferRequest {
     pub service: String,
     pub front: bool,
+}
+
+/// One stop of `POST /counters/{id}/send` (rule 49).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Stop {
+    pub service: String,
+    #[serde(default)]
+    pub counter: Option<String>,
+    #[serde(default)]
+    pub stage: Option<u32>,
+}
+
+/// `POST /counters/{id}/send` (rule 49).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    pub stops: Vec<Stop>,
+    #[serde(default, rename = "return")]
+    pub return_here: Option<bool>,
+    #[serde(default)]
+    pub ticket: Option<String>,
+}
+
+/// `POST /counters/{id}/call` (rule 61).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CallRequest {
+    #[serde(default)]
+    pub ticket: Option<String>,
+    #[serde(default)]
+    pub number: Option<String>,
+}
+
+/// `POST /counters/{id}/hold` (rule 62).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub reason: String,
+    #[serde(default)]
+    pub ticket: Option<String>,
+}
+
+/// `POST /counters/{id}/requeue` (rule 63).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RequeueRequest {
+    #[serde(default)]
+    pub ticket: Option<String>,
+    #[serde(default)]
+    pub number: Option<String>,
+    #[serde(default)]
+    pub front: Option<bool>,
+}
+
+/// `POST /counters/{id}/cancel` (rule 64).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub reason: String,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    #[serde(default)]
+    pub number: Option<String>,
 }
 
 /// `GET /api/v1/site`.
@@ -225,6 +348,16 @@ pub struct BoardService {
     pub prefix: String,
     pub waiting: u32,
     pub next_numbers: Vec<String>,
+    /// Up to 10 waiting returning steps that are not busy (rule 56).
+    #[serde(default)]
+    pub returning: Vec<Returning>,
+}
+
+/// A patient coming back to a room (rule 56).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Returning {
+    pub number: String,
+    pub counter: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -236,6 +369,9 @@ pub struct BoardCounter {
     /// Added field: the services this counter calls, in order.
     #[serde(default)]
     pub services: Vec<String>,
+    /// The numbers held here, earliest hold first (rule 56).
+    #[serde(default)]
+    pub held: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -245,6 +381,9 @@ pub struct RecentCall {
     pub counter_name: String,
     pub service_name: String,
     pub at: String,
+    /// A patient coming back to this room (rule 56): "Quay lại".
+    #[serde(default)]
+    pub returning: bool,
 }
 
 /// The `event` object inside an `event` frame (contract §5, rule 29).
@@ -267,10 +406,14 @@ pub struct WireEvent {
     /// Added field: when it happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
-    /// Added field: the waiting count and next numbers of every service the
-    /// event changed, so a board stays exact without a new snapshot.
+    /// The waiting count, next numbers and returning patients of exactly
+    /// the services the event changed (rule 55).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<BoardService>>,
+    /// On a ticket with a visit: the index in `ticket.visit.steps` of the
+    /// step the event is about (rule 55).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -285,6 +428,11 @@ pub enum EventKind {
     CounterOpened,
     CounterClosed,
     DayStarted,
+    TicketSent,
+    StepFinished,
+    TicketHeld,
+    TicketRequeued,
+    TicketCancelled,
 }
 
 /// Messages the server sends on `/api/v1/ws`.
@@ -359,6 +507,37 @@ pub struct Ratings {
     pub count: u32,
     pub mean: Option<f64>,
 }
+
+/// `GET /api/v1/reports/visits` (rule 58).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct VisitsReport {
+    pub day: String,
+    pub visits: Vec<VisitRow>,
+    pub steps: Vec<StepRow>,
+}
+
+/// Visits that ended done with `tests` test stops (null: all of them).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct VisitRow {
+    pub tests: Option<u32>,
+    pub limit_min: Option<u32>,
+    pub count: u32,
+    pub within_limit: u32,
+    pub share: Option<f64>,
+    pub total_s: Stats,
+}
+
+/// The steps of one service (returning or not) called at least once.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StepRow {
+    pub service: String,
+    pub returning: bool,
+    pub count: u32,
+    pub wait_s: Stats,
+    pub service_s: Stats,
+}
+
+pub const VISITS_CSV_HEADER: &str = "kind,tests,limit_min,service,returning,count,within_limit,share,total_mean_s,total_p50_s,total_p90_s,wait_mean_s,wait_p50_s,wait_p90_s,service_mean_s,service_p50_s,service_p90_s";
 
 pub const REPORT_CSV_HEADER: &str = "kind,id,issued,served,no_shows,wait_mean_s,wait_p50_s,wait_p90_s,service_mean_s,service_p50_s,service_p90_s,ratings,rating_mean";
 

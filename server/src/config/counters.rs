@@ -40,6 +40,8 @@ pub(super) fn parse(
             id: c.id.get_ref().clone(),
             name: c.name.get_ref().trim().to_string(),
             services: SERVICES.read(ctx, &owner, c.services.get_ref(), known)?,
+            policy: None,
+            returning_ratio: None,
         });
     }
     Ok(counters)

@@ -9,8 +9,7 @@ use chrono::NaiveTime;
 
 use super::types::{
     Counter, DEFAULT_PRIORITY_CLASSES, Device, DeviceRole, Priority, Server, Service, Site,
-    SiteConfig, User, UserRole,
-};
+    SiteConfig, User, UserRole, Queue, Reports};
 use crate::secret::{hash_password, sha256_hex};
 
 /// Secrets of the demo site, printed at start-up.
@@ -39,6 +38,8 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         id: id.into(),
         name: name.into(),
         services: services.iter().map(|s| s.to_string()).collect(),
+        policy: None,
+        returning_ratio: None,
     };
     let cfg = SiteConfig {
         site: Site {
@@ -91,6 +92,8 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
                 counters: vec![],
             },
         ],
+        queue: Queue::default(),
+        reports: Reports::default(),
         priority: Priority {
             ratio: 3,
             classes: DEFAULT_PRIORITY_CLASSES

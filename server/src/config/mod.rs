@@ -89,6 +89,8 @@ impl SiteConfig {
             devices,
             users,
             priority,
+            queue: Queue::default(),
+            reports: Reports::default(),
         })
     }
 

@@ -29,6 +29,71 @@ pub struct SiteConfig {
     pub devices: Vec<Device>,
     pub users: Vec<User>,
     pub priority: Priority,
+    /// `[queue]` (§9–10): calling policy, returning patients, no-shows.
+    pub queue: Queue,
+    /// `[reports]` (§9): what the visits report counts as a test stop.
+    pub reports: Reports,
+}
+
+/// How a counter picks among its services' normal tickets (rule 65).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// The first service in the counter's order that has one (rule 18).
+    #[default]
+    Preference,
+    /// The oldest across the counter's services.
+    LongestWait,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Preference => "preference",
+            Policy::LongestWait => "longest_wait",
+        }
+    }
+}
+
+/// `[queue]`; a counter's own `policy` and `returning_ratio` win over these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queue {
+    pub policy: Policy,
+    /// 0: returning patients first; N: up to N in a row, then one other (rule 53).
+    pub returning_ratio: u32,
+    /// How long after a no-show a requeue is allowed (0: never; rule 63).
+    pub no_show_grace_min: u32,
+    /// Calls (the call and recalls) a ticket needs before a no-show (rule 63).
+    pub min_calls_before_no_show: u32,
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue {
+            policy: Policy::Preference,
+            returning_ratio: 0,
+            no_show_grace_min: 15,
+            min_calls_before_no_show: 1,
+        }
+    }
+}
+
+/// `[reports]` (rule 58).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reports {
+    /// Services whose done steps count as tests of a visit.
+    pub test_services: Vec<String>,
+    /// Minutes a visit may take with 0, 1, 2, 3+ tests (the last entry
+    /// counts for more tests too): Decision 1313/QĐ-BYT (2013).
+    pub visit_limits_min: Vec<u32>,
+}
+
+impl Default for Reports {
+    fn default() -> Reports {
+        Reports {
+            test_services: Vec::new(),
+            visit_limits_min: vec![120, 180, 210, 240],
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +124,10 @@ pub struct Counter {
     pub id: String,
     pub name: String,
     pub services: Vec<String>,
+    /// This counter's own calling policy (else `[queue] policy`).
+    pub policy: Option<Policy>,
+    /// This counter's own returning ratio (else `[queue] returning_ratio`).
+    pub returning_ratio: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

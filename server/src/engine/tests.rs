@@ -26,6 +26,8 @@ fn demo_like() -> (SiteConfig, ()) {
         id: id.into(),
         name: format!("Quầy {id}"),
         services: s.iter().map(|x| x.to_string()).collect(),
+        policy: None,
+        returning_ratio: None,
     };
     let mut cfg = crate::config::SiteConfig::parse(
         "t.toml",
