@@ -470,6 +470,53 @@ pub enum ServerMessage {
     },
 }
 
+impl Ticket {
+    /// Whether the ticket or a step of its visit carries a `reason`.
+    pub fn has_reason(&self) -> bool {
+        self.reason.is_some()
+            || self
+                .visit
+                .as_ref()
+                .is_some_and(|v| v.steps.iter().any(|s| s.reason.is_some()))
+    }
+
+    /// The ticket as a display connection sees it: no `reason` (§10).
+    pub fn without_reasons(&self) -> Ticket {
+        let mut t = self.clone();
+        t.reason = None;
+        if let Some(v) = &mut t.visit {
+            for s in &mut v.steps {
+                s.reason = None;
+            }
+        }
+        t
+    }
+}
+
+impl ServerMessage {
+    /// The message as a display connection must see it, when that differs:
+    /// tickets without `reason` (§10).
+    pub fn for_displays(&self) -> Option<ServerMessage> {
+        match self {
+            ServerMessage::Event { seq, event } if event.ticket.as_ref().is_some_and(Ticket::has_reason) => {
+                let mut event = event.clone();
+                event.ticket = event.ticket.map(|t| t.without_reasons());
+                Some(ServerMessage::Event { seq: *seq, event })
+            }
+            ServerMessage::Snapshot { seq, state }
+                if state.counters.iter().any(|c| c.serving.as_ref().is_some_and(Ticket::has_reason)) =>
+            {
+                let mut state = state.clone();
+                for c in &mut state.counters {
+                    c.serving = c.serving.take().map(|t| t.without_reasons());
+                }
+                Some(ServerMessage::Snapshot { seq: *seq, state })
+            }
+            _ => None,
+        }
+    }
+}
+
 // ---------------------------------------------------------------- reports
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

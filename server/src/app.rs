@@ -9,15 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use luot_protocol::{
-    DailyReport, DevicesResponse, FeedbackRequest, IssueRequest, LoginRequest, LoginResponse,
-    MAX_COMMENT, MAX_PASSWORD, MAX_USERNAME, ServerMessage, SiteInfo, Ticket, WelcomeService,
-    WelcomeSite, valid_request_id,
+    CallRequest, CancelRequest, DailyReport, DevicesResponse, FeedbackRequest, HoldRequest,
+    IssueRequest, LoginRequest, LoginResponse, MAX_COMMENT, MAX_NUMBER, MAX_PASSWORD, MAX_REASON,
+    MAX_USERNAME, RequeueRequest, SendRequest, ServerMessage, SiteInfo, Ticket, TransferRequest,
+    WelcomeService, WelcomeSite, valid_request_id,
 };
 use tokio::sync::{Semaphore, watch};
 
 use crate::auth::{self, LoginLimiter, Principal};
 use crate::config::{DeviceRole, SiteConfig, UserRole};
-use crate::engine::{Command, Rejection};
+use crate::engine::{Command, Named, Rejection, StopReq};
 use crate::error::ApiError;
 use crate::fanout::Fanout;
 use crate::hub::{Hub, Outcome};
@@ -45,21 +46,27 @@ pub struct App {
 
 pub type AppState = Arc<App>;
 
-/// A counter action of §4.
+/// A counter action of §4 and §9–10.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CounterAction {
     Next,
     Recall,
     Done,
     NoShow,
-    Transfer { service: String, front: bool },
+    Transfer(TransferRequest),
+    Send(SendRequest),
+    Call(CallRequest),
+    Hold(HoldRequest),
+    Requeue(RequeueRequest),
+    Cancel(CancelRequest),
     Open,
     Close,
 }
 
 /// The kinds of counter action, by the last segment of their path.
-pub const COUNTER_ACTIONS: [&str; 7] = [
-    "next", "recall", "done", "no-show", "transfer", "open", "close",
+pub const COUNTER_ACTIONS: [&str; 12] = [
+    "next", "recall", "done", "no-show", "transfer", "send", "call", "hold", "requeue", "cancel",
+    "open", "close",
 ];
 
 /// An issued ticket: `created` false for a replay of its `request_id`.
@@ -303,21 +310,7 @@ impl App {
         action: CounterAction,
     ) -> Result<Outcome, ApiError> {
         Self::may_act_on(who, counter)?;
-        let (counter, by) = (counter.to_string(), who.name());
-        let cmd = match action {
-            CounterAction::Next => Command::Next { counter, by },
-            CounterAction::Recall => Command::Recall { counter, by },
-            CounterAction::Done => Command::Done { counter, by },
-            CounterAction::NoShow => Command::NoShow { counter, by },
-            CounterAction::Open => Command::Open { counter, by },
-            CounterAction::Close => Command::Close { counter, by },
-            CounterAction::Transfer { service, front } => Command::Transfer {
-                counter,
-                by,
-                service,
-                front,
-            },
-        };
+        let cmd = counter_command(counter.to_string(), who.name(), action)?;
         Ok(self.hub.command(cmd).await?)
     }
 
@@ -406,6 +399,97 @@ impl App {
             name: who.name(),
         }
     }
+}
+
+/// The engine's command for a counter action, after the 400s of its body
+/// that the engine does not check (rule 60).
+fn counter_command(
+    counter: String,
+    by: Option<String>,
+    action: CounterAction,
+) -> Result<Command, ApiError> {
+    Ok(match action {
+        CounterAction::Next => Command::Next { counter, by },
+        CounterAction::Recall => Command::Recall { counter, by },
+        CounterAction::Done => Command::Done { counter, by },
+        CounterAction::NoShow => Command::NoShow { counter, by },
+        CounterAction::Open => Command::Open { counter, by },
+        CounterAction::Close => Command::Close { counter, by },
+        CounterAction::Transfer(r) => Command::Transfer {
+            counter,
+            by,
+            service: r.service,
+            front: r.front,
+        },
+        CounterAction::Send(r) => Command::Send {
+            counter,
+            by,
+            stops: r
+                .stops
+                .into_iter()
+                .map(|s| StopReq {
+                    service: s.service,
+                    counter: s.counter,
+                    stage: s.stage,
+                })
+                .collect(),
+            return_here: r.return_here.unwrap_or(false),
+            ticket: r.ticket,
+        },
+        CounterAction::Call(r) => Command::Call {
+            counter,
+            by,
+            ticket: named(r.ticket, r.number)?.ok_or_else(one_of)?,
+        },
+        CounterAction::Hold(r) => Command::Hold {
+            counter,
+            by,
+            reason: reason(r.reason)?,
+            ticket: r.ticket,
+        },
+        CounterAction::Requeue(r) => Command::Requeue {
+            counter,
+            by,
+            ticket: named(r.ticket, r.number)?.ok_or_else(one_of)?,
+            front: r.front.unwrap_or(true),
+        },
+        CounterAction::Cancel(r) => Command::Cancel {
+            counter,
+            by,
+            reason: reason(r.reason)?,
+            ticket: named(r.ticket, r.number)?,
+        },
+    })
+}
+
+/// A ticket named by at most one of `ticket` and `number` (rule 60).
+fn named(ticket: Option<String>, number: Option<String>) -> Result<Option<Named>, ApiError> {
+    match (ticket, number) {
+        (Some(_), Some(_)) => Err(one_of()),
+        (Some(id), None) => Ok(Some(Named::Id(id))),
+        (None, Some(n)) if n.is_empty() || n.chars().count() > MAX_NUMBER => Err(
+            ApiError::bad_request("number phải từ 1 đến 16 ký tự (number must be 1 to 16 characters)"),
+        ),
+        (None, Some(n)) => Ok(Some(Named::Number(n))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn one_of() -> ApiError {
+    ApiError::bad_request(
+        "Cần đúng một trong ticket hoặc number (give exactly one of ticket and number)",
+    )
+}
+
+/// A hold's or cancel's reason: 1–200 characters (rule 60).
+fn reason(r: String) -> Result<String, ApiError> {
+    let n = r.trim().chars().count();
+    if n == 0 || r.chars().count() > MAX_REASON {
+        return Err(ApiError::bad_request(
+            "Lý do phải từ 1 đến 200 ký tự (reason must be 1 to 200 characters)",
+        ));
+    }
+    Ok(r)
 }
 
 fn not_your_counter() -> ApiError {

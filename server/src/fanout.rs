@@ -137,7 +137,7 @@ impl Window {
             self.seqs.push(seq);
             self.urgent.push(f.urgent);
             self.starts.push(all.len());
-            for part in encode(&f.text) {
+            for part in encode(f.text_for(true)) {
                 all.extend_from_slice(&part);
             }
             urgent |= f.urgent;
@@ -363,6 +363,7 @@ mod tests {
                 audience: Audience::Everyone,
                 urgent: *urgent,
                 text: Utf8Bytes::from(format!(r#"{{"type":"event","seq":{seq}}}"#)),
+                public: None,
             })
             .collect()
     }
@@ -391,6 +392,7 @@ mod tests {
             audience: Audience::Admins,
             urgent: true,
             text: Utf8Bytes::from("{}"),
+            public: None,
         }]
         .into();
         assert!(!w.extend(&[batch(&[(12, true)]), admin]));

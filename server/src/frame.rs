@@ -40,6 +40,8 @@ pub struct Frame {
     pub audience: Audience,
     pub urgent: bool,
     pub text: Utf8Bytes,
+    /// The text display connections get when it differs (no `reason`, §10).
+    pub public: Option<Utf8Bytes>,
 }
 
 /// What one group commit broadcasts: its frames, in order. One message per
@@ -67,6 +69,7 @@ impl Frame {
             audience: o.audience,
             urgent: o.urgent,
             text: text(&o.message),
+            public: o.message.for_displays().map(|m| text(&m)),
         }
     }
 
@@ -77,6 +80,16 @@ impl Frame {
             audience: Audience::Everyone,
             urgent: false,
             text: text(m),
+            public: m.for_displays().map(|m| text(&m)),
+        }
+    }
+
+    /// The text a connection gets: display connections (`public`) get
+    /// tickets without reasons.
+    pub fn text_for(&self, public: bool) -> &Utf8Bytes {
+        match (&self.public, public) {
+            (Some(p), true) => p,
+            _ => &self.text,
         }
     }
 }

@@ -172,14 +172,14 @@ impl Planner {
     }
 
     fn command(&mut self, cmd: Command, now: Millis, plan: &mut Plan) -> Reply {
-        let applied = self.state.apply(cmd, now);
         let Applied {
             events,
+            wire,
             archives,
             result,
-        } = applied;
-        for e in events {
-            self.record(e, plan);
+        } = self.state.apply(cmd, now);
+        for (e, w) in events.into_iter().zip(wire) {
+            self.record(e, w, plan);
         }
         for a in archives {
             let day = a.day.to_string();
@@ -195,8 +195,9 @@ impl Planner {
         }
     }
 
-    /// Numbers an applied event, renders its frame and adds it to the batch.
-    fn record(&mut self, e: Event, plan: &mut Plan) {
+    /// Numbers an applied event, adds its frame (as the engine rendered it)
+    /// and adds it to the batch.
+    fn record(&mut self, e: Event, w: Option<WireEvent>, plan: &mut Plan) {
         if matches!(e, Event::TicketIssued { .. }) {
             plan.issued += 1;
         }
@@ -204,7 +205,7 @@ impl Planner {
             self.last_seq += 1;
             self.last_seq
         });
-        if let (Some(seq), Some(w)) = (seq, self.state.render_event(&e)) {
+        if let (Some(seq), Some(w)) = (seq, w) {
             plan.frames.push(Outgoing {
                 urgent: urgent(&w),
                 message: ServerMessage::Event { seq, event: w },
@@ -283,8 +284,9 @@ impl Planner {
     }
 }
 
-/// Rule 46: calls, recalls, counter and day changes go to screens at once;
-/// list updates may wait to share a write.
+/// Rules 46 and 55: calls, recalls, counter and day changes, and what
+/// changes a counter's `serving` (sent, step finished, held, cancelled) go
+/// to screens at once; list updates may wait to share a write.
 fn urgent(w: &WireEvent) -> bool {
     !matches!(
         w.kind,
@@ -292,6 +294,7 @@ fn urgent(w: &WireEvent) -> bool {
             | EventKind::TicketDone
             | EventKind::TicketNoShow
             | EventKind::TicketTransferred
+            | EventKind::TicketRequeued
     )
 }
 

@@ -9,6 +9,7 @@ use luot_protocol::{DailyReport, REPORT_CSV_HEADER, Ratings, ReportRow, Stats, T
 
 use crate::config::SiteConfig;
 use crate::engine::TicketRec;
+use crate::engine::render::ticket_status;
 
 #[derive(Default)]
 struct Acc {
@@ -77,6 +78,19 @@ impl Acc {
     }
 }
 
+/// The step of a ticket that finished last (the first of several).
+fn last_finished(t: &TicketRec) -> Option<usize> {
+    let mut last: Option<(i64, usize)> = None;
+    for (k, s) in t.steps.iter().enumerate() {
+        if let Some(f) = s.finished_at
+            && last.is_none_or(|(l, _)| f > l)
+        {
+            last = Some((f, k));
+        }
+    }
+    last.map(|(_, k)| k)
+}
+
 /// The report of `day` from that day's tickets.
 pub fn daily(cfg: &SiteConfig, day: &str, tickets: &[TicketRec]) -> DailyReport {
     let mut services: BTreeMap<&str, Acc> = BTreeMap::new();
@@ -86,49 +100,58 @@ pub fn daily(cfg: &SiteConfig, day: &str, tickets: &[TicketRec]) -> DailyReport 
     for t in tickets {
         let s = services.entry(t.issued_service.as_str()).or_default();
         s.issued += 1;
-        if let Some(first) = t.first_called_at {
+        // Rule 45: the wait to the ticket's first call, once, under the
+        // service it was issued for (and the counter and staff of that call).
+        let first = t
+            .steps
+            .iter()
+            .filter_map(|st| st.first_called_at.map(|f| (f, st)))
+            .min_by_key(|(f, _)| *f);
+        if let Some((first, step)) = first {
             let w = secs(first) - secs(t.issued_at);
             s.waits.push(w);
             let hour = chrono::DateTime::from_timestamp_millis(t.issued_at)
                 .map(|d| d.with_timezone(&tz).format("%H").to_string())
                 .unwrap_or_default();
             s.wait_by_hour.entry(hour).or_default().push(w);
-            if let Some(c) = &t.counter {
+            if let Some(c) = &step.counter {
                 counters.entry(c.as_str()).or_default().waits.push(w);
             }
-            if let Some(u) = &t.finished_by {
+            if let Some(u) = &step.finished_by {
                 staff.entry(u.as_str()).or_default().waits.push(w);
             }
         }
-        match t.status {
-            TicketStatus::Done => {
-                let took = match (t.called_at, t.finished_at) {
-                    (Some(c), Some(f)) => Some(secs(f) - secs(c)),
-                    _ => None,
-                };
-                let finished_by = [
-                    Some(services.entry(t.service.as_str()).or_default()),
-                    t.counter.as_deref().map(|c| counters.entry(c).or_default()),
-                    t.finished_by
-                        .as_deref()
-                        .map(|u| staff.entry(u).or_default()),
-                ];
-                for a in finished_by.into_iter().flatten() {
-                    a.served += 1;
-                    a.services.extend(took);
-                    a.ratings.extend(t.rating);
+        // Rule 59: served, no-shows and service times per step; the rating
+        // with the step that finished the visit.
+        let rated = (ticket_status(t) == TicketStatus::Done)
+            .then(|| last_finished(t))
+            .flatten();
+        for (k, step) in t.steps.iter().enumerate() {
+            let rows = [
+                Some(services.entry(step.service.as_str()).or_default()),
+                step.counter.as_deref().map(|c| counters.entry(c).or_default()),
+                step.finished_by.as_deref().map(|u| staff.entry(u).or_default()),
+            ];
+            match step.status {
+                TicketStatus::Done => {
+                    let took = match (step.called_at, step.finished_at) {
+                        (Some(c), Some(f)) => Some(secs(f) - secs(c)),
+                        _ => None,
+                    };
+                    let rating = t.rating.filter(|_| rated == Some(k));
+                    for a in rows.into_iter().flatten() {
+                        a.served += 1;
+                        a.services.extend(took);
+                        a.ratings.extend(rating);
+                    }
                 }
+                TicketStatus::NoShow => {
+                    for a in rows.into_iter().flatten() {
+                        a.no_shows += 1;
+                    }
+                }
+                _ => {}
             }
-            TicketStatus::NoShow => {
-                services.entry(t.service.as_str()).or_default().no_shows += 1;
-                if let Some(c) = &t.counter {
-                    counters.entry(c.as_str()).or_default().no_shows += 1;
-                }
-                if let Some(u) = &t.finished_by {
-                    staff.entry(u.as_str()).or_default().no_shows += 1;
-                }
-            }
-            _ => {}
         }
     }
     // Every configured service and counter gets a row, in configuration order.

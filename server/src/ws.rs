@@ -619,10 +619,12 @@ impl Conn {
             self.fanned = false;
         }
         let catchup = self.app.hub.subscribe(since).await;
+        // Display connections get tickets without reasons (§10).
+        let public = self.is_screen();
         let parts: Vec<bytes::Bytes> = catchup
             .frames
             .iter()
-            .flat_map(|f| encode(&f.text))
+            .flat_map(|f| encode(f.text_for(public)))
             .collect();
         send_parts(wire, &parts).await?;
         self.last_seq = catchup.last_seq;
@@ -635,10 +637,11 @@ impl Conn {
     async fn forward(&mut self, first: Frames, wire: &Wire) -> Result<Flow, ()> {
         let mut next = Some(first);
         let mut parts = Vec::new();
+        let public = self.is_screen();
         while let Some(batch) = next.take() {
             for f in batch.iter() {
                 if self.wants(f) {
-                    parts.extend(encode(&f.text));
+                    parts.extend(encode(f.text_for(public)));
                 }
             }
             if parts.len() >= 2 * FORWARD_BURST {

@@ -1,13 +1,17 @@
 //! Command decisions: whether a command is allowed in the current state and
-//! which events it causes.
+//! which events it causes, in the order of checks the contract gives.
 //!
 //! `decide` dispatches each command to one small `decide_*` method. Nothing
 //! here changes `State`: the events decided here are applied by
 //! `State::apply_event` (in `events.rs`), the only code that does.
 
-use luot_protocol::TicketStatus;
+use luot_protocol::{MAX_STOPS, TicketStatus};
 
-use super::{Command, Event, IdemRec, Millis, Rejection, State, Subject, TicketRec};
+use super::lines::LineKey;
+use super::{
+    Command, Event, IdemRec, Millis, Named, NewStep, Rejection, State, StepRec, StepRef, StopReq,
+    Subject, TicketRec,
+};
 
 /// The events a command causes and what it is about, or why it is refused.
 pub(super) type Decision = Result<(Vec<Event>, Subject), Rejection>;
@@ -25,15 +29,45 @@ impl State {
                 ticket_id,
             } => self.decide_issue(scope, request_id, service, priority, ticket_id, now),
             Command::Next { counter, by } => self.decide_next(counter, by, now),
-            Command::Recall { counter, by } => self.decide_recall(counter, by, now),
-            Command::Done { counter, by } => self.decide_done(counter, by, now),
-            Command::NoShow { counter, by } => self.decide_no_show(counter, by, now),
+            Command::Recall { counter, by } => self.decide_called(counter, by, now, Act::Recall),
+            Command::Done { counter, by } => self.decide_called(counter, by, now, Act::Done),
+            Command::NoShow { counter, by } => self.decide_called(counter, by, now, Act::NoShow),
             Command::Transfer {
                 counter,
                 by,
                 service,
                 front,
             } => self.decide_transfer(counter, by, service, front, now),
+            Command::Send {
+                counter,
+                by,
+                stops,
+                return_here,
+                ticket,
+            } => self.decide_send(counter, by, stops, return_here, ticket, now),
+            Command::Call {
+                counter,
+                by,
+                ticket,
+            } => self.decide_call(counter, by, ticket, now),
+            Command::Hold {
+                counter,
+                by,
+                reason,
+                ticket,
+            } => self.decide_hold(counter, by, reason, ticket, now),
+            Command::Requeue {
+                counter,
+                by,
+                ticket,
+                front,
+            } => self.decide_requeue(counter, by, ticket, front, now),
+            Command::Cancel {
+                counter,
+                by,
+                reason,
+                ticket,
+            } => self.decide_cancel(counter, by, reason, ticket, now),
             Command::Open { counter, by } => self.decide_open(counter, by, now),
             Command::Close { counter, by } => self.decide_close(counter, by, now),
             Command::Feedback {
@@ -44,10 +78,9 @@ impl State {
         }
     }
 
-    /// Rules 18 and 36: the ticket counter `c` would call next.
-    pub(super) fn pick_next(&self, c: usize) -> Option<usize> {
-        self.call_order(&self.site.counters[c].services, self.counters[c].run)
-            .next()
+    /// Rules 18, 36, 53, 65: the step counter `c` would call next.
+    pub(super) fn pick_next(&self, c: usize) -> Option<StepRef> {
+        self.counter_order(c).next()
     }
 
     // ------------------------------------------------------------ lookups
@@ -56,15 +89,22 @@ impl State {
         self.site.counter_idx(id).ok_or(Rejection::UnknownCounter)
     }
 
-    fn called_at(&self, counter: usize) -> Result<&TicketRec, Rejection> {
-        self.serving(counter).ok_or(Rejection::NothingCalled)
+    /// The step called at counter `c`.
+    fn called_at(&self, c: usize) -> Result<StepRef, Rejection> {
+        self.counters[c].serving.ok_or(Rejection::NothingCalled)
     }
 
-    /// The id of the ticket called at `counter`: the counter must exist and
-    /// have a ticket called.
-    fn called_id(&self, counter: &str) -> Result<String, Rejection> {
-        let c = self.counter_of(counter)?;
-        Ok(self.called_at(c)?.id.clone())
+    /// A ticket named by id or today's number (rule 60).
+    fn named(&self, n: &Named) -> Result<usize, Rejection> {
+        let found = match n {
+            Named::Id(id) => self.by_id.get(id),
+            Named::Number(number) => self.by_number.get(number),
+        };
+        found.copied().ok_or(Rejection::UnknownTicket)
+    }
+
+    fn id_of(&self, t: usize) -> String {
+        self.tickets[t].id.clone()
     }
 
     // ------------------------------------------------------------ issue
@@ -107,7 +147,8 @@ impl State {
         }
     }
 
-    /// The next ticket of service `s` (index of `service`), issued at `now`.
+    /// The next ticket of service `s` (index of `service`), issued at `now`:
+    /// one step, waiting in the service's shared line.
     fn new_ticket(
         &self,
         id: String,
@@ -117,23 +158,38 @@ impl State {
         now: Millis,
     ) -> TicketRec {
         let n = self.numbers[s] + 1;
+        let step = StepRec {
+            stage: 1,
+            service: service.clone(),
+            counter: None,
+            bound: false,
+            returning: false,
+            status: TicketStatus::Waiting,
+            front: false,
+            place_at: now,
+            join: self.order_seq + 1,
+            waiting_since: Some(now),
+            first_joined_at: Some(now),
+            first_called_at: None,
+            called_at: None,
+            finished_at: None,
+            held_at: None,
+            calls: 0,
+            reason: None,
+            finished_by: None,
+            no_show: false,
+        };
         TicketRec {
             id,
             number: self.site.number(s, n),
             n,
-            service: service.clone(),
             issued_service: service,
             priority,
-            status: TicketStatus::Waiting,
-            counter: None,
             issued_at: now,
-            called_at: None,
-            first_called_at: None,
-            finished_at: None,
             day: self.day.unwrap_or_else(|| self.site.day_of(now)),
-            order: self.order_seq + 1,
-            front: false,
-            finished_by: None,
+            visit: false,
+            cancelled: None,
+            steps: vec![step],
             rating: None,
             comment: None,
         }
@@ -141,63 +197,54 @@ impl State {
 
     // ------------------------------------------------------------ counter work
 
-    /// Finishes the ticket called at the counter, if any, and calls the next.
+    /// The event that ends the step called at `counter` (rule 22's first half).
+    fn finish_called(&self, c: usize, counter: &str, by: &Option<String>, now: Millis) -> Option<Event> {
+        let (t, k) = self.counters[c].serving?;
+        Some(Event::TicketDone {
+            id: self.id_of(t),
+            counter: counter.to_string(),
+            step: k,
+            by: by.clone(),
+            at: now,
+        })
+    }
+
+    /// Finishes the step called at the counter, if any, and calls the next.
     fn decide_next(&self, counter: String, by: Option<String>, now: Millis) -> Decision {
         let c = self.counter_of(&counter)?;
         if !self.counters[c].open {
             return Err(Rejection::CounterClosed);
         }
-        let pick = self.pick_next(c).ok_or(Rejection::QueueEmpty)?;
-        let mut events = Vec::with_capacity(2);
-        if let Some(cur) = self.serving(c) {
-            events.push(Event::TicketDone {
-                id: cur.id.clone(),
-                counter: counter.clone(),
-                by: by.clone(),
-                at: now,
-            });
-        }
-        let id = self.tickets[pick].id.clone();
+        let (t, k) = self.pick_next(c).ok_or(Rejection::QueueEmpty)?;
+        let mut events: Vec<Event> = self.finish_called(c, &counter, &by, now).into_iter().collect();
+        let id = self.id_of(t);
         events.push(Event::TicketCalled {
             id: id.clone(),
             counter,
+            step: k,
             by,
             at: now,
         });
         Ok((events, Subject::Ticket(id)))
     }
 
-    fn decide_recall(&self, counter: String, by: Option<String>, now: Millis) -> Decision {
-        let id = self.called_id(&counter)?;
-        let recalled = Event::TicketRecalled {
-            id: id.clone(),
-            counter,
-            by,
-            at: now,
+    /// Recall, done or no-show of the step called at the counter.
+    fn decide_called(&self, counter: String, by: Option<String>, now: Millis, act: Act) -> Decision {
+        let c = self.counter_of(&counter)?;
+        let (t, step) = self.called_at(c)?;
+        let id = self.id_of(t);
+        let (id2, at) = (id.clone(), now);
+        let e = match act {
+            Act::Recall => Event::TicketRecalled { id: id2, counter, step, by, at },
+            Act::Done => Event::TicketDone { id: id2, counter, step, by, at },
+            Act::NoShow => {
+                if self.tickets[t].steps[step].calls < self.site.min_calls {
+                    return Err(Rejection::TooFewCalls);
+                }
+                Event::TicketNoShow { id: id2, counter, step, by, at }
+            }
         };
-        Ok((vec![recalled], Subject::Ticket(id)))
-    }
-
-    fn decide_done(&self, counter: String, by: Option<String>, now: Millis) -> Decision {
-        let id = self.called_id(&counter)?;
-        let done = Event::TicketDone {
-            id: id.clone(),
-            counter,
-            by,
-            at: now,
-        };
-        Ok((vec![done], Subject::Ticket(id)))
-    }
-
-    fn decide_no_show(&self, counter: String, by: Option<String>, now: Millis) -> Decision {
-        let id = self.called_id(&counter)?;
-        let no_show = Event::TicketNoShow {
-            id: id.clone(),
-            counter,
-            by,
-            at: now,
-        };
-        Ok((vec![no_show], Subject::Ticket(id)))
+        Ok((vec![e], Subject::Ticket(id)))
     }
 
     fn decide_transfer(
@@ -212,12 +259,13 @@ impl State {
         self.site
             .service_idx(&service)
             .ok_or(Rejection::UnknownService)?;
-        let cur = self.called_at(c)?;
-        let (id, from_service) = (cur.id.clone(), cur.service.clone());
+        let (t, step) = self.called_at(c)?;
+        let id = self.id_of(t);
         let transferred = Event::TicketTransferred {
             id: id.clone(),
             counter,
-            from_service,
+            step,
+            from_service: self.tickets[t].steps[step].service.clone(),
             service,
             front,
             order: self.order_seq + 1,
@@ -225,6 +273,244 @@ impl State {
             at: now,
         };
         Ok((vec![transferred], Subject::Ticket(id)))
+    }
+
+    // ------------------------------------------------------------ visits
+
+    /// Rule 49: the called step is done and the stops are added.
+    fn decide_send(
+        &self,
+        counter: String,
+        by: Option<String>,
+        stops: Vec<StopReq>,
+        return_here: bool,
+        ticket: Option<String>,
+        now: Millis,
+    ) -> Decision {
+        let m = check_stops(&stops)?;
+        let c = self.counter_of(&counter)?;
+        for s in &stops {
+            self.site
+                .service_idx(&s.service)
+                .ok_or(Rejection::UnknownService)?;
+            if let Some(sc) = &s.counter {
+                self.counter_of(sc)?;
+            }
+        }
+        let named = ticket.map(|id| self.named(&Named::Id(id))).transpose()?;
+        for s in &stops {
+            self.check_serves(s)?;
+        }
+        let (t, k) = self.called_at(c)?;
+        if named.is_some_and(|n| n != t) {
+            return Err(Rejection::NothingCalled);
+        }
+        let from = &self.tickets[t].steps[k];
+        let mut added: Vec<NewStep> = stops
+            .iter()
+            .map(|s| NewStep {
+                stage: from.stage + s.stage.unwrap_or(1),
+                service: s.service.clone(),
+                counter: s.counter.clone(),
+                returning: false,
+            })
+            .collect();
+        if return_here {
+            added.push(NewStep {
+                stage: from.stage + m + 1,
+                service: from.service.clone(),
+                counter: Some(counter.clone()),
+                returning: true,
+            });
+        }
+        let id = self.id_of(t);
+        let sent = Event::TicketSent {
+            id: id.clone(),
+            counter,
+            step: k,
+            stops: added,
+            shift: m + u32::from(return_here),
+            by,
+            at: now,
+        };
+        Ok((vec![sent], Subject::Ticket(id)))
+    }
+
+    /// 400 unless a stop's counter serves its service (rule 49).
+    fn check_serves(&self, s: &StopReq) -> Result<(), Rejection> {
+        let (Some(sc), Some(sv)) = (&s.counter, self.site.service_idx(&s.service)) else {
+            return Ok(());
+        };
+        let c = self.counter_of(sc)?;
+        if self.site.counters[c].services.contains(&sv) {
+            return Ok(());
+        }
+        Err(Rejection::BadRequest(format!(
+            "Quầy \"{sc}\" không phục vụ dịch vụ \"{}\" (that counter does not serve that service)",
+            s.service
+        )))
+    }
+
+    /// Rule 61: call a chosen ticket here.
+    fn decide_call(&self, counter: String, by: Option<String>, named: Named, now: Millis) -> Decision {
+        let c = self.counter_of(&counter)?;
+        let t = self.named(&named)?;
+        let id = self.id_of(t);
+        if self.counters[c].serving.is_some_and(|(st, _)| st == t) {
+            return Ok((vec![], Subject::Ticket(id)));
+        }
+        if !self.counters[c].open {
+            return Err(Rejection::CounterClosed);
+        }
+        let k = self.callable_here(t, c)?;
+        let mut events: Vec<Event> = self.finish_called(c, &counter, &by, now).into_iter().collect();
+        events.push(Event::TicketCalled {
+            id: id.clone(),
+            counter,
+            step: k,
+            by,
+            at: now,
+        });
+        Ok((events, Subject::Ticket(id)))
+    }
+
+    /// The first step (in steps order) of ticket `t` that counter `c` may
+    /// call: waiting in its lines or held there (rule 61's 409s otherwise).
+    fn callable_here(&self, t: usize, c: usize) -> Result<usize, Rejection> {
+        if self.busy(t) {
+            return Err(Rejection::TicketBusy);
+        }
+        let steps = &self.tickets[t].steps;
+        let ks = self.in_steps_order(t, (0..steps.len()).collect());
+        let here = ks.into_iter().find(|&k| match steps[k].status {
+            TicketStatus::Waiting => self.in_lines_of((t, k), c),
+            TicketStatus::Held => steps[k].counter.as_deref() == Some(&self.site.counters[c].id),
+            _ => false,
+        });
+        match here {
+            Some(k) => Ok(k),
+            None if steps.iter().any(|s| s.status == TicketStatus::Held) => Err(Rejection::TicketBusy),
+            None => Err(Rejection::NotCallable),
+        }
+    }
+
+    /// Whether a waiting step is in one of counter `c`'s lines (rule 52).
+    fn in_lines_of(&self, r: StepRef, c: usize) -> bool {
+        match self.line_of(r) {
+            Some((LineKey::Shared(s), _)) => self.site.counters[c].services.contains(&s),
+            Some((LineKey::Bound { counter, .. }, _)) => counter == c,
+            None => false,
+        }
+    }
+
+    /// Rule 62: park the called step here with a reason.
+    fn decide_hold(
+        &self,
+        counter: String,
+        by: Option<String>,
+        reason: String,
+        ticket: Option<String>,
+        now: Millis,
+    ) -> Decision {
+        let c = self.counter_of(&counter)?;
+        let named = ticket.map(|id| self.named(&Named::Id(id))).transpose()?;
+        let (t, step) = self.called_at(c)?;
+        if named.is_some_and(|n| n != t) {
+            return Err(Rejection::NothingCalled);
+        }
+        let id = self.id_of(t);
+        let held = Event::TicketHeld {
+            id: id.clone(),
+            counter,
+            step,
+            reason,
+            by,
+            at: now,
+        };
+        Ok((vec![held], Subject::Ticket(id)))
+    }
+
+    /// Rule 63: a no-show at this counter within the grace period joins again.
+    fn decide_requeue(
+        &self,
+        counter: String,
+        by: Option<String>,
+        named: Named,
+        front: bool,
+        now: Millis,
+    ) -> Decision {
+        let c = self.counter_of(&counter)?;
+        let t = self.named(&named)?;
+        let step = self.requeueable(t, c, now).ok_or(Rejection::NotRequeueable)?;
+        let id = self.id_of(t);
+        let requeued = Event::TicketRequeued {
+            id: id.clone(),
+            counter,
+            step,
+            front,
+            by,
+            at: now,
+        };
+        Ok((vec![requeued], Subject::Ticket(id)))
+    }
+
+    /// The ticket's latest step left a no-show at counter `c` within the
+    /// grace period, unless the ticket is cancelled.
+    fn requeueable(&self, t: usize, c: usize, now: Millis) -> Option<usize> {
+        let ticket = &self.tickets[t];
+        if ticket.cancelled.is_some() || self.site.no_show_grace_ms == 0 {
+            return None;
+        }
+        let here = Some(self.site.counters[c].id.as_str());
+        ticket
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.no_show && s.status == TicketStatus::NoShow && s.counter.as_deref() == here)
+            .filter_map(|(k, s)| Some((s.finished_at?, k)))
+            .max()
+            .filter(|(at, _)| now - at <= self.site.no_show_grace_ms)
+            .map(|(_, k)| k)
+    }
+
+    /// Rule 64: cancel the called ticket or one this counter may call or requeue.
+    fn decide_cancel(
+        &self,
+        counter: String,
+        by: Option<String>,
+        reason: String,
+        named: Option<Named>,
+        now: Millis,
+    ) -> Decision {
+        let c = self.counter_of(&counter)?;
+        let t = match named {
+            Some(n) => {
+                let t = self.named(&n)?;
+                if self.tickets[t].cancelled.is_some() {
+                    return Ok((vec![], Subject::Ticket(self.id_of(t))));
+                }
+                self.cancellable_here(t, c, now)?;
+                t
+            }
+            None => self.called_at(c)?.0,
+        };
+        let id = self.id_of(t);
+        let cancelled = Event::TicketCancelled {
+            id: id.clone(),
+            counter,
+            reason,
+            by,
+            at: now,
+        };
+        Ok((vec![cancelled], Subject::Ticket(id)))
+    }
+
+    fn cancellable_here(&self, t: usize, c: usize, now: Millis) -> Result<(), Rejection> {
+        let called_here = self.counters[c].serving.is_some_and(|(st, _)| st == t);
+        if called_here || self.requeueable(t, c, now).is_some() {
+            return Ok(());
+        }
+        self.callable_here(t, c).map(|_| ())
     }
 
     // ------------------------------------------------------------ counters
@@ -273,7 +559,7 @@ impl State {
             ));
         }
         let t = self.ticket(&ticket).ok_or(Rejection::UnknownTicket)?;
-        if t.status != TicketStatus::Done {
+        if self.ticket_status(t) != TicketStatus::Done {
             return Err(Rejection::NotServed);
         }
         if t.rating.is_some() {
@@ -287,6 +573,38 @@ impl State {
         };
         Ok((vec![given], Subject::Ticket(ticket)))
     }
+}
+
+/// The actions on the step called at a counter that name nothing else.
+enum Act {
+    Recall,
+    Done,
+    NoShow,
+}
+
+/// Rule 49's 400s on the shape of the stops; the largest stage sent.
+fn check_stops(stops: &[StopReq]) -> Result<u32, Rejection> {
+    let bad = |m: &str| Err(Rejection::BadRequest(m.to_string()));
+    if stops.is_empty() || stops.len() > MAX_STOPS {
+        return bad("Cần từ 1 đến 8 điểm đến (stops must be 1 to 8)");
+    }
+    let stages: Vec<u32> = stops.iter().map(|s| s.stage.unwrap_or(1)).collect();
+    if stages.iter().any(|s| !(1..=4).contains(s)) {
+        return bad("stage phải từ 1 đến 4 (a stage must be 1 to 4)");
+    }
+    let m = stages.iter().copied().max().unwrap_or(1);
+    if (1..=m).any(|j| !stages.contains(&j)) {
+        return bad("Các stage phải liền nhau từ 1 (stages must run 1, 2, … without a gap)");
+    }
+    for (i, a) in stops.iter().enumerate() {
+        if stops[..i]
+            .iter()
+            .any(|b| b.service == a.service && b.counter == a.counter)
+        {
+            return bad("Hai điểm đến trùng dịch vụ và quầy (two stops with the same service and counter)");
+        }
+    }
+    Ok(m)
 }
 
 /// The same `request_id` again: the ticket it made when it asks for the same

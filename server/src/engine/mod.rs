@@ -1,46 +1,52 @@
 //! The queue engine: pure state and rules, no I/O.
 //!
 //! `State::apply(command, now)` validates a command against the current state,
-//! produces the events it causes and applies them; `State::apply_event` is the
-//! only code that mutates state, so replaying the event log rebuilds exactly
-//! the same state. This module owns numbering, the day reset, the priority
-//! ratio, transfer, positions and wait estimates. It never reads a clock,
-//! a socket, a disk or a random number generator: the caller passes `now` and
-//! fresh ticket ids in.
+//! produces the events it causes, applies them and renders each one as clients
+//! see it; `State::apply_event` is the only code that mutates state, so
+//! replaying the event log rebuilds exactly the same state. This module owns
+//! numbering, the day reset, visits with several stops (§9), the priority and
+//! returning ratios, the calling policies, transfer, hold, requeue, cancel,
+//! positions and wait estimates. It never reads a clock, a socket, a disk or a
+//! random number generator: the caller passes `now` and fresh ticket ids in.
 //!
-//! This file holds the types, `State`'s accessors, `apply` and the snapshots;
-//! `commands.rs` decides commands (one `decide_*` per command), `events.rs`
-//! applies events (one `on_*` per event), `order.rs` is the call order and
-//! `render.rs` the wire views.
+//! A ticket is a visit of one or more steps (`StepRec`); a step waiting is in
+//! one line (`lines.rs`). This file holds the types, `State`'s accessors,
+//! `apply` and the snapshots; `commands.rs` decides commands, `events.rs`
+//! applies events, `lines.rs` keeps the waiting lines, `order.rs` is the call
+//! order and `render.rs` the wire views.
 
 mod commands;
 mod events;
+mod lines;
 mod order;
 pub mod render;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use luot_protocol::TicketStatus;
+use luot_protocol::{TicketStatus, WireEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::config::SiteConfig;
+use crate::config::{Policy, SiteConfig};
+use lines::Lines;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
-/// How many done tickets the wait estimate averages over (rule 20).
+/// How many done steps the wait estimate averages over (rule 20).
 pub const ESTIMATE_WINDOW: usize = 20;
-/// How many done tickets a service needs today before it estimates (rule 20).
+/// How many done steps a service needs today before it estimates (rule 20).
 pub const ESTIMATE_MIN_DONE: u32 = 3;
 /// Replays of a `request_id` are recognised this long (contract says ≥ 24 h).
 pub const IDEMPOTENCY_KEEP_MS: Millis = 48 * 3600 * 1000;
 /// Length of `recent_calls`.
 pub const RECENT_CALLS: usize = 10;
+/// Length of a service's `returning` list on the board (rule 56).
+pub const RETURNING_SHOWN: usize = 10;
 
 /// The static part of the site the engine needs, derived from the configuration.
 #[derive(Debug)]
@@ -53,6 +59,10 @@ pub struct Site {
     pub counters: Vec<CounterDef>,
     pub classes: Vec<String>,
     pub ratio: u32,
+    /// How long after a no-show a requeue is allowed (rule 63).
+    pub no_show_grace_ms: Millis,
+    /// Calls a ticket needs before a no-show (rule 63).
+    pub min_calls: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +79,9 @@ pub struct CounterDef {
     pub name: String,
     /// Indexes into `Site::services`, in order of preference.
     pub services: Vec<usize>,
+    pub policy: Policy,
+    /// 0: returning steps first; N: up to N in a row, then one other (rule 53).
+    pub returning_ratio: u32,
 }
 
 impl Site {
@@ -94,6 +107,8 @@ impl Site {
                     .iter()
                     .filter_map(|s| services.iter().position(|d| &d.id == s))
                     .collect(),
+                policy: c.policy.unwrap_or(cfg.queue.policy),
+                returning_ratio: c.returning_ratio.unwrap_or(cfg.queue.returning_ratio),
             })
             .collect();
         Arc::new(Site {
@@ -105,6 +120,8 @@ impl Site {
             counters,
             classes: cfg.priority.classes.clone(),
             ratio: cfg.priority.ratio,
+            no_show_grace_ms: Millis::from(cfg.queue.no_show_grace_min) * 60_000,
+            min_calls: cfg.queue.min_calls_before_no_show,
         })
     }
 
@@ -147,8 +164,8 @@ impl Site {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
     }
 
-    /// Bucket of a waiting ticket: 0 for transferred-to-front, 1 + class index
-    /// for priority, `classes.len() + 1` for normal.
+    /// Bucket of a waiting step: 0 for joined ahead (rule 36), 1 + class
+    /// index for priority, `classes.len() + 1` for normal.
     fn bucket(&self, front: bool, priority: Option<&str>) -> u8 {
         if front {
             return 0;
@@ -163,45 +180,193 @@ impl Site {
         (self.classes.len() + 1) as u8
     }
 
+    /// The one place a ticket number's text is made.
     pub fn number(&self, service: usize, n: u32) -> String {
         let s = &self.services[service];
         format!("{}{:0width$}", s.prefix, n, width = s.digits as usize)
     }
 }
 
-/// A ticket as the engine keeps it.
+/// One step of a visit (§9): a stop in one service, maybe at one counter.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StepRec {
+    pub stage: u32,
+    pub service: String,
+    /// The counter that calls, holds or finished it; a bound step's counter.
+    pub counter: Option<String>,
+    /// Only `counter` may call it (rule 47).
+    pub bound: bool,
+    /// Back to the room that sent it, ahead of new patients (rule 53).
+    pub returning: bool,
+    pub status: TicketStatus,
+    /// Joined ahead of everything (a `front: true` transfer or requeue).
+    pub front: bool,
+    /// Place in its line: the time it joined, then `join`, then its index.
+    pub place_at: Millis,
+    /// The join it was placed by (one number per event that placed steps).
+    pub join: u64,
+    pub waiting_since: Option<Millis>,
+    pub first_joined_at: Option<Millis>,
+    pub first_called_at: Option<Millis>,
+    pub called_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub held_at: Option<Millis>,
+    /// 1 at a call, +1 per recall, 0 once it joins a line again.
+    pub calls: u32,
+    /// Why it is held or cancelled.
+    pub reason: Option<String>,
+    /// Who finished it (username), for the staff report.
+    pub finished_by: Option<String>,
+    /// Left `no_show` by a no-show at its counter (rule 63: requeue takes it).
+    pub no_show: bool,
+}
+
+/// A ticket as the engine keeps it: a visit of one or more steps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(from = "StoredTicket")]
 pub struct TicketRec {
     pub id: String,
     pub number: String,
-    /// The number's value within its service and day (`number` is its
-    /// formatted text). Records written before this field existed carry 0
-    /// and are read through `legacy_number_value`.
-    #[serde(default)]
+    /// The number's value within its service and day (`number` is its text).
     pub n: u32,
-    /// The service it waits for now (changes with a transfer).
-    pub service: String,
     /// The service it was issued for (reports count waits here).
     pub issued_service: String,
     pub priority: Option<String>,
-    pub status: TicketStatus,
-    pub counter: Option<String>,
     pub issued_at: Millis,
-    pub called_at: Option<Millis>,
-    pub first_called_at: Option<Millis>,
-    pub finished_at: Option<Millis>,
     pub day: NaiveDate,
-    /// Queue order: global sequence of issue or transfer.
-    pub order: u64,
-    /// Transferred with `front: true` and still waiting.
-    pub front: bool,
-    /// Who finished it (username), for the staff report.
-    pub finished_by: Option<String>,
+    /// Sent at least once: clients see its `visit` (rule 47).
+    pub visit: bool,
+    /// Why it was cancelled (rule 64).
+    pub cancelled: Option<String>,
+    /// In the order added; listed by stage, then this order (rule 50).
+    pub steps: Vec<StepRec>,
     pub rating: Option<u8>,
     pub comment: Option<String>,
 }
 
-/// What the engine persists: every state change is one of these.
+/// A ticket as stored, of any age: records written before visits had one
+/// step's fields at the top level, and no `n` before numbers were integers.
+#[derive(Deserialize)]
+struct StoredTicket {
+    id: String,
+    number: String,
+    #[serde(default)]
+    n: u32,
+    issued_service: String,
+    #[serde(default)]
+    priority: Option<String>,
+    issued_at: Millis,
+    day: NaiveDate,
+    #[serde(default)]
+    visit: bool,
+    #[serde(default)]
+    cancelled: Option<String>,
+    #[serde(default)]
+    steps: Vec<StepRec>,
+    #[serde(default)]
+    rating: Option<u8>,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(flatten)]
+    legacy: LegacyStep,
+}
+
+/// The one step of a ticket stored before visits existed.
+#[derive(Deserialize, Default)]
+struct LegacyStep {
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    status: Option<TicketStatus>,
+    #[serde(default)]
+    counter: Option<String>,
+    #[serde(default)]
+    called_at: Option<Millis>,
+    #[serde(default)]
+    first_called_at: Option<Millis>,
+    #[serde(default)]
+    finished_at: Option<Millis>,
+    #[serde(default)]
+    order: Option<u64>,
+    #[serde(default)]
+    front: Option<bool>,
+    #[serde(default)]
+    finished_by: Option<String>,
+}
+
+impl From<StoredTicket> for TicketRec {
+    fn from(s: StoredTicket) -> TicketRec {
+        let n = match s.n {
+            0 => legacy_number_value(&s.number),
+            n => n,
+        };
+        let steps = if s.steps.is_empty() {
+            vec![legacy_step(&s.issued_service, s.issued_at, s.legacy)]
+        } else {
+            s.steps
+        };
+        TicketRec {
+            id: s.id,
+            number: s.number,
+            n,
+            issued_service: s.issued_service,
+            priority: s.priority,
+            issued_at: s.issued_at,
+            day: s.day,
+            visit: s.visit,
+            cancelled: s.cancelled,
+            steps,
+            rating: s.rating,
+            comment: s.comment,
+        }
+    }
+}
+
+fn legacy_step(issued_service: &str, issued_at: Millis, l: LegacyStep) -> StepRec {
+    let status = l.status.unwrap_or(TicketStatus::Waiting);
+    StepRec {
+        stage: 1,
+        service: l.service.unwrap_or_else(|| issued_service.to_string()),
+        counter: l.counter,
+        bound: false,
+        returning: false,
+        status,
+        front: l.front.unwrap_or(false),
+        place_at: issued_at,
+        join: l.order.unwrap_or(0),
+        waiting_since: Some(issued_at),
+        first_joined_at: Some(issued_at),
+        first_called_at: l.first_called_at,
+        called_at: l.called_at,
+        finished_at: l.finished_at,
+        held_at: None,
+        calls: u32::from(status == TicketStatus::Called),
+        reason: None,
+        finished_by: l.finished_by,
+        no_show: status == TicketStatus::NoShow,
+    }
+}
+
+/// The value of a number stored before tickets carried it as an integer
+/// (`A015` → 15, whatever the prefix). Only for reading old records.
+fn legacy_number_value(number: &str) -> u32 {
+    let digits = number.trim_start_matches(|c: char| !c.is_ascii_digit());
+    digits.parse().unwrap_or(0)
+}
+
+/// A step added by `send`, as the event stores it (stages absolute).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NewStep {
+    pub stage: u32,
+    pub service: String,
+    /// Bound to this counter (rule 47).
+    pub counter: Option<String>,
+    pub returning: bool,
+}
+
+/// What the engine persists: every state change is one of these. The
+/// `step` of a ticket event is the index (in the order added) of the step
+/// it acts on; records written before visits have 0, their only step.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
@@ -217,34 +382,78 @@ pub enum Event {
     TicketCalled {
         id: String,
         counter: String,
+        #[serde(default)]
+        step: usize,
         by: Option<String>,
         at: Millis,
     },
     TicketRecalled {
         id: String,
         counter: String,
+        #[serde(default)]
+        step: usize,
         by: Option<String>,
         at: Millis,
     },
     TicketDone {
         id: String,
         counter: String,
+        #[serde(default)]
+        step: usize,
         by: Option<String>,
         at: Millis,
     },
     TicketNoShow {
         id: String,
         counter: String,
+        #[serde(default)]
+        step: usize,
         by: Option<String>,
         at: Millis,
     },
     TicketTransferred {
         id: String,
         counter: String,
+        #[serde(default)]
+        step: usize,
         from_service: String,
         service: String,
         front: bool,
         order: u64,
+        by: Option<String>,
+        at: Millis,
+    },
+    /// The step called at `counter` is done and `stops` are added; steps
+    /// at later stages move back by `shift` (rule 49).
+    TicketSent {
+        id: String,
+        counter: String,
+        step: usize,
+        stops: Vec<NewStep>,
+        shift: u32,
+        by: Option<String>,
+        at: Millis,
+    },
+    TicketHeld {
+        id: String,
+        counter: String,
+        step: usize,
+        reason: String,
+        by: Option<String>,
+        at: Millis,
+    },
+    TicketRequeued {
+        id: String,
+        counter: String,
+        step: usize,
+        front: bool,
+        by: Option<String>,
+        at: Millis,
+    },
+    TicketCancelled {
+        id: String,
+        counter: String,
+        reason: String,
         by: Option<String>,
         at: Millis,
     },
@@ -267,17 +476,44 @@ pub enum Event {
     },
 }
 
-/// Rule 18's priority run of a counter after it calls `t`: one more for a
-/// ticket with a priority class, else back to 0.
-fn run_after_call(run: u32, t: &TicketRec) -> u32 {
-    if t.priority.is_some() { run + 1 } else { 0 }
-}
-
 impl Event {
     /// Queue events get a `seq` and go to every client; the rest are private.
     pub fn is_public(&self) -> bool {
         !matches!(self, Event::FeedbackGiven { .. })
     }
+
+    /// The ticket an event is about.
+    pub fn ticket_id(&self) -> Option<&str> {
+        match self {
+            Event::TicketIssued { ticket, .. } => Some(&ticket.id),
+            Event::TicketCalled { id, .. }
+            | Event::TicketRecalled { id, .. }
+            | Event::TicketDone { id, .. }
+            | Event::TicketNoShow { id, .. }
+            | Event::TicketTransferred { id, .. }
+            | Event::TicketSent { id, .. }
+            | Event::TicketHeld { id, .. }
+            | Event::TicketRequeued { id, .. }
+            | Event::TicketCancelled { id, .. }
+            | Event::FeedbackGiven { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// A ticket named in a counter action: by id or by today's number (rule 60).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Named {
+    Id(String),
+    Number(String),
+}
+
+/// A stop of a `send`, as asked (rule 49).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopReq {
+    pub service: String,
+    pub counter: Option<String>,
+    pub stage: Option<u32>,
 }
 
 /// A command from staff, a kiosk or the clock.
@@ -314,6 +550,36 @@ pub enum Command {
         by: Option<String>,
         service: String,
         front: bool,
+    },
+    Send {
+        counter: String,
+        by: Option<String>,
+        stops: Vec<StopReq>,
+        return_here: bool,
+        ticket: Option<String>,
+    },
+    Call {
+        counter: String,
+        by: Option<String>,
+        ticket: Named,
+    },
+    Hold {
+        counter: String,
+        by: Option<String>,
+        reason: String,
+        ticket: Option<String>,
+    },
+    Requeue {
+        counter: String,
+        by: Option<String>,
+        ticket: Named,
+        front: bool,
+    },
+    Cancel {
+        counter: String,
+        by: Option<String>,
+        reason: String,
+        ticket: Option<Named>,
     },
     Open {
         counter: String,
@@ -355,6 +621,16 @@ pub enum Rejection {
         "request_id đã dùng cho một yêu cầu khác (request_id reused with a different service or priority)"
     )]
     RequestIdReused,
+    #[error("Số này đang được phục vụ ở quầy khác (the ticket is at another counter)")]
+    TicketBusy,
+    #[error("Số này không chờ ở quầy này (the ticket is not waiting at this counter)")]
+    NotCallable,
+    #[error(
+        "Không gọi lại được số này: không vắng mặt ở quầy này hôm nay hoặc đã quá thời gian cho phép (not requeueable)"
+    )]
+    NotRequeueable,
+    #[error("Cần gọi thêm trước khi đánh dấu vắng mặt (too few calls before a no-show)")]
+    TooFewCalls,
 }
 
 impl Rejection {
@@ -370,6 +646,10 @@ impl Rejection {
             Rejection::NotServed => "not_served",
             Rejection::AlreadyRated => "already_rated",
             Rejection::RequestIdReused => "request_id_reused",
+            Rejection::TicketBusy => "ticket_busy",
+            Rejection::NotCallable => "not_callable",
+            Rejection::NotRequeueable => "not_requeueable",
+            Rejection::TooFewCalls => "too_few_calls",
         }
     }
 }
@@ -391,6 +671,9 @@ pub struct Applied {
     /// Events to persist, in order; may be non-empty even when the command was
     /// refused (a day rollover happened first).
     pub events: Vec<Event>,
+    /// Each event as clients see it, rendered right after it was applied
+    /// (`None` for private events).
+    pub wire: Vec<Option<WireEvent>>,
     /// Days closed by this command, for the archive.
     pub archives: Vec<DayArchive>,
     pub result: Option<Result<Subject, Rejection>>,
@@ -417,22 +700,24 @@ pub struct RecentCallRec {
     pub counter: String,
     pub service: String,
     pub at: Millis,
+    #[serde(default)]
+    pub returning: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Queue {
-    /// (bucket, order) -> ticket index.
-    waiting: BTreeMap<(u8, u64), usize>,
-    /// Waiting tickets per bucket.
-    counts: Vec<u32>,
-}
+/// A step of a ticket: (ticket index, step index).
+pub type StepRef = (usize, usize);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 struct CounterState {
     open: bool,
-    serving: Option<usize>,
+    /// The step called here.
+    serving: Option<StepRef>,
     /// Priority calls in a row (rule 18).
     run: u32,
+    /// Returning calls in a row (rule 53).
+    returning_run: u32,
+    /// Steps held here, earliest hold first (rule 56).
+    held: Vec<StepRef>,
 }
 
 /// The whole live state of the site for the current day.
@@ -442,24 +727,28 @@ pub struct State {
     day: Option<NaiveDate>,
     tickets: Vec<TicketRec>,
     by_id: HashMap<String, usize>,
-    queues: Vec<Queue>,
+    by_number: HashMap<String, usize>,
+    lines: Lines,
     counters: Vec<CounterState>,
     numbers: Vec<u32>,
     idem: HashMap<(String, String), IdemRec>,
+    /// The last join number handed out (`StepRec::join`).
     order_seq: u64,
     recent: VecDeque<RecentCallRec>,
-    /// Per service: service times (ms) of the last done tickets, and today's count.
+    /// Per service: service times (ms) of the last done steps, and today's count.
     service_times: Vec<VecDeque<Millis>>,
     done_today: Vec<u32>,
 }
 
 /// The portable form of `State`, keyed by ids rather than indexes, so a
-/// snapshot survives configuration changes.
+/// snapshot survives configuration changes. Lines and counters' called and
+/// held steps are rebuilt from the tickets.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct StateSnapshot {
     pub day: Option<NaiveDate>,
     pub tickets: Vec<TicketRec>,
-    counters: Vec<(String, bool, Option<String>, u32)>,
+    /// (counter, open, (unused: the called ticket), priority run[, returning run]).
+    counters: Vec<SnapCounter>,
     numbers: Vec<(String, u32)>,
     idem: Vec<(String, String, IdemRec)>,
     order_seq: u64,
@@ -467,26 +756,28 @@ pub struct StateSnapshot {
     service_times: Vec<(String, Vec<Millis>, u32)>,
 }
 
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(untagged)]
+enum SnapCounter {
+    Current(String, bool, u32, u32),
+    /// Written before visits: (id, open, called ticket, run).
+    Legacy(String, bool, Option<String>, u32),
+}
+
 impl State {
     pub fn new(site: Arc<Site>) -> State {
         let ns = site.services.len();
         let nc = site.counters.len();
-        let nb = site.classes.len() + 2;
         State {
             day: None,
             tickets: Vec::new(),
             by_id: HashMap::new(),
-            queues: (0..ns)
-                .map(|_| Queue {
-                    waiting: BTreeMap::new(),
-                    counts: vec![0; nb],
-                })
-                .collect(),
+            by_number: HashMap::new(),
+            lines: Lines::new(&site),
             counters: vec![
                 CounterState {
                     open: true,
-                    serving: None,
-                    run: 0
+                    ..CounterState::default()
                 };
                 nc
             ],
@@ -516,12 +807,22 @@ impl State {
         &self.tickets
     }
 
+    /// Waiting steps of a service, busy ones included (rule 52).
     pub fn waiting_count(&self, service: usize) -> u32 {
-        self.queues[service].waiting.len() as u32
+        self.lines.waiting(service)
     }
 
+    /// The ticket called at a counter.
     pub fn serving(&self, counter: usize) -> Option<&TicketRec> {
-        self.counters[counter].serving.map(|i| &self.tickets[i])
+        self.counters[counter].serving.map(|(t, _)| &self.tickets[t])
+    }
+
+    /// Whether a ticket has a step called: its waiting steps are busy (rule 51).
+    fn busy(&self, t: usize) -> bool {
+        self.tickets[t]
+            .steps
+            .iter()
+            .any(|s| s.status == TicketStatus::Called)
     }
 
     /// `true` when `now` belongs to a later day than the state's.
@@ -550,17 +851,69 @@ impl State {
         out
     }
 
-    /// Applies `e` and adds it (and the day it closes, if any) to `out`.
+    /// Applies `e`, renders it with the services it changed, and adds it
+    /// (and the day it closes, if any) to `out`.
     fn record(&mut self, e: Event, out: &mut Applied) {
+        let touched = self.touched_services(&e);
+        let before: Vec<_> = touched.iter().map(|&s| self.board_service(s)).collect();
         if let Some(a) = self.apply_event(&e) {
             out.archives.push(a);
         }
+        let changed: Vec<_> = touched
+            .iter()
+            .zip(before)
+            .filter_map(|(&s, b)| {
+                let now = self.board_service(s);
+                (now != b).then_some(now)
+            })
+            .collect();
+        out.wire.push(self.render_event(&e, changed));
         out.events.push(e);
+    }
+
+    /// The services whose board entries an event may change.
+    fn touched_services(&self, e: &Event) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::new();
+        let mut add = |id: &str| {
+            if let Some(s) = self.site.service_idx(id)
+                && !out.contains(&s)
+            {
+                out.push(s);
+            }
+        };
+        if let Event::TicketIssued { ticket, .. } = e {
+            add(&ticket.issued_service);
+        }
+        if let Some(t) = e.ticket_id().and_then(|id| self.ticket(id)) {
+            for s in &t.steps {
+                add(&s.service);
+            }
+        }
+        match e {
+            Event::TicketTransferred { service, .. } => add(service),
+            Event::TicketSent { stops, .. } => stops.iter().for_each(|s| add(&s.service)),
+            _ => {}
+        }
+        out
     }
 
     // ------------------------------------------------------------ snapshots
 
     pub fn to_snapshot(&self) -> StateSnapshot {
+        let by_service = |v: &[u32]| -> Vec<(String, u32)> {
+            self.site
+                .services
+                .iter()
+                .zip(v)
+                .map(|(d, n)| (d.id.clone(), *n))
+                .collect()
+        };
+        let mut idem: Vec<_> = self
+            .idem
+            .iter()
+            .map(|((s, r), rec)| (s.clone(), r.clone(), rec.clone()))
+            .collect();
+        idem.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         StateSnapshot {
             day: self.day,
             tickets: self.tickets.clone(),
@@ -569,31 +922,10 @@ impl State {
                 .counters
                 .iter()
                 .zip(&self.counters)
-                .map(|(d, c)| {
-                    (
-                        d.id.clone(),
-                        c.open,
-                        c.serving.map(|i| self.tickets[i].id.clone()),
-                        c.run,
-                    )
-                })
+                .map(|(d, c)| SnapCounter::Current(d.id.clone(), c.open, c.run, c.returning_run))
                 .collect(),
-            numbers: self
-                .site
-                .services
-                .iter()
-                .zip(&self.numbers)
-                .map(|(d, n)| (d.id.clone(), *n))
-                .collect(),
-            idem: {
-                let mut v: Vec<_> = self
-                    .idem
-                    .iter()
-                    .map(|((s, r), rec)| (s.clone(), r.clone(), rec.clone()))
-                    .collect();
-                v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-                v
-            },
+            numbers: by_service(&self.numbers),
+            idem,
             order_seq: self.order_seq,
             recent: self.recent.iter().cloned().collect(),
             service_times: self
@@ -602,11 +934,8 @@ impl State {
                 .iter()
                 .enumerate()
                 .map(|(i, d)| {
-                    (
-                        d.id.clone(),
-                        self.service_times[i].iter().copied().collect(),
-                        self.done_today[i],
-                    )
+                    let times = self.service_times[i].iter().copied().collect();
+                    (d.id.clone(), times, self.done_today[i])
                 })
                 .collect(),
         }
@@ -617,21 +946,19 @@ impl State {
         st.day = snap.day;
         st.order_seq = snap.order_seq;
         st.tickets = snap.tickets;
-        for (i, t) in st.tickets.iter().enumerate() {
-            st.by_id.insert(t.id.clone(), i);
-        }
         for i in 0..st.tickets.len() {
-            if st.tickets[i].status == TicketStatus::Waiting {
-                st.enqueue(i);
-            }
+            st.index_ticket(i);
+            st.place_steps(i);
         }
-        for (id, open, serving, run) in snap.counters {
+        st.sort_held();
+        for c in snap.counters {
+            let (id, open, run, returning_run) = match c {
+                SnapCounter::Current(id, open, run, rr) => (id, open, run, rr),
+                SnapCounter::Legacy(id, open, _, run) => (id, open, run, 0),
+            };
             if let Some(c) = st.site.counter_idx(&id) {
-                st.counters[c] = CounterState {
-                    open,
-                    serving: serving.and_then(|t| st.by_id.get(&t).copied()),
-                    run,
-                };
+                let cs = &mut st.counters[c];
+                (cs.open, cs.run, cs.returning_run) = (open, run, returning_run);
             }
         }
         for (id, n) in snap.numbers {
@@ -650,5 +977,32 @@ impl State {
             }
         }
         st
+    }
+
+    /// Puts a restored ticket's steps where they are: waiting ones in their
+    /// lines, called and held ones at their counters.
+    fn place_steps(&mut self, t: usize) {
+        let mut held: Vec<(usize, usize)> = Vec::new();
+        for k in 0..self.tickets[t].steps.len() {
+            let s = &self.tickets[t].steps[k];
+            let counter = s.counter.as_deref().and_then(|c| self.site.counter_idx(c));
+            match (s.status, counter) {
+                (TicketStatus::Waiting, _) => self.enqueue((t, k)),
+                (TicketStatus::Called, Some(c)) => self.counters[c].serving = Some((t, k)),
+                (TicketStatus::Held, Some(c)) => held.push((c, k)),
+                _ => {}
+            }
+        }
+        for (c, k) in held {
+            self.counters[c].held.push((t, k));
+        }
+    }
+
+    /// Each counter's held steps, earliest hold first.
+    fn sort_held(&mut self) {
+        let tickets = &self.tickets;
+        for c in &mut self.counters {
+            c.held.sort_by_key(|&(t, k)| tickets[t].steps[k].held_at);
+        }
     }
 }

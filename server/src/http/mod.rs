@@ -172,13 +172,12 @@ async fn counter_action(
         "no-show" => CounterAction::NoShow,
         "open" => CounterAction::Open,
         "close" => CounterAction::Close,
-        _ => {
-            let req: TransferRequest = parse(&headers, &body)?;
-            CounterAction::Transfer {
-                service: req.service,
-                front: req.front,
-            }
-        }
+        "transfer" => CounterAction::Transfer(parse(&headers, &body)?),
+        "send" => CounterAction::Send(parse(&headers, &body)?),
+        "call" => CounterAction::Call(parse(&headers, &body)?),
+        "hold" => CounterAction::Hold(parse(&headers, &body)?),
+        "requeue" => CounterAction::Requeue(parse(&headers, &body)?),
+        _ => CounterAction::Cancel(parse(&headers, &body)?),
     };
     let outcome = app.counter(&who, &path.counter, action).await?;
     Ok(ticket_response(outcome))

@@ -194,7 +194,7 @@ impl Hub {
         let id = id.to_string();
         let site = self.shared.site.clone();
         let rec = self.store_read(move |s| s.archived_ticket(&id)).await?;
-        Ok(rec.map(|t| render_record(&site, &t, None, None)))
+        Ok(rec.map(|t| render_record(&site, &t)))
     }
 
     /// `GET /api/v1/site`.
