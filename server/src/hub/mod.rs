@@ -350,27 +350,34 @@ impl Writer {
         }
         let shared = self.shared.clone();
         let mut core = shared.core.blocking_write();
-        let replies = if self.recovered(&mut core) {
+        let (replies, broadcasts) = if self.recovered(&mut core) {
             let plan = core.planner.plan(inputs, self.clock.now_ms());
             self.commit(&mut core, plan)
         } else {
             let why = "Hệ thống tạm thời không lưu được dữ liệu (the store is unavailable)";
-            inputs
+            let refused = inputs
                 .iter()
                 .map(|_| Some(Err(HubError::Unavailable(why.into()))))
-                .collect()
+                .collect();
+            (refused, vec![])
         };
-        drop(core);
+        // Answers first (the commit's clients wait for them), then the
+        // broadcast, still under the lock so that no subscriber misses it.
         for (reply, to) in replies.into_iter().zip(waiting) {
             if let (Some(reply), Some(to)) = (reply, to) {
                 let _ = to.send(reply);
             }
         }
+        for frames in broadcasts {
+            let _ = core.tx.send(frames.into());
+        }
+        drop(core);
         shutdown
     }
 
-    /// Stores a plan's batch; then broadcasts. The replies to send.
-    fn commit(&mut self, core: &mut Core, mut plan: Plan) -> Vec<Option<Reply>> {
+    /// Stores a plan's batch. The replies to send, and the frames to
+    /// broadcast once they are sent (the events', then the devices').
+    fn commit(&mut self, core: &mut Core, mut plan: Plan) -> (Vec<Option<Reply>>, Vec<Vec<Frame>>) {
         let stored = if plan.batch.is_empty() {
             Ok(Appended { index: self.index })
         } else {
@@ -386,16 +393,18 @@ impl Writer {
             Ok(appended) => Ok(appended),
             Err(e) => self.failed(core, e),
         };
+        let mut broadcasts = Vec::with_capacity(2);
         match stored {
-            Ok(appended) => self.committed(core, &plan, appended),
+            Ok(appended) => broadcasts.push(self.committed(core, &plan, appended)),
             Err(e) => {
                 for r in plan.replies.iter_mut().flatten() {
                     *r = Err(e.clone());
                 }
             }
         }
-        self.devices_changed(core, &plan);
-        plan.replies
+        broadcasts.push(self.devices_changed(&plan));
+        broadcasts.retain(|b| !b.is_empty());
+        (plan.replies, broadcasts)
     }
 
     /// After a failed commit: what became of it. `Ok` when it is stored
@@ -452,9 +461,9 @@ impl Writer {
         }
     }
 
-    /// What follows a durable commit: gauges, snapshot, the resume ring and
-    /// the broadcast of the batch's events.
-    fn committed(&mut self, core: &mut Core, plan: &Plan, appended: Appended) {
+    /// What follows a durable commit: gauges, snapshot, the resume ring;
+    /// the batch's frames to broadcast.
+    fn committed(&mut self, core: &mut Core, plan: &Plan, appended: Appended) -> Vec<Frame> {
         self.index = appended.index;
         self.shared.metrics.tickets_issued.inc_by(plan.issued);
         self.maybe_snapshot(core);
@@ -471,24 +480,18 @@ impl Writer {
         while core.ring.len() > RESUME_RING {
             core.ring.pop_front();
         }
-        self.broadcast(core, frames);
+        frames
     }
 
-    /// Printer gauges, then the admins' device frames (not durable: sent
-    /// whatever became of the commit).
-    fn devices_changed(&self, core: &Core, plan: &Plan) {
+    /// Printer gauges; the admins' device frames to broadcast (not
+    /// durable: sent whatever became of the commit).
+    fn devices_changed(&self, plan: &Plan) -> Vec<Frame> {
         for o in &plan.device_frames {
             if let ServerMessage::Device { device } = &o.message {
                 self.shared.metrics.set_printer(&device.id, device.printer);
             }
         }
-        self.broadcast(core, plan.device_frames.iter().map(Frame::encode).collect());
-    }
-
-    fn broadcast(&self, core: &Core, frames: Vec<Frame>) {
-        if !frames.is_empty() {
-            let _ = core.tx.send(frames.into());
-        }
+        plan.device_frames.iter().map(Frame::encode).collect()
     }
 
     fn prune_sessions(&self) {

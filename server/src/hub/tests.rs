@@ -51,8 +51,10 @@ fn stored(store: &MemStore) -> Vec<String> {
         .collect()
 }
 
-/// The seqs of the event frames a subscriber has received so far.
-fn received(rx: &mut broadcast::Receiver<Frames>) -> Vec<u64> {
+/// The seqs of the event frames a subscriber has received so far (a query
+/// first: it waits until the batch being committed is broadcast).
+async fn received(hub: &Hub, rx: &mut broadcast::Receiver<Frames>) -> Vec<u64> {
+    hub.seq().await;
     let mut out = vec![];
     while let Ok(frames) = rx.try_recv() {
         out.extend(frames.iter().filter_map(|f| f.seq));
@@ -125,7 +127,7 @@ async fn a_failed_commit_is_refused_keeps_nothing_and_the_next_goes_on() {
     // Its number was never acknowledged: the next ticket takes it, and the
     // stream goes on without a gap.
     assert_eq!(number(&hub, 2).await.unwrap(), "A001");
-    assert_eq!(received(&mut rx), [2]);
+    assert_eq!(received(&hub, &mut rx).await, [2]);
     assert_eq!(hub.seq().await, 2);
 }
 
@@ -138,7 +140,7 @@ async fn an_unknown_outcome_that_landed_is_answered_as_done() {
     assert_eq!(number(&hub, 1).await.unwrap(), "A001");
     assert_eq!(number(&hub, 2).await.unwrap(), "A002");
     assert_eq!(stored(&store), ["tk_1", "tk_2"]);
-    assert_eq!(received(&mut rx), [2, 3]);
+    assert_eq!(received(&hub, &mut rx).await, [2, 3]);
 }
 
 #[tokio::test]
