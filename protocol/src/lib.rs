@@ -54,7 +54,10 @@ impl TicketStatus {
     pub fn is_open(self) -> bool {
         matches!(
             self,
-            TicketStatus::Pending | TicketStatus::Waiting | TicketStatus::Called | TicketStatus::Held
+            TicketStatus::Pending
+                | TicketStatus::Waiting
+                | TicketStatus::Called
+                | TicketStatus::Held
         )
     }
 }
@@ -498,13 +501,18 @@ impl ServerMessage {
     /// tickets without `reason` (§10).
     pub fn for_displays(&self) -> Option<ServerMessage> {
         match self {
-            ServerMessage::Event { seq, event } if event.ticket.as_ref().is_some_and(Ticket::has_reason) => {
+            ServerMessage::Event { seq, event }
+                if event.ticket.as_ref().is_some_and(Ticket::has_reason) =>
+            {
                 let mut event = event.clone();
                 event.ticket = event.ticket.map(|t| t.without_reasons());
                 Some(ServerMessage::Event { seq: *seq, event })
             }
             ServerMessage::Snapshot { seq, state }
-                if state.counters.iter().any(|c| c.serving.as_ref().is_some_and(Ticket::has_reason)) =>
+                if state
+                    .counters
+                    .iter()
+                    .any(|c| c.serving.as_ref().is_some_and(Ticket::has_reason)) =>
             {
                 let mut state = state.clone();
                 for c in &mut state.counters {

@@ -467,9 +467,11 @@ fn named(ticket: Option<String>, number: Option<String>) -> Result<Option<Named>
     match (ticket, number) {
         (Some(_), Some(_)) => Err(one_of()),
         (Some(id), None) => Ok(Some(Named::Id(id))),
-        (None, Some(n)) if n.is_empty() || n.chars().count() > MAX_NUMBER => Err(
-            ApiError::bad_request("number phải từ 1 đến 16 ký tự (number must be 1 to 16 characters)"),
-        ),
+        (None, Some(n)) if n.is_empty() || n.chars().count() > MAX_NUMBER => {
+            Err(ApiError::bad_request(
+                "number phải từ 1 đến 16 ký tự (number must be 1 to 16 characters)",
+            ))
+        }
         (None, Some(n)) => Ok(Some(Named::Number(n))),
         (None, None) => Ok(None),
     }

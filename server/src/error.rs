@@ -81,7 +81,11 @@ impl From<Rejection> for ApiError {
             | Rejection::NothingCalled
             | Rejection::NotServed
             | Rejection::AlreadyRated
-            | Rejection::RequestIdReused => StatusCode::CONFLICT,
+            | Rejection::RequestIdReused
+            | Rejection::TicketBusy
+            | Rejection::NotCallable
+            | Rejection::NotRequeueable
+            | Rejection::TooFewCalls => StatusCode::CONFLICT,
         };
         ApiError::new(status, r.code(), r.to_string())
     }

@@ -129,8 +129,12 @@ pub fn daily(cfg: &SiteConfig, day: &str, tickets: &[TicketRec]) -> DailyReport 
         for (k, step) in t.steps.iter().enumerate() {
             let rows = [
                 Some(services.entry(step.service.as_str()).or_default()),
-                step.counter.as_deref().map(|c| counters.entry(c).or_default()),
-                step.finished_by.as_deref().map(|u| staff.entry(u).or_default()),
+                step.counter
+                    .as_deref()
+                    .map(|c| counters.entry(c).or_default()),
+                step.finished_by
+                    .as_deref()
+                    .map(|u| staff.entry(u).or_default()),
             ];
             match step.status {
                 TicketStatus::Done => {

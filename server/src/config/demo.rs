@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use chrono::NaiveTime;
 
 use super::types::{
-    Counter, DEFAULT_PRIORITY_CLASSES, Device, DeviceRole, Priority, Server, Service, Site,
-    SiteConfig, User, UserRole, Queue, Reports};
+    Counter, DEFAULT_PRIORITY_CLASSES, Device, DeviceRole, Priority, Queue, Reports, Server,
+    Service, Site, SiteConfig, User, UserRole,
+};
 use crate::secret::{hash_password, sha256_hex};
 
 /// Secrets of the demo site, printed at start-up.

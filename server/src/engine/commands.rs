@@ -198,7 +198,13 @@ impl State {
     // ------------------------------------------------------------ counter work
 
     /// The event that ends the step called at `counter` (rule 22's first half).
-    fn finish_called(&self, c: usize, counter: &str, by: &Option<String>, now: Millis) -> Option<Event> {
+    fn finish_called(
+        &self,
+        c: usize,
+        counter: &str,
+        by: &Option<String>,
+        now: Millis,
+    ) -> Option<Event> {
         let (t, k) = self.counters[c].serving?;
         Some(Event::TicketDone {
             id: self.id_of(t),
@@ -216,7 +222,10 @@ impl State {
             return Err(Rejection::CounterClosed);
         }
         let (t, k) = self.pick_next(c).ok_or(Rejection::QueueEmpty)?;
-        let mut events: Vec<Event> = self.finish_called(c, &counter, &by, now).into_iter().collect();
+        let mut events: Vec<Event> = self
+            .finish_called(c, &counter, &by, now)
+            .into_iter()
+            .collect();
         let id = self.id_of(t);
         events.push(Event::TicketCalled {
             id: id.clone(),
@@ -229,19 +238,43 @@ impl State {
     }
 
     /// Recall, done or no-show of the step called at the counter.
-    fn decide_called(&self, counter: String, by: Option<String>, now: Millis, act: Act) -> Decision {
+    fn decide_called(
+        &self,
+        counter: String,
+        by: Option<String>,
+        now: Millis,
+        act: Act,
+    ) -> Decision {
         let c = self.counter_of(&counter)?;
         let (t, step) = self.called_at(c)?;
         let id = self.id_of(t);
         let (id2, at) = (id.clone(), now);
         let e = match act {
-            Act::Recall => Event::TicketRecalled { id: id2, counter, step, by, at },
-            Act::Done => Event::TicketDone { id: id2, counter, step, by, at },
+            Act::Recall => Event::TicketRecalled {
+                id: id2,
+                counter,
+                step,
+                by,
+                at,
+            },
+            Act::Done => Event::TicketDone {
+                id: id2,
+                counter,
+                step,
+                by,
+                at,
+            },
             Act::NoShow => {
                 if self.tickets[t].steps[step].calls < self.site.min_calls {
                     return Err(Rejection::TooFewCalls);
                 }
-                Event::TicketNoShow { id: id2, counter, step, by, at }
+                Event::TicketNoShow {
+                    id: id2,
+                    counter,
+                    step,
+                    by,
+                    at,
+                }
             }
         };
         Ok((vec![e], Subject::Ticket(id)))
@@ -352,7 +385,13 @@ impl State {
     }
 
     /// Rule 61: call a chosen ticket here.
-    fn decide_call(&self, counter: String, by: Option<String>, named: Named, now: Millis) -> Decision {
+    fn decide_call(
+        &self,
+        counter: String,
+        by: Option<String>,
+        named: Named,
+        now: Millis,
+    ) -> Decision {
         let c = self.counter_of(&counter)?;
         let t = self.named(&named)?;
         let id = self.id_of(t);
@@ -363,7 +402,10 @@ impl State {
             return Err(Rejection::CounterClosed);
         }
         let k = self.callable_here(t, c)?;
-        let mut events: Vec<Event> = self.finish_called(c, &counter, &by, now).into_iter().collect();
+        let mut events: Vec<Event> = self
+            .finish_called(c, &counter, &by, now)
+            .into_iter()
+            .collect();
         events.push(Event::TicketCalled {
             id: id.clone(),
             counter,
@@ -389,7 +431,9 @@ impl State {
         });
         match here {
             Some(k) => Ok(k),
-            None if steps.iter().any(|s| s.status == TicketStatus::Held) => Err(Rejection::TicketBusy),
+            None if steps.iter().any(|s| s.status == TicketStatus::Held) => {
+                Err(Rejection::TicketBusy)
+            }
             None => Err(Rejection::NotCallable),
         }
     }
@@ -441,7 +485,9 @@ impl State {
     ) -> Decision {
         let c = self.counter_of(&counter)?;
         let t = self.named(&named)?;
-        let step = self.requeueable(t, c, now).ok_or(Rejection::NotRequeueable)?;
+        let step = self
+            .requeueable(t, c, now)
+            .ok_or(Rejection::NotRequeueable)?;
         let id = self.id_of(t);
         let requeued = Event::TicketRequeued {
             id: id.clone(),
@@ -466,7 +512,9 @@ impl State {
             .steps
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.no_show && s.status == TicketStatus::NoShow && s.counter.as_deref() == here)
+            .filter(|(_, s)| {
+                s.no_show && s.status == TicketStatus::NoShow && s.counter.as_deref() == here
+            })
             .filter_map(|(k, s)| Some((s.finished_at?, k)))
             .max()
             .filter(|(at, _)| now - at <= self.site.no_show_grace_ms)
@@ -601,7 +649,9 @@ fn check_stops(stops: &[StopReq]) -> Result<u32, Rejection> {
             .iter()
             .any(|b| b.service == a.service && b.counter == a.counter)
         {
-            return bad("Hai điểm đến trùng dịch vụ và quầy (two stops with the same service and counter)");
+            return bad(
+                "Hai điểm đến trùng dịch vụ và quầy (two stops with the same service and counter)",
+            );
         }
     }
     Ok(m)

@@ -55,7 +55,9 @@ impl Line {
         let in_bucket = if after_in_bucket < 64 {
             self.counts[b] - 1 - after_in_bucket
         } else {
-            self.waiting.range((place.0, Millis::MIN, 0, 0)..place).count() as u32
+            self.waiting
+                .range((place.0, Millis::MIN, 0, 0)..place)
+                .count() as u32
         };
         before + in_bucket + 1
     }

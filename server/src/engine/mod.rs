@@ -22,6 +22,8 @@ mod order;
 pub mod render;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod visit_tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -814,7 +816,9 @@ impl State {
 
     /// The ticket called at a counter.
     pub fn serving(&self, counter: usize) -> Option<&TicketRec> {
-        self.counters[counter].serving.map(|(t, _)| &self.tickets[t])
+        self.counters[counter]
+            .serving
+            .map(|(t, _)| &self.tickets[t])
     }
 
     /// Whether a ticket has a step called: its waiting steps are busy (rule 51).

@@ -59,7 +59,13 @@ impl State {
             }
         }
         let cs = &self.counters[c];
-        self.walk(lines, def.policy, def.returning_ratio, cs.run, cs.returning_run)
+        self.walk(
+            lines,
+            def.policy,
+            def.returning_ratio,
+            cs.run,
+            cs.returning_run,
+        )
     }
 
     /// The order in which a counter serving only `service`'s shared line
@@ -130,7 +136,7 @@ impl CallOrder<'_> {
         None
     }
 
-    fn any(&self, cursors: &mut [Cursor<'_>]) -> bool {
+    fn any_callable(&self, cursors: &mut [Cursor<'_>]) -> bool {
         cursors.iter_mut().any(|c| self.peek(c).is_some())
     }
 
@@ -181,9 +187,9 @@ impl CallOrder<'_> {
         let mut returning = std::mem::take(&mut self.returning);
         let mut priority = std::mem::take(&mut self.priority);
         let mut normal = std::mem::take(&mut self.normal);
-        let returning_waits = self.any(&mut returning);
-        let priority_waits = self.any(&mut priority);
-        let normal_waits = self.any(&mut normal);
+        let returning_waits = self.any_callable(&mut returning);
+        let priority_waits = self.any_callable(&mut priority);
+        let normal_waits = self.any_callable(&mut normal);
         let others = priority_waits || normal_waits;
         let got = if returning_waits
             && (self.returning_ratio == 0 || !others || self.returning_run < self.returning_ratio)
@@ -215,8 +221,12 @@ impl Iterator for CallOrder<'_> {
         };
         let (t, k) = r;
         let ticket = &self.state.tickets[t];
-        (self.run, self.returning_run) =
-            runs_after_call(self.run, self.returning_run, ticket, ticket.steps[k].returning);
+        (self.run, self.returning_run) = runs_after_call(
+            self.run,
+            self.returning_run,
+            ticket,
+            ticket.steps[k].returning,
+        );
         self.taken.push(t);
         Some(r)
     }

@@ -326,16 +326,90 @@ pub fn finished_at(t: &TicketRec) -> Option<Millis> {
 /// The ticket, counter, step, time and kind of a ticket event.
 fn ticket_event_parts(e: &Event) -> Option<(&str, Option<&str>, Option<usize>, Millis, EventKind)> {
     Some(match e {
-        Event::TicketIssued { ticket, .. } => (&ticket.id, None, Some(0), ticket.issued_at, EventKind::TicketIssued),
-        Event::TicketCalled { id, counter, step, at, .. } => (id, Some(counter), Some(*step), *at, EventKind::TicketCalled),
-        Event::TicketRecalled { id, counter, step, at, .. } => (id, Some(counter), Some(*step), *at, EventKind::TicketRecalled),
-        Event::TicketDone { id, counter, step, at, .. } => (id, Some(counter), Some(*step), *at, EventKind::TicketDone),
-        Event::TicketNoShow { id, counter, step, at, .. } => (id, Some(counter), Some(*step), *at, EventKind::TicketNoShow),
-        Event::TicketTransferred { id, counter, step, at, .. } => (id, Some(counter), Some(*step), *at, EventKind::TicketTransferred),
-        Event::TicketSent { id, counter, step, at, .. } => (id, Some(counter), Some(*step), *at, EventKind::TicketSent),
-        Event::TicketHeld { id, counter, step, at, .. } => (id, Some(counter), Some(*step), *at, EventKind::TicketHeld),
-        Event::TicketRequeued { id, counter, step, at, .. } => (id, Some(counter), Some(*step), *at, EventKind::TicketRequeued),
-        Event::TicketCancelled { id, counter, at, .. } => (id, Some(counter), None, *at, EventKind::TicketCancelled),
+        Event::TicketIssued { ticket, .. } => (
+            &ticket.id,
+            None,
+            Some(0),
+            ticket.issued_at,
+            EventKind::TicketIssued,
+        ),
+        Event::TicketCalled {
+            id,
+            counter,
+            step,
+            at,
+            ..
+        } => (id, Some(counter), Some(*step), *at, EventKind::TicketCalled),
+        Event::TicketRecalled {
+            id,
+            counter,
+            step,
+            at,
+            ..
+        } => (
+            id,
+            Some(counter),
+            Some(*step),
+            *at,
+            EventKind::TicketRecalled,
+        ),
+        Event::TicketDone {
+            id,
+            counter,
+            step,
+            at,
+            ..
+        } => (id, Some(counter), Some(*step), *at, EventKind::TicketDone),
+        Event::TicketNoShow {
+            id,
+            counter,
+            step,
+            at,
+            ..
+        } => (id, Some(counter), Some(*step), *at, EventKind::TicketNoShow),
+        Event::TicketTransferred {
+            id,
+            counter,
+            step,
+            at,
+            ..
+        } => (
+            id,
+            Some(counter),
+            Some(*step),
+            *at,
+            EventKind::TicketTransferred,
+        ),
+        Event::TicketSent {
+            id,
+            counter,
+            step,
+            at,
+            ..
+        } => (id, Some(counter), Some(*step), *at, EventKind::TicketSent),
+        Event::TicketHeld {
+            id,
+            counter,
+            step,
+            at,
+            ..
+        } => (id, Some(counter), Some(*step), *at, EventKind::TicketHeld),
+        Event::TicketRequeued {
+            id,
+            counter,
+            step,
+            at,
+            ..
+        } => (
+            id,
+            Some(counter),
+            Some(*step),
+            *at,
+            EventKind::TicketRequeued,
+        ),
+        Event::TicketCancelled {
+            id, counter, at, ..
+        } => (id, Some(counter), None, *at, EventKind::TicketCancelled),
         _ => return None,
     })
 }
@@ -345,7 +419,11 @@ fn ticket_event_parts(e: &Event) -> Option<(&str, Option<&str>, Option<usize>, M
 /// steps order), else the one that finished last (the first of several).
 fn top(t: &TicketRec) -> Option<(usize, bool)> {
     let listed = listed(t);
-    for status in [TicketStatus::Called, TicketStatus::Held, TicketStatus::Waiting] {
+    for status in [
+        TicketStatus::Called,
+        TicketStatus::Held,
+        TicketStatus::Waiting,
+    ] {
         if let Some(&k) = listed.iter().find(|&&k| t.steps[k].status == status) {
             return Some((k, true));
         }

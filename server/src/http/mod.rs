@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use luot_protocol::{FeedbackRequest, IssueRequest, LoginRequest, MAX_BODY_BYTES, TransferRequest};
+use luot_protocol::{FeedbackRequest, IssueRequest, LoginRequest, MAX_BODY_BYTES};
 
 use crate::app::{App, AppState, CounterAction};
 use crate::error::ApiError;
