@@ -230,7 +230,7 @@ impl Driver {
             match event {
                 Event::Answer { request_id, answer } => {
                     if let Some(reply) = self.replies.remove(&request_id) {
-                        let _ = reply.send(answer);
+                        let _ = reply.send(answer.map(|t| *t));
                     }
                 }
                 Event::Welcome(w) => {

@@ -68,7 +68,7 @@ pub enum Event {
     /// server's refusal, or the deadline passed. Never two for one request.
     Answer {
         request_id: String,
-        answer: Result<Ticket, IssueError>,
+        answer: Result<Box<Ticket>, IssueError>,
     },
     /// The server welcomed this kiosk; issues can be had.
     Welcome(Welcome),
@@ -279,7 +279,9 @@ impl Session {
                 public_url: site.public_url,
                 services: services.into_iter().map(|s| (s.id, s.name)).collect(),
             }),
-            ServerMessage::Issued { request_id, ticket } => self.answer(&request_id, Ok(ticket)),
+            ServerMessage::Issued { request_id, ticket } => {
+                self.answer(&request_id, Ok(Box::new(ticket)))
+            }
             ServerMessage::Error {
                 request_id: Some(request_id),
                 error,
@@ -335,7 +337,7 @@ impl Session {
 
     /// Reports the answer to `request_id` if it is waiting and was sent;
     /// anything else (a duplicate, a late or a stray answer) is dropped.
-    fn answer(&mut self, request_id: &str, answer: Result<Ticket, IssueError>) {
+    fn answer(&mut self, request_id: &str, answer: Result<Box<Ticket>, IssueError>) {
         let Some(i) = self
             .pending
             .iter()

@@ -1113,6 +1113,9 @@ mod tests {
             day: "2026-11-23".into(),
             position: None,
             estimated_wait_s: None,
+            calls: 1,
+            reason: None,
+            visit: None,
         };
         let frame = serde_json::to_string(&luot_protocol::ServerMessage::Event {
             seq: 42,

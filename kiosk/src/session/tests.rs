@@ -29,6 +29,9 @@ fn ticket(id: &str, number: &str) -> Ticket {
         day: "2026-11-22".into(),
         position: Some(1),
         estimated_wait_s: None,
+        calls: 0,
+        reason: None,
+        visit: None,
     }
 }
 
@@ -139,7 +142,7 @@ impl Kiosk {
         self.events()
             .into_iter()
             .filter_map(|e| match e {
-                Event::Answer { request_id, answer } => Some((request_id, answer)),
+                Event::Answer { request_id, answer } => Some((request_id, answer.map(|t| *t))),
                 _ => None,
             })
             .collect()
@@ -288,6 +291,7 @@ fn only_an_issued_frame_for_a_sent_issue_gives_a_ticket() {
                 from_service: None,
                 at: None,
                 services: None,
+                step: None,
             },
         },
         ServerMessage::Snapshot {
@@ -301,6 +305,7 @@ fn only_an_issued_frame_for_a_sent_issue_gives_a_ticket() {
                     open: true,
                     serving: Some(t.clone()),
                     services: vec![],
+                    held: vec![],
                 }],
                 recent_calls: vec![],
             },

@@ -324,7 +324,9 @@ pub fn finished_at(t: &TicketRec) -> Option<Millis> {
 }
 
 /// The ticket, counter, step, time and kind of a ticket event.
-fn ticket_event_parts(e: &Event) -> Option<(&str, Option<&str>, Option<usize>, Millis, EventKind)> {
+type Parts<'a> = (&'a str, Option<&'a str>, Option<usize>, Millis, EventKind);
+
+fn ticket_event_parts(e: &Event) -> Option<Parts<'_>> {
     Some(match e {
         Event::TicketIssued { ticket, .. } => (
             &ticket.id,
