@@ -59,6 +59,10 @@ pub struct Plan {
     pub no_show: f64,
     pub recall: f64,
     pub rating: f64,
+    /// Visits with several stops (§9): the share of patients a room sends to
+    /// one of `tests` and back, instead of finishing them.
+    pub send_to_tests: f64,
+    pub tests: Vec<String>,
 }
 
 /// One acknowledged ticket, as the kiosk got it.
@@ -522,6 +526,25 @@ async fn console_post(
     Ok((status, r.json().await.unwrap_or(Value::Null)))
 }
 
+/// A room sends `send_to_tests` of its patients to a test and back (the
+/// one-way flow); a patient coming back, or called at a test, is done.
+fn send_to_test(ctx: &Ctx, ticket: &Value) -> Option<Value> {
+    let tests = &ctx.plan.tests;
+    let service = ticket["service"].as_str().unwrap_or_default();
+    let back = ticket["visit"]["steps"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s["status"] == "called" && s["returning"] == true));
+    if tests.is_empty() || back || tests.iter().any(|t| t == service) {
+        return None;
+    }
+    let mut rng = rand::rng();
+    if !rng.random_bool(ctx.plan.send_to_tests.clamp(0.0, 1.0)) {
+        return None;
+    }
+    let test = &tests[rng.random_range(0..tests.len())];
+    Some(json!({"stops": [{"service": test}], "return": true}))
+}
+
 async fn console(ctx: Arc<Ctx>, idx: usize, counter: String, mut token: String) {
     let who = ctx.target.staff[idx % ctx.target.staff.len()].clone();
     let c = ctx.counter_index[&counter];
@@ -559,8 +582,12 @@ async fn console(ctx: Arc<Ctx>, idx: usize, counter: String, mut token: String) 
                     let _ = console_post(&ctx, &token, &counter, "recall", None).await;
                 }
                 pause(uniform(lo, hi) / 2.0).await;
-                let end = if no_show { "no-show" } else { "done" };
-                let _ = console_post(&ctx, &token, &counter, end, None).await;
+                let (end, body) = match send_to_test(&ctx, &ticket) {
+                    Some(stop) if !no_show => ("send", Some(stop)),
+                    _ if no_show => ("no-show", None),
+                    _ => ("done", None),
+                };
+                let _ = console_post(&ctx, &token, &counter, end, body).await;
                 if rate && !no_show && !id.is_empty() {
                     let _ = ctx
                         .http

@@ -104,6 +104,8 @@ async fn kill_dash_nine_in_a_loop_under_morning_rush_load() {
         no_show: 0.05,
         recall: 0.03,
         rating: 0.2,
+        send_to_tests: 0.0,
+        tests: vec![],
     };
     let watchers = plan.screens + plan.consoles;
     let run = tokio::spawn(load::run(t, plan));
@@ -205,6 +207,8 @@ async fn a_compressed_day_rolls_over_under_load_and_memory_stays_flat() {
         no_show: 0.05,
         recall: 0.03,
         rating: 0.2,
+        send_to_tests: 0.0,
+        tests: vec![],
     };
     let t0 = Instant::now();
     let report = load::run(target(&server, counters), plan).await.unwrap();

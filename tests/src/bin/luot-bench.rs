@@ -75,6 +75,16 @@ enum What {
         #[arg(long, hide = true)]
         read: Option<String>,
     },
+    /// The engine alone: `next` at a counter with W tickets waiting and V
+    /// open visits (issue 14: ≤ 50 µs with 10,000 waiting and 2,000 visits).
+    Engine {
+        #[arg(long, default_value_t = 10_000)]
+        waiting: usize,
+        #[arg(long, default_value_t = 2_000)]
+        visits: usize,
+        #[arg(long, default_value_t = 2_000)]
+        calls: usize,
+    },
     /// Kiosk: ticket render time, press → first byte at the printer, RSS.
     Kiosk {
         #[arg(long, default_value_t = 50)]
@@ -646,6 +656,85 @@ async fn floor_read(addr: &str, sockets: usize, rounds: usize) {
     println!("{}", serde_json::to_string(&figures).unwrap());
 }
 
+/// A big hospital's configuration in the engine: 40 services (the last 8
+/// are tests), 80 rooms, two per service.
+fn hospital_site() -> std::sync::Arc<luot_server::engine::Site> {
+    use luot_server::config::{Counter, Service};
+    let (mut cfg, _) = luot_server::config::demo_site();
+    cfg.services = (0..40)
+        .map(|i| Service {
+            id: format!("s{i}"),
+            name: format!("Dịch vụ {i}"),
+            prefix: format!("{}{}", (b'A' + (i / 26) as u8) as char, (b'A' + (i % 26) as u8) as char),
+            digits: 4,
+        })
+        .collect();
+    cfg.counters = (0..80)
+        .map(|i| Counter {
+            id: format!("p{i}"),
+            name: format!("Phòng {i}"),
+            services: vec![format!("s{}", i / 2)],
+            policy: None,
+            returning_ratio: None,
+        })
+        .collect();
+    luot_server::engine::Site::from_config(&cfg)
+}
+
+/// `next` in the engine alone, with `waiting` steps waiting and `visits`
+/// open visits (each sent from its room to a test stop and back).
+fn bench_engine(waiting: usize, visits: usize, calls: usize, f: &mut Figures) {
+    use luot_server::engine::{Command, State, StopReq};
+    let mut st = State::new(hospital_site());
+    let t0 = 1_795_000_000_000i64;
+    let mut now = t0;
+    let mut n = 0;
+    let mut issue = |st: &mut State, service: usize, now: i64| {
+        n += 1;
+        let cmd = Command::Issue {
+            scope: "device:k".into(),
+            request_id: format!("r{n}"),
+            service: format!("s{service}"),
+            priority: (n % 10 == 0).then(|| "pregnant".to_string()),
+            ticket_id: format!("tk_{n}"),
+        };
+        st.apply(cmd, now);
+    };
+    // Open visits: each patient is called in an exam room and sent to a
+    // test (services 32..40) with a return.
+    for v in 0..visits {
+        now += 10;
+        let room = v % 64;
+        issue(&mut st, room / 2, now);
+        let counter = format!("p{room}");
+        st.apply(Command::Next { counter: counter.clone(), by: None }, now);
+        let stops = vec![StopReq { service: format!("s{}", 32 + v % 8), counter: None, stage: None }];
+        st.apply(Command::Send { counter, by: None, stops, return_here: true, ticket: None }, now);
+    }
+    for w in 0..waiting.saturating_sub(visits) {
+        now += 10;
+        issue(&mut st, w % 40, now);
+    }
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    for i in 0..calls {
+        now += 1000;
+        let counter = format!("p{}", i % 80);
+        let t = Instant::now();
+        let a = st.apply(Command::Next { counter, by: None }, now);
+        h.record(t.elapsed().as_nanos() as u64).unwrap();
+        std::hint::black_box(a);
+    }
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "engine: next with {waiting} waiting and {visits} open visits: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs ({calls} calls)",
+        us(0.5),
+        us(0.99),
+        h.max() as f64 / 1000.0
+    );
+    f.insert("engine_next_p50_us".into(), us(0.5));
+    f.insert("engine_next_p99_us".into(), us(0.99));
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -660,6 +749,11 @@ async fn main() {
         What::Restart { events } => bench_restart(events, &mut f).await,
         What::Kiosk { presses } => bench_kiosk(presses, &mut f).await,
         What::Screens { calls } => bench_screens(calls, &mut f).await,
+        What::Engine {
+            waiting,
+            visits,
+            calls,
+        } => bench_engine(waiting, visits, calls, &mut f),
         What::Floor {
             sockets,
             rounds,

@@ -70,6 +70,13 @@ struct Cli {
     /// Process id of the running server, for its RSS and CPU.
     #[arg(long)]
     pid: Option<u32>,
+    /// Visits with several stops: the share of patients a room sends to a
+    /// test and back (e.g. 0.4 for a hospital day; 0: none).
+    #[arg(long, default_value_t = 0.0)]
+    send_to_tests: f64,
+    /// How many of the generated site's services are tests (its last ones).
+    #[arg(long, default_value_t = 8)]
+    tests: usize,
     /// Write the scenario's generated site to this file and exit.
     #[arg(long)]
     write_site: Option<std::path::PathBuf>,
@@ -180,6 +187,11 @@ async fn main() -> anyhow::Result<()> {
         no_show: 0.05,
         recall: 0.03,
         rating: 0.2,
+        send_to_tests: cli.send_to_tests,
+        // The generated site's last services are the tests (lab, imaging).
+        tests: (d.services.saturating_sub(cli.tests)..d.services)
+            .map(|i| format!("dv-{:02}", i + 1))
+            .collect(),
     };
 
     let mut spawned = None;
