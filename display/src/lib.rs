@@ -10,7 +10,7 @@
 //! | `/console` | staff console (login, next, recall, done, no-show, transfer, open/close) |
 //! | `/t/{id}` | a patient's live ticket page, with a rating once served |
 //! | `/rate/{counter}` | the rating pad facing the citizen at a counter |
-//! | `/admin` | devices, today's figures (services and counters by name), the daily report and its CSV |
+//! | `/admin` | devices, today's figures (services and counters by name), the daily report (CSV, Excel), the visits report (rule 58: visits against their limits, a chart of each stop's wait, JSON/CSV/Excel) |
 
 use std::path::PathBuf;
 

@@ -12,7 +12,7 @@ use luot_protocol::{
     CallRequest, CancelRequest, DailyReport, DevicesResponse, FeedbackRequest, HoldRequest,
     IssueRequest, LoginRequest, LoginResponse, MAX_COMMENT, MAX_NUMBER, MAX_PASSWORD, MAX_REASON,
     MAX_USERNAME, RequeueRequest, SendRequest, ServerMessage, SiteInfo, Ticket, TransferRequest,
-    WelcomeService, WelcomeSite, valid_request_id,
+    VisitsReport, WelcomeService, WelcomeSite, valid_request_id,
 };
 use tokio::sync::{Semaphore, watch};
 
@@ -359,6 +359,15 @@ impl App {
                 .map_err(|_| ApiError::bad_request("day must be YYYY-MM-DD"))?;
         }
         Ok(self.hub.report(day).await?)
+    }
+
+    /// The visits report of `day` (rule 58; YYYY-MM-DD, default today).
+    pub async fn visits_report(&self, day: Option<String>) -> Result<VisitsReport, ApiError> {
+        if let Some(d) = &day {
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| ApiError::bad_request("day must be YYYY-MM-DD"))?;
+        }
+        Ok(self.hub.visits_report(day).await?)
     }
 
     pub async fn devices(&self) -> DevicesResponse {

@@ -1,7 +1,7 @@
 //! The planner: the hub's deciding half, pure. It owns the engine state and
 //! turns a batch of requests and `now` into a `Plan`: the events with their
-//! `seq`, the store batch that holds them (with archives and reports of a
-//! day that ended, and login sessions), one reply per request, and the
+//! `seq`, the store batch that holds them (with archives and reports, daily
+//! and visits, of a day that ended, and login sessions), one reply per request, and the
 //! frames to send once the batch is durable. It never touches the store, a
 //! socket or a clock; the hub's loop does the I/O (`hub/mod.rs`). After a
 //! commit that did not happen, the loop hands it what the store holds and it
@@ -185,6 +185,8 @@ impl Planner {
             let day = a.day.to_string();
             plan.day_started = true;
             let r = report::daily(&self.config, &day, &a.tickets);
+            let v = report::visits(&self.config, &day, &a.tickets);
+            plan.batch.visits.push((day.clone(), v));
             plan.batch.reports.push((day, r));
             plan.batch.archived.extend(a.tickets);
         }

@@ -127,6 +127,66 @@ fn check_config_names_the_key_of_a_syntax_error() {
     assert!(err.contains(&want), "{err} should contain {want}");
 }
 
+#[test]
+fn check_config_names_a_bad_queue_or_reports_value() {
+    let site = Site::hospital();
+    let path = site.config();
+    let good = format!(
+        "{}\n[queue]\npolicy = \"longest_wait\"\nreturning_ratio = 2\n\
+         \n[reports]\ntest_services = [\"xet-nghiem\"]\nvisit_limits_min = [90, 150]\n",
+        test_site_toml(false)
+    );
+    std::fs::write(&path, &good).unwrap();
+    let (code, _, err) = run(&["check-config", path.to_str().unwrap()], "");
+    assert_eq!(code, 0, "{err}");
+    for (from, to, field) in [
+        (
+            "policy = \"longest_wait\"",
+            "policy = \"oldest\"",
+            "queue.policy",
+        ),
+        (
+            "returning_ratio = 2",
+            "returning_ratio = 250",
+            "queue.returning_ratio",
+        ),
+        (
+            "test_services = [\"xet-nghiem\"]",
+            "test_services = [\"sieu-am\"]",
+            "reports.test_services",
+        ),
+        (
+            "visit_limits_min = [90, 150]",
+            "visit_limits_min = [90, 2000]",
+            "reports.visit_limits_min",
+        ),
+    ] {
+        let text = good.replace(from, to);
+        let line = text.lines().position(|l| l == to).unwrap() + 1;
+        std::fs::write(&path, &text).unwrap();
+        let (code, out, err) = run(&["check-config", path.to_str().unwrap()], "");
+        assert_ne!(code, 0, "{out}");
+        let want = format!("{}:{line}: {field}: ", path.display());
+        assert!(err.contains(&want), "{err} should contain {want}");
+    }
+    // A counter's own policy is checked as the site's.
+    let text = good.replacen(
+        "services = [\"kham-noi\"]\n",
+        "services = [\"kham-noi\"]\npolicy = \"fastest\"\n",
+        1,
+    );
+    let line = text
+        .lines()
+        .position(|l| l == "policy = \"fastest\"")
+        .unwrap()
+        + 1;
+    std::fs::write(&path, &text).unwrap();
+    let (code, _, err) = run(&["check-config", path.to_str().unwrap()], "");
+    assert_ne!(code, 0);
+    let want = format!("{}:{line}: counters.policy: ", path.display());
+    assert!(err.contains(&want) && err.contains("fastest"), "{err}");
+}
+
 /// `luot-server` with `LUOT_DATA_DIR` set to `data`: exit status and stderr.
 fn run_on(data: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(binary("luot-server"))

@@ -4,7 +4,8 @@
 //! overlap, the console keeps staff to their counters (picked by name), the
 //! ticket page follows the queue live and takes one rating, the board keeps
 //! long numbers and counter names whole and fills the screen with as many
-//! counters as it has, and the admin page names services and counters.
+//! counters as it has, and the admin page names services and counters and
+//! charts the waits of each stop of the day's visits.
 
 #![allow(clippy::unwrap_used)]
 
@@ -561,6 +562,142 @@ async fn the_rating_pad_and_the_admin_page() {
     // Devices keep their ids, with the role in Vietnamese.
     assert!(row.as_str().unwrap().contains("Ki-ốt"), "{row}");
     b.screenshot("admin.png").await;
+    b.close().await;
+}
+
+/// The admin page's visits section: one bar pair (p50, p90) per kind of
+/// step in the visits report, by service name, a return marked apart; the
+/// table of visits by number of tests; the Excel and CSV buttons hand over
+/// the report's files.
+#[tokio::test]
+async fn the_admin_page_charts_the_waits_of_each_stop() {
+    let site = Site::new(&format!(
+        "{}\n[reports]\ntest_services = [\"xet-nghiem\"]\n",
+        test_site_toml(false)
+    ));
+    let server = site.start();
+    let api = Api::new(&server);
+    let admin = api.login("admin").await;
+    let act = |counter: &'static str, action: &'static str, body: Option<serde_json::Value>| {
+        let (api, admin) = (&api, &admin);
+        async move {
+            let a = api
+                .post(
+                    &format!("/api/v1/counters/{counter}/{action}"),
+                    Some(admin),
+                    body,
+                )
+                .await;
+            assert_eq!(a.status, 200, "{counter} {action}: {}", a.text);
+            a.body
+        }
+    };
+    // Khám Nội at Quầy 1, the lab, back to Quầy 1; a Khám Ngoại patient at Quầy 3.
+    let visit = api.issue(KIOSK_TOKEN, "kham-noi", "v1").await.body;
+    api.issue(KIOSK_TOKEN, "kham-ngoai", "v2").await;
+    assert_eq!(act("quay-1", "next", None).await["id"], visit["id"]);
+    act(
+        "quay-1",
+        "send",
+        Some(json!({"stops": [{"service": "xet-nghiem"}], "return": true})),
+    )
+    .await;
+    assert_eq!(act("quay-4", "next", None).await["id"], visit["id"]);
+    act("quay-4", "done", None).await;
+    assert_eq!(act("quay-1", "next", None).await["id"], visit["id"]);
+    assert_eq!(act("quay-1", "done", None).await["status"], "done");
+    act("quay-3", "next", None).await;
+    act("quay-3", "done", None).await;
+    let report = api.get("/api/v1/reports/visits", Some(&admin)).await.body;
+
+    let b = Browser::start(1280, 1000).await;
+    b.goto(&server.url("/admin")).await;
+    b.fill("#u", "admin").await;
+    b.fill("#p", PASSWORD).await;
+    b.click("#login button").await;
+    let stages = b
+        .until(
+            "stage chart",
+            "const g = [...document.querySelectorAll('#stage-chart g.stage')];
+             return g.length ? g.map((g) => [g.querySelector('.label').textContent,
+               g.querySelector('.v50').textContent, g.querySelector('.v90').textContent,
+               g.querySelectorAll('rect.p50, rect.p90').length]) : null",
+            WAIT,
+        )
+        .await;
+    let stages = stages.as_array().unwrap();
+    let names: Vec<&str> = stages.iter().map(|s| s[0].as_str().unwrap()).collect();
+    // Site order, first visits before the return; one bar of each per stop.
+    assert_eq!(
+        names,
+        [
+            "Khám Nội",
+            "Khám Nội · quay lại",
+            "Khám Ngoại",
+            "Xét nghiệm"
+        ]
+    );
+    let steps = report["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), stages.len());
+    for (shown, row) in stages.iter().zip(steps) {
+        assert_eq!(shown[3], 2, "a p50 and a p90 bar: {shown}");
+        for (i, p) in [(1, "p50"), (2, "p90")] {
+            let minutes: f64 = shown[i].as_str().unwrap().parse().unwrap();
+            let want = row["wait_s"][p].as_f64().unwrap() / 60.0;
+            assert!((minutes - want).abs() <= 0.05, "{p} of {row}: {shown}");
+        }
+    }
+    // Visits by number of tests: the lab visit has one, the other none.
+    let visits = b
+        .js("return [...document.querySelectorAll('#visits tbody tr')].map((r) => [r.children[0].textContent, r.children[2].textContent])")
+        .await;
+    assert_eq!(
+        visits,
+        json!([
+            ["0", "1"],
+            ["1", "1"],
+            ["2", "0"],
+            ["3+", "0"],
+            ["Tất cả", "2"]
+        ])
+    );
+
+    // The download buttons hand the browser the report's files (kept here
+    // instead of being saved).
+    b.js(
+        "window.files = []; const blobs = new Map(), make = URL.createObjectURL;
+          URL.createObjectURL = (blob) => { const u = make(blob); blobs.set(u, blob); return u; };
+          HTMLAnchorElement.prototype.click = function () {
+            const blob = blobs.get(this.href), name = this.download;
+            blob.text().then((t) => window.files.push([name, blob.type, t.slice(0, 11)]));
+          };",
+    )
+    .await;
+    b.click("#visits-xlsx").await;
+    b.click("#visits-csv").await;
+    let files = b
+        .until(
+            "downloads",
+            "return window.files.length === 2 ? window.files : null",
+            WAIT,
+        )
+        .await;
+    let day = report["day"].as_str().unwrap();
+    let mut files: Vec<(String, String, String)> = serde_json::from_value(files).unwrap();
+    files.sort();
+    assert_eq!(files[0].0, format!("luot-visits-{day}.csv"));
+    assert!(files[0].1.starts_with("text/csv"), "{files:?}");
+    assert_eq!(files[0].2, "kind,tests,");
+    assert_eq!(
+        (files[1].0.as_str(), files[1].1.as_str()),
+        (
+            format!("luot-visits-{day}.xlsx").as_str(),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        )
+    );
+    assert!(files[1].2.starts_with("PK"), "a zip, as .xlsx files are");
+    assert_eq!(b.text("#visits-msg").await, "");
+    b.screenshot("admin-visits.png").await;
     b.close().await;
 }
 

@@ -1,13 +1,14 @@
 //! The checks every section shares: where an error is (file and line from a
 //! span), what an id may be, ids and values used twice (rule 4: reported at
-//! the second occurrence), and lists that must name known ids.
+//! the second occurrence), lists that must name known ids, whole numbers
+//! within bounds, and a calling policy (`[queue]` and `[[counters]]`).
 
 use std::collections::HashMap;
 use std::ops::Range;
 
 use toml::Spanned;
 
-use super::types::ConfigError;
+use super::types::{ConfigError, Policy};
 
 /// The file being parsed, to turn spans into lines.
 pub(super) struct Ctx<'a> {
@@ -138,4 +139,56 @@ impl IdList {
         }
         Ok(ids)
     }
+}
+
+/// A whole number within `range`, else an error at its line naming `field`;
+/// `what` says what the number means, for the message.
+pub(super) fn number_in(
+    ctx: &Ctx,
+    n: &Spanned<i64>,
+    field: &str,
+    range: std::ops::RangeInclusive<u32>,
+    what: &str,
+) -> Result<u32, ConfigError> {
+    match u32::try_from(*n.get_ref()) {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(ctx.err(
+            n.span(),
+            field,
+            format!(
+                "{} is not between {} and {} ({what})",
+                n.get_ref(),
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+/// A calling policy (rule 65): "preference" or "longest_wait".
+pub(super) fn policy(ctx: &Ctx, p: &Spanned<String>, field: &str) -> Result<Policy, ConfigError> {
+    match p.get_ref().as_str() {
+        "preference" => Ok(Policy::Preference),
+        "longest_wait" => Ok(Policy::LongestWait),
+        other => Err(ctx.err(
+            p.span(),
+            field,
+            format!("\"{other}\" is not a calling policy (\"preference\" or \"longest_wait\")"),
+        )),
+    }
+}
+
+/// A returning ratio (rule 53): 0–100.
+pub(super) fn returning_ratio(
+    ctx: &Ctx,
+    n: &Spanned<i64>,
+    field: &str,
+) -> Result<u32, ConfigError> {
+    number_in(
+        ctx,
+        n,
+        field,
+        0..=100,
+        "0: returning patients first; N: up to N of them in a row, then one other",
+    )
 }

@@ -1,7 +1,8 @@
 //! `[[counters]]`: where staff call tickets, each serving known services in
-//! its order of preference.
+//! its order of preference, with its own calling policy and returning ratio
+//! when it sets them (else `[queue]`'s).
 
-use super::check::{Ctx, IdList, Seen};
+use super::check::{Ctx, IdList, Seen, policy, returning_ratio};
 use super::raw::RawCounter;
 use super::types::{ConfigError, Counter, Service};
 
@@ -40,8 +41,16 @@ pub(super) fn parse(
             id: c.id.get_ref().clone(),
             name: c.name.get_ref().trim().to_string(),
             services: SERVICES.read(ctx, &owner, c.services.get_ref(), known)?,
-            policy: None,
-            returning_ratio: None,
+            policy: c
+                .policy
+                .as_ref()
+                .map(|p| policy(ctx, p, "counters.policy"))
+                .transpose()?,
+            returning_ratio: c
+                .returning_ratio
+                .as_ref()
+                .map(|r| returning_ratio(ctx, r, "counters.returning_ratio"))
+                .transpose()?,
         });
     }
     Ok(counters)

@@ -7,8 +7,8 @@
 //!
 //! Here: loading and environment overrides; the typed configuration is in
 //! `types`. Each
-//! section is checked in its own file (`site`, `priority`, `services`,
-//! `counters`, `devices`, `users`) from the spanned TOML of `raw`, with the
+//! section is checked in its own file (`site`, `priority`, `queue`,
+//! `services`, `counters`, `devices`, `users`, `reports`) from the spanned TOML of `raw`, with the
 //! shared checks of `check`; `syntax` names the field of an error TOML
 //! itself reports; `demo` builds the demo site.
 
@@ -17,7 +17,9 @@ mod counters;
 mod demo;
 mod devices;
 mod priority;
+mod queue;
 mod raw;
+mod reports;
 mod services;
 mod site;
 mod syntax;
@@ -77,10 +79,12 @@ impl SiteConfig {
         let server = raw.server.as_ref().map(|s| s.get_ref());
         let (site, server) = site::parse(&ctx, raw.site.get_ref(), server)?;
         let priority = priority::parse(&ctx, raw.priority.as_ref())?;
+        let queue = queue::parse(&ctx, raw.queue.as_ref())?;
         let services = services::parse(&ctx, &raw.services)?;
         let counters = counters::parse(&ctx, &raw.counters, &services)?;
         let devices = devices::parse(&ctx, &raw.devices, &services)?;
         let users = users::parse(&ctx, &raw.users, &counters)?;
+        let reports = reports::parse(&ctx, raw.reports.as_ref(), &services)?;
         Ok(SiteConfig {
             site,
             server,
@@ -89,8 +93,8 @@ impl SiteConfig {
             devices,
             users,
             priority,
-            queue: Queue::default(),
-            reports: Reports::default(),
+            queue,
+            reports,
         })
     }
 

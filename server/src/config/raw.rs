@@ -24,6 +24,10 @@ pub(super) struct Raw {
     pub users: Vec<RawUser>,
     #[serde(default)]
     pub priority: Option<RawPriority>,
+    #[serde(default)]
+    pub queue: Option<RawQueue>,
+    #[serde(default)]
+    pub reports: Option<RawReports>,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +69,10 @@ pub(super) struct RawCounter {
     pub id: Spanned<String>,
     pub name: Spanned<String>,
     pub services: RawIds,
+    #[serde(default)]
+    pub policy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub returning_ratio: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -94,4 +102,26 @@ pub(super) struct RawPriority {
     pub ratio: Option<Spanned<i64>>,
     #[serde(default)]
     pub classes: Option<RawIds>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQueue {
+    #[serde(default)]
+    pub policy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub returning_ratio: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub no_show_grace_min: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub min_calls_before_no_show: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReports {
+    #[serde(default)]
+    pub test_services: Option<RawIds>,
+    #[serde(default)]
+    pub visit_limits_min: Option<Spanned<Vec<Spanned<i64>>>>,
 }

@@ -329,3 +329,235 @@ fn shared_examples_parse_once_secrets_are_filled() {
         assert!(c.services.len() >= 7);
     }
 }
+
+#[test]
+fn queue_and_reports_default_to_the_contract() {
+    let c = SiteConfig::parse("site.toml", GOOD).unwrap();
+    assert_eq!(c.queue.policy, Policy::Preference);
+    assert_eq!(c.queue.returning_ratio, 0);
+    assert_eq!(c.queue.no_show_grace_min, 15);
+    assert_eq!(c.queue.min_calls_before_no_show, 1);
+    assert!(c.reports.test_services.is_empty());
+    assert_eq!(c.reports.visit_limits_min, [120, 180, 210, 240]);
+    assert_eq!(
+        (c.counters[0].policy, c.counters[0].returning_ratio),
+        (None, None)
+    );
+    // An empty table is the defaults too.
+    let c = SiteConfig::parse("site.toml", &format!("{GOOD}\n[queue]\n[reports]\n")).unwrap();
+    assert_eq!(c.queue, Queue::default());
+    assert_eq!(c.reports, Reports::default());
+}
+
+/// GOOD with a lab service, `queue` and `reports` sections, and `counter`
+/// lines added to its counter.
+fn with_queue(queue: &str, reports: &str, counter: &str) -> String {
+    let counter_at = "services = [\"kham-noi\", \"kham-ngoai\"]\n";
+    format!(
+        "{}\n[[services]]\nid = \"xet-nghiem\"\nname = \"Xét nghiệm\"\nprefix = \"C\"\n\
+         \n[queue]\n{queue}\n[reports]\n{reports}\n",
+        GOOD.replace(counter_at, &format!("{counter_at}{counter}"))
+    )
+}
+
+#[test]
+fn queue_reports_and_counter_fields_are_read() {
+    let text = with_queue(
+        "policy = \"longest_wait\"\nreturning_ratio = 3\nno_show_grace_min = 0\nmin_calls_before_no_show = 10\n",
+        "test_services = [\"xet-nghiem\", \"kham-ngoai\"]\nvisit_limits_min = [60, 1440]\n",
+        "policy = \"preference\"\nreturning_ratio = 100\n",
+    );
+    let c = SiteConfig::parse("site.toml", &text).unwrap();
+    assert_eq!(
+        c.queue,
+        Queue {
+            policy: Policy::LongestWait,
+            returning_ratio: 3,
+            no_show_grace_min: 0,
+            min_calls_before_no_show: 10,
+        }
+    );
+    assert_eq!(c.reports.test_services, ["xet-nghiem", "kham-ngoai"]);
+    assert_eq!(c.reports.visit_limits_min, [60, 1440]);
+    assert_eq!(c.counters[0].policy, Some(Policy::Preference));
+    assert_eq!(c.counters[0].returning_ratio, Some(100));
+    // The bounds themselves are allowed.
+    let edges = with_queue(
+        "returning_ratio = 0\nno_show_grace_min = 1440\nmin_calls_before_no_show = 1\n",
+        &format!("visit_limits_min = [{}]\n", ["1"; 10].join(", ")),
+        "returning_ratio = 0\n",
+    );
+    let c = SiteConfig::parse("site.toml", &edges).unwrap();
+    assert_eq!(c.reports.visit_limits_min, [1; 10]);
+    assert_eq!(c.counters[0].returning_ratio, Some(0));
+}
+
+#[test]
+fn bad_queue_reports_and_counter_values_name_line_and_field() {
+    // (queue lines, reports lines, counter lines, the bad line, field, message start)
+    let cases: [(&str, &str, &str, &str, &str, &str); 13] = [
+        (
+            "policy = \"fifo\"\n",
+            "",
+            "",
+            "policy = \"fifo\"",
+            "queue.policy",
+            "\"fifo\" is not a calling policy",
+        ),
+        (
+            "returning_ratio = 101\n",
+            "",
+            "",
+            "returning_ratio = 101",
+            "queue.returning_ratio",
+            "101 is not between 0 and 100",
+        ),
+        (
+            "returning_ratio = -1\n",
+            "",
+            "",
+            "returning_ratio = -1",
+            "queue.returning_ratio",
+            "-1 is not between 0 and 100",
+        ),
+        (
+            "no_show_grace_min = 1441\n",
+            "",
+            "",
+            "no_show_grace_min = 1441",
+            "queue.no_show_grace_min",
+            "1441 is not between 0 and 1440",
+        ),
+        (
+            "min_calls_before_no_show = 0\n",
+            "",
+            "",
+            "min_calls_before_no_show = 0",
+            "queue.min_calls_before_no_show",
+            "0 is not between 1 and 10",
+        ),
+        (
+            "min_calls_before_no_show = 11\n",
+            "",
+            "",
+            "min_calls_before_no_show = 11",
+            "queue.min_calls_before_no_show",
+            "11 is not between 1 and 10",
+        ),
+        (
+            "",
+            "",
+            "policy = \"random\"\n",
+            "policy = \"random\"",
+            "counters.policy",
+            "\"random\" is not a calling policy",
+        ),
+        (
+            "",
+            "",
+            "returning_ratio = 200\n",
+            "returning_ratio = 200",
+            "counters.returning_ratio",
+            "200 is not between 0 and 100",
+        ),
+        (
+            "",
+            "test_services = [\"x-quang\"]\n",
+            "",
+            "test_services = [\"x-quang\"]",
+            "reports.test_services",
+            "[reports] names unknown service \"x-quang\"",
+        ),
+        (
+            "",
+            "test_services = [\"xet-nghiem\",\n  \"xet-nghiem\"]\n",
+            "",
+            "  \"xet-nghiem\"]",
+            "reports.test_services",
+            "duplicate test service \"xet-nghiem\"",
+        ),
+        (
+            "",
+            "visit_limits_min = []\n",
+            "",
+            "visit_limits_min = []",
+            "reports.visit_limits_min",
+            "give 1 to 10 limits",
+        ),
+        (
+            "",
+            "visit_limits_min = [1,1,1,1,1,1,1,1,1,1,1]\n",
+            "",
+            "visit_limits_min = [1,1,1,1,1,1,1,1,1,1,1]",
+            "reports.visit_limits_min",
+            "give 1 to 10 limits",
+        ),
+        (
+            "",
+            "visit_limits_min = [120,\n  0]\n",
+            "",
+            "  0]",
+            "reports.visit_limits_min",
+            "0 is not between 1 and 1440",
+        ),
+    ];
+    for (queue, reports, counter, bad, field, message) in cases {
+        let text = with_queue(queue, reports, counter);
+        let e = err_of(&text);
+        assert_eq!(e.field, field, "{e}");
+        assert_eq!(e.line, nth_line(&text, bad, 0), "{e}");
+        assert!(e.message.starts_with(message), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("site.toml:{}: {field}: ", e.line)),
+            "{e}"
+        );
+    }
+    // Wrong types and unknown fields are named as TOML reports them.
+    for (queue, reports, counter, field) in [
+        ("returning_ratio = \"3\"\n", "", "", "queue.returning_ratio"),
+        ("polcy = \"preference\"\n", "", "", "queue.polcy"),
+        (
+            "",
+            "visit_limits_min = 120\n",
+            "",
+            "reports.visit_limits_min",
+        ),
+        ("", "", "policy = 1\n", "counters.policy"),
+    ] {
+        let e = err_of(&with_queue(queue, reports, counter));
+        assert_eq!(e.field, field, "{e}");
+    }
+}
+
+#[test]
+fn the_hospital_example_takes_tests_and_limits() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples/benh-vien.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let hash = crate::secret::hash_password("x");
+    let mut n = 0;
+    let mut text: String = text
+        .lines()
+        .map(|l| match l {
+            l if l.starts_with("token_sha256") => {
+                n += 1;
+                format!("token_sha256 = \"{n:064x}\"")
+            }
+            l => l.replace("\"REPLACE\"", &format!("'{hash}'")),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.push_str(
+        "\n[queue]\npolicy = \"longest_wait\"\nreturning_ratio = 2\n\
+         \n[reports]\ntest_services = [\"xet-nghiem\", \"x-quang\", \"sieu-am\"]\n",
+    );
+    let c = SiteConfig::parse("benh-vien.toml", &text).unwrap();
+    assert_eq!(
+        c.reports.test_services,
+        ["xet-nghiem", "x-quang", "sieu-am"]
+    );
+    assert_eq!(c.reports.visit_limits_min, [120, 180, 210, 240]);
+    assert_eq!(c.queue.policy, Policy::LongestWait);
+}

@@ -31,6 +31,7 @@ pub fn router(app: AppState) -> Router {
         .route("/tickets/{id}/feedback", post(feedback))
         .route("/counters/{id}/{action}", post(counter_action))
         .route("/reports/daily", get(daily_report))
+        .route("/reports/visits", get(visits_report))
         .route("/devices", get(devices))
         .route("/ws", get(crate::ws::upgrade))
         .fallback(|| async { ApiError::not_found() })
@@ -186,6 +187,67 @@ async fn counter_action(
 #[derive(serde::Deserialize)]
 struct DayQuery {
     day: Option<String>,
+    /// `json`, `csv` or `xlsx`: the form for a download link, which cannot
+    /// set `Accept`; it wins over the header.
+    format: Option<String>,
+}
+
+/// The form a report is answered in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Json,
+    Csv,
+    Xlsx,
+}
+
+/// `?format=`, else `Accept` (an Excel workbook, else CSV, else JSON).
+fn report_form(headers: &HeaderMap, format: Option<&str>) -> Result<Form, ApiError> {
+    match format {
+        Some("json") => return Ok(Form::Json),
+        Some("csv") => return Ok(Form::Csv),
+        Some("xlsx") => return Ok(Form::Xlsx),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "format phải là json, csv hoặc xlsx (format must be json, csv or xlsx)",
+            ));
+        }
+        None => {}
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    Ok(if accept.contains(crate::report::xlsx::MEDIA_TYPE) {
+        Form::Xlsx
+    } else if accept.contains("text/csv") {
+        Form::Csv
+    } else {
+        Form::Json
+    })
+}
+
+/// A file to download: its media type, name and bytes.
+fn download(media_type: &str, name: String, body: impl IntoResponse) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, media_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn xlsx_failed(e: rust_xlsxwriter::XlsxError) -> ApiError {
+    tracing::error!(error = %e, "writing a report workbook failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Không tạo được tệp Excel; hãy tải CSV (the Excel workbook could not be made; download the CSV)",
+    )
 }
 
 async fn daily_report(
@@ -195,23 +257,48 @@ async fn daily_report(
     query: Result<Query<DayQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let form = report_form(&headers, q.format.as_deref())?;
     let r = app.report(q.day).await?;
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/csv"));
-    if wants_csv {
-        let name = format!("attachment; filename=\"luot-{}.csv\"", r.day);
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (header::CONTENT_DISPOSITION, name),
-            ],
-            crate::report::csv(&r),
-        )
-            .into_response());
-    }
-    Ok(Json(r).into_response())
+    let name = |ext: &str| format!("luot-{}.{ext}", r.day);
+    Ok(match form {
+        Form::Json => Json(r).into_response(),
+        Form::Csv => download(
+            "text/csv; charset=utf-8",
+            name("csv"),
+            crate::report::csv::daily(&r),
+        ),
+        Form::Xlsx => download(
+            crate::report::xlsx::MEDIA_TYPE,
+            name("xlsx"),
+            crate::report::xlsx::daily(&app.config, &r).map_err(xlsx_failed)?,
+        ),
+    })
+}
+
+/// `GET /api/v1/reports/visits` (rule 58), as JSON, CSV or an Excel workbook.
+async fn visits_report(
+    State(app): State<AppState>,
+    Admin(_): Admin,
+    headers: HeaderMap,
+    query: Result<Query<DayQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let form = report_form(&headers, q.format.as_deref())?;
+    let r = app.visits_report(q.day).await?;
+    let name = |ext: &str| format!("luot-visits-{}.{ext}", r.day);
+    Ok(match form {
+        Form::Json => Json(r).into_response(),
+        Form::Csv => download(
+            "text/csv; charset=utf-8",
+            name("csv"),
+            crate::report::csv::visits(&r),
+        ),
+        Form::Xlsx => download(
+            crate::report::xlsx::MEDIA_TYPE,
+            name("xlsx"),
+            crate::report::xlsx::visits(&app.config, &r).map_err(xlsx_failed)?,
+        ),
+    })
 }
 
 async fn devices(State(app): State<AppState>, Admin(_): Admin) -> Response {

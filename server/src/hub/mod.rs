@@ -6,7 +6,7 @@
 //! unless it is stored after all, answers 503 and has the planner rebuild
 //! from what the store holds.
 //!
-//! Reads are named queries on `Hub` (ticket, site, report, session,
+//! Reads are named queries on `Hub` (ticket, site, report, visits_report, session,
 //! devices, backup, subscribe) that run on the caller's task, not on the
 //! writer thread: the planner sits behind a read-write lock that the loop
 //! holds from planning until the batch is durable and broadcast, so a
@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use luot_protocol::{DailyReport, DeviceInfo, ServerMessage, SiteInfo, Ticket};
+use luot_protocol::{DailyReport, DeviceInfo, ServerMessage, SiteInfo, Ticket, VisitsReport};
 use tokio::sync::{RwLock, broadcast, mpsc, oneshot};
 
 use crate::clock::Knobs;
@@ -222,6 +222,30 @@ impl Hub {
         let d = day.clone();
         let stored = self.store_read(move |s| s.archived_report(&d)).await?;
         Ok(stored.unwrap_or_else(|| report::daily(&config, &day, &[])))
+    }
+
+    /// The visits report of `day` (rule 58; default: today): today's from
+    /// the state, a past day's as the planner stored it when the day ended
+    /// (an empty one for a day with none stored).
+    pub async fn visits_report(&self, day: Option<String>) -> Result<VisitsReport, HubError> {
+        let config = self.shared.config.clone();
+        let (today, tickets) = {
+            let core = self.shared.core.read().await;
+            let st = core.planner.state();
+            let today = st.day().map(|d| d.to_string()).unwrap_or_default();
+            let tickets =
+                (day.is_none() || day.as_ref() == Some(&today)).then(|| st.tickets().to_vec());
+            (today, tickets)
+        };
+        let day = day.unwrap_or(today);
+        if let Some(tickets) = tickets {
+            return tokio::task::spawn_blocking(move || report::visits(&config, &day, &tickets))
+                .await
+                .map_err(|_| stopping());
+        }
+        let d = day.clone();
+        let stored = self.store_read(move |s| s.archived_visits(&d)).await?;
+        Ok(stored.unwrap_or_else(|| report::visits(&config, &day, &[])))
     }
 
     /// A login session by the sha256 of its token.

@@ -3,7 +3,8 @@
 //! a sha256 of everything before it. Keys name what a value is, by prefix:
 //! `L` + u64 BE log position (a `Record`), `M` + name (metadata: `Mformat`),
 //! `S` + sha256 of a login token (a `Session`), `A` + ticket id (an archived
-//! `TicketRec`), `R` + day (a past day's report), and `Xsnapshot` (the
+//! `TicketRec`), `R` + day (a past day's report), `V` + day (a past day's
+//! visits report), and `Xsnapshot` (the
 //! latest `StoredSnapshot`). Values are JSON. sled keeps exactly these keys,
 //! so its backup is a walk over its tree.
 

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::sync::Mutex;
 
-use luot_protocol::DailyReport;
+use luot_protocol::{DailyReport, VisitsReport};
 
 use super::backup::{self, SNAPSHOT_KEY, log_key, prefixed};
 use super::{
@@ -36,6 +36,7 @@ struct Inner {
     sessions: HashMap<String, Session>,
     archived: HashMap<String, TicketRec>,
     reports: BTreeMap<String, DailyReport>,
+    visits: BTreeMap<String, VisitsReport>,
     faults: VecDeque<Fault>,
     /// `recover` calls that fail before one succeeds.
     recover_failures: usize,
@@ -94,6 +95,9 @@ impl MemStore {
         }
         for (d, r) in &batch.reports {
             inner.reports.insert(d.clone(), r.clone());
+        }
+        for (d, r) in &batch.visits {
+            inner.visits.insert(d.clone(), r.clone());
         }
         last
     }
@@ -209,6 +213,10 @@ impl Store for MemStore {
         Ok(self.lock().reports.get(day).cloned())
     }
 
+    fn archived_visits(&self, day: &str) -> Result<Option<VisitsReport>, StoreError> {
+        Ok(self.lock().visits.get(day).cloned())
+    }
+
     fn backup(&self, out: &mut dyn Write) -> Result<u64, StoreError> {
         let inner = self.lock();
         let mut w = backup::Writer::new(out)?;
@@ -224,6 +232,9 @@ impl Store for MemStore {
         }
         for (d, r) in &inner.reports {
             w.entry(&prefixed(b'R', d.as_bytes()), &json(r))?;
+        }
+        for (d, r) in &inner.visits {
+            w.entry(&prefixed(b'V', d.as_bytes()), &json(r))?;
         }
         if let Some(s) = &inner.snapshot {
             w.entry(SNAPSHOT_KEY, &json(s))?;

@@ -12,7 +12,7 @@
 //! - `load` (the latest snapshot and every record after it) and `read_from`
 //!   (the public records after a `seq`), to rebuild and to follow the log;
 //! - snapshots, which only shorten start-up (the log is the truth);
-//! - login sessions, the tickets and reports of past days;
+//! - login sessions, the tickets and reports (daily and visits) of past days;
 //! - `backup` in one backend-neutral format (`backup.rs`), and restore.
 //!
 //! The request-id table (`(scope, request_id)` → ticket, rule 24) is durable
@@ -31,7 +31,7 @@ mod tests;
 
 use std::io::Write;
 
-use luot_protocol::DailyReport;
+use luot_protocol::{DailyReport, VisitsReport};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Event, StateSnapshot, TicketRec};
@@ -108,6 +108,8 @@ pub struct WriteBatch {
     pub archived: Vec<TicketRec>,
     /// Reports of days that just ended, by day.
     pub reports: Vec<(String, DailyReport)>,
+    /// Visits reports (rule 58) of days that just ended, by day.
+    pub visits: Vec<(String, VisitsReport)>,
 }
 
 impl WriteBatch {
@@ -123,6 +125,7 @@ impl WriteBatch {
             && self.sessions.is_empty()
             && self.archived.is_empty()
             && self.reports.is_empty()
+            && self.visits.is_empty()
     }
 
     /// The last public seq once the batch is stored.
@@ -199,6 +202,8 @@ pub trait Store: Send + Sync {
     fn prune_sessions(&self, now: i64) -> Result<usize, StoreError>;
     fn archived_ticket(&self, id: &str) -> Result<Option<TicketRec>, StoreError>;
     fn archived_report(&self, day: &str) -> Result<Option<DailyReport>, StoreError>;
+    /// The visits report (rule 58) stored when `day` ended.
+    fn archived_visits(&self, day: &str) -> Result<Option<VisitsReport>, StoreError>;
     /// Writes a consistent backup (`backup.rs`); returns the entries written.
     fn backup(&self, out: &mut dyn Write) -> Result<u64, StoreError>;
     /// Proves the store is writable now (for `/healthz`).

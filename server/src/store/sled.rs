@@ -2,7 +2,8 @@
 //! no set-up. The only file that knows sled.
 //!
 //! One sled tree holds everything under the key prefixes of `backup.rs`
-//! (`L` log, `M` metadata, `S` sessions, `A` past tickets, `R` past reports),
+//! (`L` log, `M` metadata, `S` sessions, `A` past tickets, `R` past reports,
+//! `V` past visits reports),
 //! so every group commit is a single atomic `apply_batch` followed by one
 //! explicit `flush` (fsync). The latest snapshot lives in a tree of its own
 //! (`snapshot`): it is large, and sled rewrites a whole leaf when one of its
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
-use luot_protocol::DailyReport;
+use luot_protocol::{DailyReport, VisitsReport};
 
 use super::backup::{self, SNAPSHOT_KEY, log_index, log_key, prefixed};
 use super::{
@@ -309,6 +310,9 @@ impl SledStore {
         for (day, r) in &batch.reports {
             put(prefixed(b'R', day.as_bytes()), json(r));
         }
+        for (day, r) in &batch.visits {
+            put(prefixed(b'V', day.as_bytes()), json(r));
+        }
         (b, keys, last)
     }
 
@@ -503,6 +507,10 @@ impl Store for SledStore {
 
     fn archived_report(&self, day: &str) -> Result<Option<DailyReport>, StoreError> {
         self.get(prefixed(b'R', day.as_bytes()))
+    }
+
+    fn archived_visits(&self, day: &str) -> Result<Option<VisitsReport>, StoreError> {
+        self.get(prefixed(b'V', day.as_bytes()))
     }
 
     fn backup(&self, out: &mut dyn Write) -> Result<u64, StoreError> {

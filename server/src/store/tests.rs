@@ -150,6 +150,10 @@ fn sessions_archives_and_reports_are_kept_with_the_batch() {
             "2026-11-21".into(),
             crate::report::daily(&crate::config::demo_site().0, "2026-11-21", &[]),
         ));
+        b.visits.push((
+            "2026-11-21".into(),
+            crate::report::visits(&crate::config::demo_site().0, "2026-11-21", &[]),
+        ));
         s.append(&b).unwrap();
         assert_eq!(s.session("new").unwrap(), Some(session("b", 10_000)));
         assert_eq!(s.prune_sessions(5_000).unwrap(), 1);
@@ -159,6 +163,10 @@ fn sessions_archives_and_reports_are_kept_with_the_batch() {
             Some("2026-11-21".to_string())
         );
         assert!(s.archived_report("2026-11-20").unwrap().is_none());
+        let visits = s.archived_visits("2026-11-21").unwrap().unwrap();
+        assert_eq!(visits.day, "2026-11-21");
+        assert_eq!(visits.visits.len(), 5, "four limits and the all-row");
+        assert!(s.archived_visits("2026-11-20").unwrap().is_none());
         assert!(s.archived_ticket("tk_none").unwrap().is_none());
     });
 }
@@ -188,4 +196,27 @@ fn committed_records_survive_a_reopen_of_sled() {
     assert_eq!(s.load().unwrap().records[4].seq, Some(5));
     // The head is read back from disk: the next batch follows seq 5.
     append(&s, 5, 1);
+}
+
+#[test]
+fn a_visits_report_travels_in_a_backup() {
+    each(|s| {
+        let mut b = WriteBatch::new(0);
+        let cfg = crate::config::demo_site().0;
+        b.visits.push((
+            "2026-11-21".into(),
+            crate::report::visits(&cfg, "2026-11-21", &[]),
+        ));
+        s.append(&b).unwrap();
+        let mut buf = Vec::new();
+        s.backup(&mut buf).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        sled::restore(&mut buf.as_slice(), &dir.path().join("r")).unwrap();
+        let r = SledStore::open(&dir.path().join("r")).unwrap();
+        assert_eq!(
+            r.archived_visits("2026-11-21").unwrap(),
+            s.archived_visits("2026-11-21").unwrap()
+        );
+        assert!(r.archived_visits("2026-11-21").unwrap().is_some());
+    });
 }

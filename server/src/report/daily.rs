@@ -1,12 +1,12 @@
-//! The daily report (contract rule 34 and 45): issued, served, no-shows, wait
-//! and service times (mean, nearest-rank p50 and p90), ratings, per service,
-//! counter and staff member; as JSON and as CSV. Pure functions of a day's
-//! tickets; times are taken at whole seconds, as the tickets print them.
+//! The daily report (contract rules 34, 45 and 59): issued, served,
+//! no-shows, wait and service times (mean, nearest-rank p50 and p90) and
+//! ratings, per service, counter and staff member.
 
 use std::collections::BTreeMap;
 
-use luot_protocol::{DailyReport, REPORT_CSV_HEADER, Ratings, ReportRow, Stats, TicketStatus};
+use luot_protocol::{DailyReport, Ratings, ReportRow, TicketStatus};
 
+use super::stats::{span, stats, tenths};
 use crate::config::SiteConfig;
 use crate::engine::TicketRec;
 use crate::engine::render::ticket_status;
@@ -20,28 +20,6 @@ struct Acc {
     services: Vec<i64>,
     ratings: Vec<u8>,
     wait_by_hour: BTreeMap<String, Vec<i64>>,
-}
-
-fn secs(ms: i64) -> i64 {
-    ms.div_euclid(1000)
-}
-
-fn stats(v: &mut [i64]) -> Stats {
-    if v.is_empty() {
-        return Stats::default();
-    }
-    v.sort_unstable();
-    let n = v.len();
-    let rank = |p: f64| {
-        let r = ((p / 100.0) * n as f64).ceil() as usize;
-        v[r.clamp(1, n) - 1] as f64
-    };
-    let mean = v.iter().sum::<i64>() as f64 / n as f64;
-    Stats {
-        mean: Some((mean * 10.0).round() / 10.0),
-        p50: Some(rank(50.0)),
-        p90: Some(rank(90.0)),
-    }
 }
 
 impl Acc {
@@ -59,10 +37,7 @@ impl Acc {
         let wait_by_hour = with_hours.then(|| {
             self.wait_by_hour
                 .iter()
-                .map(|(h, v)| {
-                    let m = v.iter().sum::<i64>() as f64 / v.len() as f64;
-                    (h.clone(), (m * 10.0).round() / 10.0)
-                })
+                .map(|(h, v)| (h.clone(), tenths(v.iter().sum(), v.len())))
                 .collect()
         });
         ReportRow {
@@ -108,7 +83,7 @@ pub fn daily(cfg: &SiteConfig, day: &str, tickets: &[TicketRec]) -> DailyReport 
             .filter_map(|st| st.first_called_at.map(|f| (f, st)))
             .min_by_key(|(f, _)| *f);
         if let Some((first, step)) = first {
-            let w = secs(first) - secs(t.issued_at);
+            let w = span(t.issued_at, first);
             s.waits.push(w);
             let hour = chrono::DateTime::from_timestamp_millis(t.issued_at)
                 .map(|d| d.with_timezone(&tz).format("%H").to_string())
@@ -139,7 +114,7 @@ pub fn daily(cfg: &SiteConfig, day: &str, tickets: &[TicketRec]) -> DailyReport 
             match step.status {
                 TicketStatus::Done => {
                     let took = match (step.called_at, step.finished_at) {
-                        (Some(c), Some(f)) => Some(secs(f) - secs(c)),
+                        (Some(c), Some(f)) => Some(span(c, f)),
                         _ => None,
                     };
                     let rating = t.rating.filter(|_| rated == Some(k));
@@ -192,84 +167,5 @@ pub fn daily(cfg: &SiteConfig, day: &str, tickets: &[TicketRec]) -> DailyReport 
         services: service_rows,
         counters: counter_rows,
         staff: staff_rows,
-    }
-}
-
-fn num(v: Option<f64>) -> String {
-    match v {
-        None => String::new(),
-        Some(x) if x.fract() == 0.0 => format!("{}", x as i64),
-        Some(x) => format!("{x}"),
-    }
-}
-
-fn field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// The report as CSV with the header of rule 34.
-pub fn csv(r: &DailyReport) -> String {
-    let mut out = String::from(REPORT_CSV_HEADER);
-    out.push('\n');
-    for (kind, rows) in [
-        ("service", &r.services),
-        ("counter", &r.counters),
-        ("staff", &r.staff),
-    ] {
-        for row in rows {
-            let cols = [
-                kind.to_string(),
-                field(&row.id),
-                row.issued.map(|n| n.to_string()).unwrap_or_default(),
-                row.served.to_string(),
-                row.no_shows.to_string(),
-                num(row.wait_s.mean),
-                num(row.wait_s.p50),
-                num(row.wait_s.p90),
-                num(row.service_s.mean),
-                num(row.service_s.p50),
-                num(row.service_s.p90),
-                row.ratings.count.to_string(),
-                num(row.ratings.mean),
-            ];
-            out.push_str(&cols.join(","));
-            out.push('\n');
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let mut v: Vec<i64> = (1..=10).collect();
-        let s = stats(&mut v);
-        assert_eq!(s.p50, Some(5.0));
-        assert_eq!(s.p90, Some(9.0));
-        assert_eq!(s.mean, Some(5.5));
-        let mut one = vec![7];
-        assert_eq!(stats(&mut one).p90, Some(7.0));
-        assert_eq!(stats(&mut []).mean, None);
-    }
-
-    #[test]
-    fn csv_has_header_and_empty_nulls() {
-        let r = DailyReport {
-            day: "2026-11-22".into(),
-            services: vec![Acc::default().row("kham-noi", true, false)],
-            counters: vec![],
-            staff: vec![],
-        };
-        let c = csv(&r);
-        let mut lines = c.lines();
-        assert_eq!(lines.next(), Some(REPORT_CSV_HEADER));
-        assert_eq!(lines.next(), Some("service,kham-noi,0,0,0,,,,,,,0,"));
     }
 }
