@@ -906,3 +906,709 @@ async fn counter_tiles_use_the_room_on_the_board() {
         }
     }
 }
+
+// ---------------------------------------------------------------- visits (§9) and the console's additions (§10)
+
+/// A small hospital for visits: registration at Quầy 2, exam rooms Phòng 13
+/// and 14, the lab's sampling counter Quầy 34 (the only one serving
+/// xet-nghiem, so it is that step's place), X-ray rooms Phòng 38 and 39;
+/// Dr Hoa works in Phòng 13.
+fn visit_site() -> Site {
+    let mut t = String::from(
+        r#"[site]
+name = "Bệnh viện Thử nghiệm"
+timezone = "Asia/Ho_Chi_Minh"
+day_starts_at = "05:00"
+public_url = "http://luot.test"
+
+[server]
+listen = "127.0.0.1:0"
+data_dir = "unused"
+public_board = false
+
+[priority]
+ratio = 2
+classes = ["emergency"]
+
+[[services]]
+id = "tiep-don"
+name = "Tiếp đón"
+prefix = "A"
+digits = 3
+
+[[services]]
+id = "kham"
+name = "Khám bệnh"
+prefix = "K"
+digits = 3
+
+[[services]]
+id = "xet-nghiem"
+name = "Xét nghiệm"
+prefix = "X"
+digits = 3
+
+[[services]]
+id = "x-quang"
+name = "X-quang"
+prefix = "Q"
+digits = 3
+
+[[counters]]
+id = "quay-2"
+name = "Quầy 2"
+services = ["tiep-don"]
+
+[[counters]]
+id = "phong-13"
+name = "Phòng 13"
+services = ["kham"]
+
+[[counters]]
+id = "phong-14"
+name = "Phòng 14"
+services = ["kham"]
+
+[[counters]]
+id = "quay-34"
+name = "Quầy 34"
+services = ["xet-nghiem"]
+
+[[counters]]
+id = "phong-38"
+name = "Phòng 38"
+services = ["x-quang"]
+
+[[counters]]
+id = "phong-39"
+name = "Phòng 39"
+services = ["x-quang"]
+"#,
+    );
+    t += &format!(
+        "\n[[devices]]\nid = \"kiosk-sanh-a\"\nrole = \"kiosk\"\ntoken_sha256 = \"{}\"\nservices = [\"tiep-don\", \"kham\"]\n\
+         \n[[devices]]\nid = \"tv-sanh\"\nrole = \"display\"\ntoken_sha256 = \"{}\"\n\
+         \n[[users]]\nusername = \"bs.hoa\"\nrole = \"staff\"\npassword_hash = \"{h}\"\ncounters = [\"phong-13\"]\n\
+         \n[[users]]\nusername = \"admin\"\nrole = \"admin\"\npassword_hash = \"{h}\"\n",
+        sha(KIOSK_TOKEN),
+        sha(DISPLAY_TOKEN),
+        h = &*ADMIN_HASH
+    );
+    Site::new(&t)
+}
+
+/// Presses a key of the staff's numeric keypad on the console.
+async fn press(b: &Browser, key: &str) {
+    b.js(&format!(
+        "document.dispatchEvent(new KeyboardEvent('keydown', {{key: {key:?}, bubbles: true, cancelable: true}}))"
+    ))
+    .await;
+}
+
+/// Opens Dr Hoa's desk at Phòng 13 in a console of 1280×720.
+async fn hoa_console(server: &Server) -> Browser {
+    let b = Browser::start(1280, 720).await;
+    b.goto(&server.url("/console?counter=phong-13")).await;
+    b.fill("#u", "bs.hoa").await;
+    b.fill("#p", PASSWORD).await;
+    b.click("#login-btn").await;
+    b.until(
+        "desk",
+        "return document.getElementById('desk-title').textContent.startsWith('Phòng 13')",
+        WAIT,
+    )
+    .await;
+    b
+}
+
+/// Waits until the console's message reads `text` exactly; returns it.
+async fn console_says(b: &Browser, what: &str, text: &str) {
+    let js = format!("return document.getElementById('msg').textContent === {text:?}");
+    b.until(what, &js, WAIT).await;
+}
+
+#[tokio::test]
+async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
+    let site = visit_site();
+    let server = site.start();
+    let api = Api::new(&server);
+    let admin = api.login("admin").await;
+    let mine = api.issue(KIOSK_TOKEN, "kham", "p1").await.body;
+    let id = mine["id"].as_str().unwrap().to_string();
+    assert_eq!(mine["number"], "K001");
+
+    let board = Browser::start(1920, 1080).await;
+    board
+        .goto(&server.url(&format!("/board#token={DISPLAY_TOKEN}")))
+        .await;
+    board
+        .until(
+            "board",
+            "return document.querySelectorAll('[data-counter]').length === 6",
+            WAIT,
+        )
+        .await;
+
+    // Dr Hoa calls K001 into Phòng 13 and orders a blood test and an X-ray
+    // in Phòng 38, both at once, then back to her.
+    let c = hoa_console(&server).await;
+    press(&c, "Enter").await;
+    c.until(
+        "K001 called",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    press(&c, "/").await;
+    c.until(
+        "send panel",
+        "return document.getElementById('p-send').classList.contains('open')
+           && document.querySelectorAll('#sd-svcs button').length === 4",
+        WAIT,
+    )
+    .await;
+    assert_eq!(c.text("#sd-num").await, "K001");
+    // The lab by a click, the X-ray by its key (the fourth service).
+    c.click("#sd-svcs button[data-service=xet-nghiem]").await;
+    press(&c, "4").await;
+    c.until(
+        "two stops",
+        "return document.querySelectorAll('#sd-stops li[data-service]').length === 2",
+        WAIT,
+    )
+    .await;
+    // The X-ray in Phòng 38 only: the room list offers the rooms that do X-rays.
+    let rooms = c
+        .js(
+            "const s = document.querySelector('#sd-stops li[data-service=x-quang] select');
+             return [...s.options].map((o) => o.textContent)",
+        )
+        .await;
+    assert_eq!(
+        rooms,
+        json!(["Phòng nào cũng được", "Phòng 38", "Phòng 39"])
+    );
+    c.js(
+        "const s = document.querySelector('#sd-stops li[data-service=x-quang] select');
+          s.value = 'phong-38'; s.dispatchEvent(new Event('change'));",
+    )
+    .await;
+    // Both at the same stage ("cùng lúc", the default), and back here ('.').
+    let stages = c
+        .js("return [...document.querySelectorAll('#sd-stops li[data-service]')].map((li) =>
+               [li.querySelector('.stage').textContent, li.querySelector('.mid.on')?.textContent ?? null])")
+        .await;
+    assert_eq!(
+        stages,
+        json!([["Bước 1", null], ["Bước 1", "cùng lúc"]]),
+        "parallel stops"
+    );
+    press(&c, ".").await;
+    assert_eq!(
+        c.js("return document.getElementById('sd-return').checked")
+            .await,
+        true
+    );
+    assert!(
+        c.text("#p-send")
+            .await
+            .contains("Quay lại phòng này (Phòng 13)")
+    );
+    c.screenshot("console-send-1280x720.png").await;
+    assert_eq!(
+        c.js("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+            .await,
+        true,
+        "the console fits the width of its screen"
+    );
+    press(&c, "Enter").await;
+    console_says(
+        &c,
+        "sent",
+        "Đã chuyển số K001 đến Quầy 34 + Phòng 38; tiếp theo: Phòng 13",
+    )
+    .await;
+    assert_eq!(c.text("#cur-num").await, "—", "Phòng 13 is free");
+    assert_eq!(
+        c.js("return document.getElementById('p-send').classList.contains('open')")
+            .await,
+        false,
+        "the panel closed"
+    );
+
+    // The server holds the visit as the doctor ordered it.
+    let t = api.get(&format!("/api/v1/tickets/{id}"), None).await.body;
+    let steps: Vec<_> = t["visit"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            json!([
+                s["stage"],
+                s["service"],
+                s["counter"],
+                s["returning"],
+                s["status"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        json!(steps),
+        json!([
+            [1, "kham", "phong-13", false, "done"],
+            [2, "xet-nghiem", null, false, "waiting"],
+            [2, "x-quang", "phong-38", false, "waiting"],
+            [3, "kham", "phong-13", true, "pending"]
+        ])
+    );
+
+    // The phone: both places now, and Phòng 13 next.
+    let phone = Browser::start(412, 915).await;
+    phone.goto(&server.url(&format!("/t/{id}"))).await;
+    let now = phone
+        .until(
+            "where to go",
+            "const p = [...document.querySelectorAll('#now .place')].map((e) => e.textContent);
+             return p.length ? p : null",
+            WAIT,
+        )
+        .await;
+    assert_eq!(now, json!(["Quầy 34", "Phòng 38"]));
+    assert_eq!(phone.text("#next").await, "Tiếp theo: Phòng 13");
+    assert_eq!(phone.text("#num").await, "K001");
+    assert!(phone.text("#now").await.contains("Số người trước bạn: 0"));
+    phone.screenshot("ticket-visit-412x915.png").await;
+
+    // A newer patient comes for Phòng 13 while K001 is at the tests.
+    let newer = api.issue(KIOSK_TOKEN, "kham", "p2").await.body;
+    assert_eq!(newer["number"], "K002");
+
+    // The lab calls K001: the phone says so, live; the X-ray keeps its place.
+    let a = api
+        .post("/api/v1/counters/quay-34/next", Some(&admin), None)
+        .await;
+    assert_eq!(a.body["number"], "K001", "{}", a.text);
+    phone
+        .until(
+            "called at the lab",
+            "return document.querySelector('#now .stop.called .place')?.textContent === 'Quầy 34'",
+            WAIT,
+        )
+        .await;
+    assert!(phone.text("#status").await.contains("Đến lượt bạn"));
+    board
+        .until(
+            "K001 at Quầy 34",
+            "return document.querySelector('[data-counter=quay-34] .num').textContent === 'K001'",
+            WAIT,
+        )
+        .await;
+    api.post("/api/v1/counters/quay-34/done", Some(&admin), None)
+        .await;
+    // A finished step frees the lab's tile (step_finished).
+    board
+        .until(
+            "Quầy 34 free",
+            "return document.querySelector('[data-counter=quay-34] .num').textContent === '—'",
+            WAIT,
+        )
+        .await;
+    phone
+        .until(
+            "only the X-ray left",
+            "return [...document.querySelectorAll('#now .place')].map((e) => e.textContent).join() === 'Phòng 38'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(phone.text("#next").await, "Tiếp theo: Phòng 13");
+    let a = api
+        .post("/api/v1/counters/phong-38/next", Some(&admin), None)
+        .await;
+    assert_eq!(a.body["number"], "K001", "{}", a.text);
+    api.post("/api/v1/counters/phong-38/done", Some(&admin), None)
+        .await;
+
+    // Back to Phòng 13: the phone, and the board's list of returning patients.
+    phone
+        .until(
+            "back to Phòng 13",
+            "return [...document.querySelectorAll('#now .place')].map((e) => e.textContent).join() === 'Phòng 13'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(phone.text("#next").await, "", "nothing after the return");
+    assert!(phone.text("#now").await.contains("Quay lại"));
+    board
+        .until(
+            "returning list",
+            "return document.querySelector('[data-service=kham] .back')?.textContent === 'Quay lại: K001 (Phòng 13)'",
+            WAIT,
+        )
+        .await;
+    c.until(
+        "returning count on the console",
+        "return document.querySelector('#queues [data-service=kham]').textContent.includes('1 quay lại')",
+        WAIT,
+    )
+    .await;
+
+    // Dr Hoa calls next: K001 comes back ahead of the newer K002.
+    press(&c, "Enter").await;
+    c.until(
+        "K001 back",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    assert!(c.text("#cur-info").await.starts_with("Quay lại"));
+    assert!(
+        c.text("#cur-visit")
+            .await
+            .contains("Quầy 34 ✓ + Phòng 38 ✓"),
+        "{}",
+        c.text("#cur-visit").await
+    );
+    c.screenshot("console-returning-1280x720.png").await;
+    let recent = board
+        .until(
+            "Quay lại beside K001",
+            "const li = document.querySelector('#recent li');
+             return li && li.querySelector('.rnum').textContent === 'K001' && li.querySelector('.ret') ? li.textContent : null",
+            WAIT,
+        )
+        .await;
+    assert_eq!(recent, "K001Quay lạiPhòng 13");
+    // The lab's call was not a return.
+    assert_eq!(
+        board
+            .js("return [...document.querySelectorAll('#recent li')].map((li) => [li.querySelector('.rnum').textContent, li.querySelector('.rctr').textContent, !!li.querySelector('.ret')])")
+            .await,
+        json!([
+            ["K001", "Phòng 13", true],
+            ["K001", "Phòng 38", false],
+            ["K001", "Quầy 34", false],
+            ["K001", "Phòng 13", false]
+        ])
+    );
+    assert_eq!(
+        board
+            .js("return document.querySelector('[data-counter=phong-13] .num').textContent")
+            .await,
+        "K001Quay lại"
+    );
+    assert_eq!(
+        board
+            .js("return document.querySelector('[data-service=kham] .back')")
+            .await,
+        serde_json::Value::Null,
+        "called: no longer waiting to return"
+    );
+    board.screenshot("board-returning-1920x1080.png").await;
+    board.close().await;
+
+    // From a snapshot too, and at 1280×720; and on the sign over the door.
+    let board = Browser::start(1280, 720).await;
+    board
+        .goto(&server.url(&format!("/board#token={DISPLAY_TOKEN}")))
+        .await;
+    board
+        .until(
+            "snapshot",
+            "return document.querySelector('#recent li .ret') !== null",
+            WAIT,
+        )
+        .await;
+    assert_eq!(board.js(FITS).await, true, "the board fits at 720p");
+    let tiles = board.js(TILES).await;
+    assert_tiles_fit(&tiles, "returning at 720p", 0.05 * 720.0, 0.024 * 720.0);
+    board.screenshot("board-returning-1280x720.png").await;
+    board.goto(&server.url("/counter/phong-13")).await;
+    board
+        .until(
+            "sign",
+            "return document.getElementById('num').textContent === 'K001'
+               && !document.getElementById('ret').classList.contains('hidden')",
+            WAIT,
+        )
+        .await;
+    board.screenshot("counter-returning-1280x720.png").await;
+
+    // Done; the phone says so; the next patient is K002.
+    press(&c, "+").await;
+    phone
+        .until(
+            "done",
+            "return document.getElementById('status').textContent === 'Đã phục vụ xong'",
+            WAIT,
+        )
+        .await;
+    press(&c, "Enter").await;
+    c.until(
+        "K002",
+        "return document.getElementById('cur-num').textContent === 'K002'",
+        WAIT,
+    )
+    .await;
+    board
+        .until(
+            "no Quay lại for K002",
+            "return document.getElementById('num').textContent === 'K002'
+               && document.getElementById('ret').classList.contains('hidden')",
+            WAIT,
+        )
+        .await;
+    board.close().await;
+    phone.close().await;
+    c.close().await;
+}
+
+#[tokio::test]
+async fn the_console_holds_requeues_cancels_and_explains_refusals() {
+    let site = visit_site();
+    let server = site.start();
+    let api = Api::new(&server);
+    let hoa = api.login("bs.hoa").await;
+    let mut ids = vec![];
+    for i in 1..=4 {
+        let t = api.issue(KIOSK_TOKEN, "kham", &format!("h{i}")).await.body;
+        ids.push(t["id"].as_str().unwrap().to_string());
+    }
+    let ticket = |i: usize| format!("/api/v1/tickets/{}", ids[i]);
+    let sign = Browser::start(1280, 720).await;
+    sign.goto(&server.url(&format!("/counter/phong-13#token={DISPLAY_TOKEN}")))
+        .await;
+    sign.until(
+        "sign",
+        "return document.getElementById('name').textContent === 'Phòng 13'",
+        WAIT,
+    )
+    .await;
+    let c = hoa_console(&server).await;
+
+    // A refusal in the server's words: cancel with nothing called (* 3, reason 1, ⏎, ⏎).
+    for k in ["*", "3", "1", "Enter"] {
+        press(&c, k).await;
+    }
+    c.until(
+        "confirmation",
+        "return document.getElementById('p-confirm').classList.contains('open')",
+        WAIT,
+    )
+    .await;
+    assert!(
+        c.text("#confirm-text")
+            .await
+            .contains("Người đến đã về, không làm nữa")
+    );
+    press(&c, "Enter").await;
+    let refused = api
+        .post(
+            "/api/v1/counters/phong-13/cancel",
+            Some(&hoa),
+            Some(json!({"reason": "Người đến đã về, không làm nữa"})),
+        )
+        .await;
+    assert_eq!((refused.status, refused.code()), (409, "nothing_called"));
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    console_says(&c, "the server's refusal", message).await;
+    assert_eq!(
+        c.js("return document.getElementById('msg').className")
+            .await,
+        "bad"
+    );
+    c.screenshot("console-refusal-1280x720.png").await;
+
+    // Hold K001 (* 1, reason 2, ⏎): it leaves the sign and waits in the held list.
+    press(&c, "Enter").await;
+    c.until(
+        "K001",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    sign.until(
+        "K001 on the sign",
+        "return document.getElementById('num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    for k in ["*", "1", "2"] {
+        press(&c, k).await;
+    }
+    assert!(c.text("#p-hold").await.contains("Tạm giữ số K001"));
+    press(&c, "Enter").await;
+    console_says(
+        &c,
+        "held",
+        "Đã tạm giữ số K001: Đi sao chụp (photo) giấy tờ",
+    )
+    .await;
+    c.until(
+        "held list",
+        "return document.querySelector('#held li[data-number=K001]')?.textContent.includes('Đi sao chụp')",
+        WAIT,
+    )
+    .await;
+    assert_eq!(c.text("#cur-num").await, "—");
+    sign.until(
+        "held is not served",
+        "return document.getElementById('num').textContent === '—'",
+        WAIT,
+    )
+    .await;
+    let t = api.get(&ticket(0), None).await.body;
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("held"), Some("Đi sao chụp (photo) giấy tờ"))
+    );
+    c.screenshot("console-held-1280x720.png").await;
+    // The phone of a held patient says why, in Vietnamese.
+    let phone = Browser::start(412, 915).await;
+    phone.goto(&server.url(&format!("/t/{}", ids[0]))).await;
+    phone
+        .until(
+            "held on the phone",
+            "return document.getElementById('status').textContent === 'Số của bạn đang được tạm giữ tại Phòng 13'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        phone.text("#reason").await,
+        "Lý do: Đi sao chụp (photo) giấy tờ"
+    );
+
+    // Resume it by typing its number on the keypad: 1, ⏎ calls K001.
+    press(&c, "1").await;
+    assert_eq!(
+        c.js("return document.getElementById('cl-num').value").await,
+        "K001"
+    );
+    press(&c, "Enter").await;
+    c.until(
+        "resumed",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    c.until(
+        "held list empty",
+        "return !document.querySelector('#held li[data-number]')",
+        WAIT,
+    )
+    .await;
+    sign.until(
+        "back on the sign",
+        "return document.getElementById('num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+
+    // No-show (−), then bring K001 back to the front (* 2 ⏎): called next, before K002.
+    press(&c, "-").await;
+    c.until(
+        "no-show list",
+        "return !!document.querySelector('#noshows li[data-number=K001]')",
+        WAIT,
+    )
+    .await;
+    for k in ["*", "2"] {
+        press(&c, k).await;
+    }
+    assert_eq!(
+        c.js("return [document.getElementById('rq-num').value, document.getElementById('rq-front').checked]")
+            .await,
+        json!(["K001", true]),
+        "the latest no-show, to the front"
+    );
+    press(&c, "Enter").await;
+    console_says(&c, "requeued", "Đã xếp lại vào hàng số K001").await;
+    let t = api.get(&ticket(0), None).await.body;
+    assert_eq!(
+        (t["status"].as_str(), t["position"].as_u64()),
+        (Some("waiting"), Some(1))
+    );
+    press(&c, "Enter").await;
+    c.until(
+        "K001 first",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+
+    // Cancel the called K001 (* 3, reason 4, ⏎, ⏎).
+    for k in ["*", "3", "4", "Enter"] {
+        press(&c, k).await;
+    }
+    assert!(c.text("#confirm-text").await.starts_with("Huỷ số K001?"));
+    c.screenshot("console-cancel-confirm-1280x720.png").await;
+    press(&c, "Enter").await;
+    console_says(&c, "cancelled", "Đã huỷ số K001").await;
+    let t = api.get(&ticket(0), None).await.body;
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("cancelled"), Some("Không đủ điều kiện tiếp nhận"))
+    );
+    phone
+        .until(
+            "cancelled on the phone",
+            "return document.getElementById('status').textContent === 'Số này đã bị huỷ'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        phone.text("#reason").await,
+        "Lý do: Không đủ điều kiện tiếp nhận"
+    );
+    phone.screenshot("ticket-cancelled-412x915.png").await;
+    phone.close().await;
+
+    // Cancel a waiting number by typing it: 3, * 3, reason 2, ⏎, ⏎ cancels K003.
+    for k in ["3", "*", "3", "2", "Enter"] {
+        press(&c, k).await;
+    }
+    assert!(c.text("#confirm-text").await.starts_with("Huỷ số K003?"));
+    press(&c, "Enter").await;
+    console_says(&c, "K003 cancelled", "Đã huỷ số K003").await;
+    assert_eq!(api.get(&ticket(2), None).await.body["status"], "cancelled");
+    assert_eq!(c.text("#cur-num").await, "—", "the counter is free");
+    press(&c, "Enter").await;
+    c.until(
+        "K002, then K004",
+        "return document.getElementById('cur-num').textContent === 'K002'",
+        WAIT,
+    )
+    .await;
+
+    // Reprint K002 at the hall's kiosk (* 4): whatever the server answers
+    // while that kiosk is away, the console shows its words.
+    for k in ["*", "4"] {
+        press(&c, k).await;
+    }
+    c.until(
+        "print panel",
+        "return document.getElementById('p-print').classList.contains('open')
+           && !document.getElementById('pr-kiosk').classList.contains('hidden')",
+        WAIT,
+    )
+    .await;
+    assert_eq!(c.text("#pr-num").await, "K002");
+    c.fill("#pr-kiosk", "kiosk-sanh-a").await;
+    c.screenshot("console-reprint-1280x720.png").await;
+    press(&c, "Enter").await;
+    let answer = api
+        .post(
+            &format!("{}/print", ticket(1)),
+            Some(&hoa),
+            Some(json!({"kiosk": "kiosk-sanh-a", "request_id": "screens-reprint"})),
+        )
+        .await;
+    assert!(
+        answer.status >= 400,
+        "the kiosk is not connected: {}",
+        answer.text
+    );
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    console_says(&c, "the print refusal", message).await;
+    c.close().await;
+    sign.close().await;
+}
