@@ -5,6 +5,10 @@
 //! ticket page follows the queue live and takes one rating, the board keeps
 //! long numbers and counter names whole and fills the screen with as many
 //! counters as it has, and the admin page names services and counters.
+//! Visits (contract §9–10): a doctor sends patients to tests in parallel
+//! from the console's keypad, the phone shows where to go now and next, the
+//! board and the sign mark the return, and the console holds, resumes,
+//! requeues, cancels and reprints, with refusals in the server's words.
 
 #![allow(clippy::unwrap_used)]
 
@@ -395,7 +399,7 @@ async fn the_ticket_page_follows_the_queue_and_takes_one_rating() {
     api.issue(KIOSK_TOKEN, "kham-noi", "t2").await;
     let mine = api.issue(KIOSK_TOKEN, "kham-noi", "t3").await.body;
     let id = mine["id"].as_str().unwrap();
-    let b = Browser::start(412, 915).await; // a phone
+    let b = Browser::phone(412, 915).await; // a phone
     b.goto(&server.url(&format!("/t/{id}"))).await;
     b.until(
         "number",
@@ -1027,15 +1031,36 @@ async fn console_says(b: &Browser, what: &str, text: &str) {
     b.until(what, &js, WAIT).await;
 }
 
+/// Waits until the phone's places to go now read `places` (joined by " | ").
+async fn phone_shows(phone: &Browser, what: &str, places: &str) {
+    let js = format!(
+        "return [...document.querySelectorAll('#now .place')].map((e) => e.textContent).join(' | ') === {places:?}"
+    );
+    phone.until(what, &js, WAIT).await;
+}
+
+/// An action at a counter by the admin, as a room's staff would press it.
+async fn at(api: &Api, admin: &str, counter: &str, action: &str) -> Answer {
+    api.post(
+        &format!("/api/v1/counters/{counter}/{action}"),
+        Some(admin),
+        None,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
     let site = visit_site();
     let server = site.start();
     let api = Api::new(&server);
     let admin = api.login("admin").await;
+    let hoa = api.login("bs.hoa").await;
     let mine = api.issue(KIOSK_TOKEN, "kham", "p1").await.body;
     let id = mine["id"].as_str().unwrap().to_string();
     assert_eq!(mine["number"], "K001");
+    let other = api.issue(KIOSK_TOKEN, "kham", "p2").await.body;
+    assert_eq!(other["number"], "K002");
 
     let board = Browser::start(1920, 1080).await;
     board
@@ -1121,6 +1146,27 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
         true,
         "the console fits the width of its screen"
     );
+    // Every room list is wide enough for its longest choice beside its
+    // arrow (in its right padding), and the panel fits the screen.
+    let cut = c
+        .js("const probe = document.createElement('span');
+             probe.style.cssText = 'position:absolute;visibility:hidden;white-space:nowrap';
+             document.body.append(probe);
+             const cut = [];
+             for (const s of document.querySelectorAll('#sd-stops select')) {
+               const cs = getComputedStyle(s);
+               probe.style.font = cs.font;
+               for (const o of s.options) {
+                 probe.textContent = o.textContent;
+                 const room = s.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+                 if (probe.getBoundingClientRect().width > room) cut.push(o.textContent);
+               }
+             }
+             probe.remove();
+             return cut")
+        .await;
+    assert_eq!(cut, json!([]), "room lists not cut");
+    assert_eq!(c.js(FITS).await, true, "the send panel fits 1280×720");
     press(&c, "Enter").await;
     console_says(
         &c,
@@ -1162,32 +1208,53 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
         ])
     );
 
-    // The phone: both places now, and Phòng 13 next.
-    let phone = Browser::start(412, 915).await;
+    // The phone (a real phone's width): both places now, and Phòng 13 next.
+    let phone = Browser::phone(412, 915).await;
     phone.goto(&server.url(&format!("/t/{id}"))).await;
-    let now = phone
-        .until(
-            "where to go",
-            "const p = [...document.querySelectorAll('#now .place')].map((e) => e.textContent);
-             return p.length ? p : null",
-            WAIT,
-        )
-        .await;
-    assert_eq!(now, json!(["Quầy 34", "Phòng 38"]));
+    phone_shows(&phone, "where to go", "Quầy 34 | Phòng 38").await;
     assert_eq!(phone.text("#next").await, "Tiếp theo: Phòng 13");
     assert_eq!(phone.text("#num").await, "K001");
     assert!(phone.text("#now").await.contains("Số người trước bạn: 0"));
+    assert_eq!(
+        phone.js("return [window.innerWidth, document.documentElement.scrollWidth <= window.innerWidth]").await,
+        json!([412, true]),
+        "the page fits a phone's width"
+    );
     phone.screenshot("ticket-visit-412x915.png").await;
 
-    // A newer patient comes for Phòng 13 while K001 is at the tests.
-    let newer = api.issue(KIOSK_TOKEN, "kham", "p2").await.body;
-    assert_eq!(newer["number"], "K002");
-
-    // The lab calls K001: the phone says so, live; the X-ray keeps its place.
-    let a = api
-        .post("/api/v1/counters/quay-34/next", Some(&admin), None)
+    // K002 comes in next and goes to the same tests, any X-ray room.
+    press(&c, "Enter").await;
+    c.until(
+        "K002 called",
+        "return document.getElementById('cur-num').textContent === 'K002'",
+        WAIT,
+    )
+    .await;
+    let sent = api
+        .post(
+            "/api/v1/counters/phong-13/send",
+            Some(&hoa),
+            Some(json!({"stops": [{"service": "xet-nghiem"}, {"service": "x-quang"}], "return": true})),
+        )
         .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    // A new patient for Phòng 13 while both are at the tests.
+    let newer = api.issue(KIOSK_TOKEN, "kham", "p3").await.body;
+    assert_eq!(newer["number"], "K003");
+
+    // K002 takes the X-ray first (Phòng 39: K001's X-ray is Phòng 38's
+    // only), K001 the lab first.
+    let next = |counter: &'static str| at(&api, &admin, counter, "next");
+    let done = async |counter: &'static str| {
+        let a = at(&api, &admin, counter, "done").await;
+        assert_eq!(a.status, 200, "{counter} done: {}", a.text);
+    };
+    let a = next("phong-39").await;
+    assert_eq!(a.body["number"], "K002", "{}", a.text);
+    let a = next("quay-34").await;
     assert_eq!(a.body["number"], "K001", "{}", a.text);
+    // The lab calls K001: the phone says so, live; the X-ray keeps its place
+    // and Phòng 38 cannot call K001 while the lab has them.
     phone
         .until(
             "called at the lab",
@@ -1196,15 +1263,31 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
         )
         .await;
     assert!(phone.text("#status").await.contains("Đến lượt bạn"));
+    assert!(
+        phone
+            .text("#now .stop.waiting")
+            .await
+            .contains("giữ chỗ trong lúc bạn ở nơi khác"),
+        "{}",
+        phone.text("#now").await
+    );
+    phone.screenshot("ticket-visit-called-412x915.png").await;
+    let busy = next("phong-38").await;
+    assert_eq!(
+        (busy.status, busy.code()),
+        (409, "queue_empty"),
+        "K001 is busy at the lab: {}",
+        busy.text
+    );
     board
         .until(
-            "K001 at Quầy 34",
-            "return document.querySelector('[data-counter=quay-34] .num').textContent === 'K001'",
+            "K001 at Quầy 34, K002 at Phòng 39",
+            "return document.querySelector('[data-counter=quay-34] .num').textContent === 'K001'
+               && document.querySelector('[data-counter=phong-39] .num').textContent === 'K002'",
             WAIT,
         )
         .await;
-    api.post("/api/v1/counters/quay-34/done", Some(&admin), None)
-        .await;
+    done("quay-34").await;
     // A finished step frees the lab's tile (step_finished).
     board
         .until(
@@ -1213,46 +1296,60 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
             WAIT,
         )
         .await;
-    phone
-        .until(
-            "only the X-ray left",
-            "return [...document.querySelectorAll('#now .place')].map((e) => e.textContent).join() === 'Phòng 38'",
-            WAIT,
-        )
-        .await;
+    phone_shows(&phone, "only the X-ray left", "Phòng 38").await;
     assert_eq!(phone.text("#next").await, "Tiếp theo: Phòng 13");
-    let a = api
-        .post("/api/v1/counters/phong-38/next", Some(&admin), None)
-        .await;
+    // K002's X-ray, then its lab: it is back first.
+    done("phong-39").await;
+    let a = next("quay-34").await;
+    assert_eq!(a.body["number"], "K002", "{}", a.text);
+    done("quay-34").await;
+    let a = next("phong-38").await;
     assert_eq!(a.body["number"], "K001", "{}", a.text);
-    api.post("/api/v1/counters/phong-38/done", Some(&admin), None)
-        .await;
+    done("phong-38").await;
 
     // Back to Phòng 13: the phone, and the board's list of returning patients.
-    phone
-        .until(
-            "back to Phòng 13",
-            "return [...document.querySelectorAll('#now .place')].map((e) => e.textContent).join() === 'Phòng 13'",
-            WAIT,
-        )
-        .await;
+    phone_shows(&phone, "back to Phòng 13", "Phòng 13").await;
     assert_eq!(phone.text("#next").await, "", "nothing after the return");
-    assert!(phone.text("#now").await.contains("Quay lại"));
+    let back = phone.text("#now").await;
+    assert!(
+        back.contains("Quay lại") && back.contains("Số người trước bạn: 1"),
+        "K002 came back first: {back}"
+    );
+    phone.screenshot("ticket-visit-return-412x915.png").await;
     board
         .until(
             "returning list",
-            "return document.querySelector('[data-service=kham] .back')?.textContent === 'Quay lại: K001 (Phòng 13)'",
+            "return document.querySelector('[data-service=kham] .back')?.textContent
+               === 'Quay lại Phòng 13: K002, K001'",
             WAIT,
         )
         .await;
+    assert_eq!(
+        board
+            .js("return document.querySelector('[data-service=kham] .next').textContent")
+            .await,
+        "Tiếp theo: K003"
+    );
+    assert_eq!(board.js(FITS).await, true, "the board fits at 1080p");
+    board
+        .screenshot("board-returning-waiting-1920x1080.png")
+        .await;
     c.until(
         "returning count on the console",
-        "return document.querySelector('#queues [data-service=kham]').textContent.includes('1 quay lại')",
+        "return document.querySelector('#queues [data-service=kham]').textContent.includes('3 người chờ · 2 quay lại')",
         WAIT,
     )
     .await;
 
-    // Dr Hoa calls next: K001 comes back ahead of the newer K002.
+    // Dr Hoa calls next: the returning patients come before the newer K003,
+    // in the order they came back.
+    press(&c, "Enter").await;
+    c.until(
+        "K002 back",
+        "return document.getElementById('cur-num').textContent === 'K002'",
+        WAIT,
+    )
+    .await;
     press(&c, "Enter").await;
     c.until(
         "K001 back",
@@ -1269,6 +1366,13 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
         c.text("#cur-visit").await
     );
     c.screenshot("console-returning-1280x720.png").await;
+    phone
+        .until(
+            "called back in",
+            "return document.querySelector('#now .stop.called .place')?.textContent === 'Phòng 13'",
+            WAIT,
+        )
+        .await;
     let recent = board
         .until(
             "Quay lại beside K001",
@@ -1278,16 +1382,18 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
         )
         .await;
     assert_eq!(recent, "K001Quay lạiPhòng 13");
-    // The lab's call was not a return.
+    // Only the returns say "Quay lại".
+    let recent = board
+        .js("return [...document.querySelectorAll('#recent li')].slice(0, 5).map((li) => [li.querySelector('.rnum').textContent, li.querySelector('.rctr').textContent, !!li.querySelector('.ret')])")
+        .await;
     assert_eq!(
-        board
-            .js("return [...document.querySelectorAll('#recent li')].map((li) => [li.querySelector('.rnum').textContent, li.querySelector('.rctr').textContent, !!li.querySelector('.ret')])")
-            .await,
+        recent,
         json!([
             ["K001", "Phòng 13", true],
+            ["K002", "Phòng 13", true],
             ["K001", "Phòng 38", false],
-            ["K001", "Quầy 34", false],
-            ["K001", "Phòng 13", false]
+            ["K002", "Quầy 34", false],
+            ["K001", "Quầy 34", false]
         ])
     );
     assert_eq!(
@@ -1302,6 +1408,19 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
             .await,
         serde_json::Value::Null,
         "called: no longer waiting to return"
+    );
+    let tiles = board.js(TILES).await;
+    assert_tiles_fit(&tiles, "returning at 1080p", 0.05 * 1080.0, 0.024 * 1080.0);
+    // "Quay lại" beside the number leaves the room's name as large as the others'.
+    let names: Vec<f64> = tiles
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["namePx"].as_f64().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| (n - names[0]).abs() < 1.0),
+        "names of one size: {names:?}"
     );
     board.screenshot("board-returning-1920x1080.png").await;
     board.close().await;
@@ -1333,7 +1452,7 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
         .await;
     board.screenshot("counter-returning-1280x720.png").await;
 
-    // Done; the phone says so; the next patient is K002.
+    // Done; the phone says so; the next patient is K003.
     press(&c, "+").await;
     phone
         .until(
@@ -1344,15 +1463,15 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
         .await;
     press(&c, "Enter").await;
     c.until(
-        "K002",
-        "return document.getElementById('cur-num').textContent === 'K002'",
+        "K003",
+        "return document.getElementById('cur-num').textContent === 'K003'",
         WAIT,
     )
     .await;
     board
         .until(
-            "no Quay lại for K002",
-            "return document.getElementById('num').textContent === 'K002'
+            "no Quay lại for K003",
+            "return document.getElementById('num').textContent === 'K003'
                && document.getElementById('ret').classList.contains('hidden')",
             WAIT,
         )
@@ -1451,11 +1570,13 @@ async fn the_console_holds_requeues_cancels_and_explains_refusals() {
     .await;
     assert_eq!(c.text("#cur-num").await, "—");
     sign.until(
-        "held is not served",
-        "return document.getElementById('num').textContent === '—'",
+        "held is not served, but kept",
+        "return document.getElementById('num').textContent === '—'
+           && document.getElementById('held').textContent === 'Đang giữ chỗ: K001'",
         WAIT,
     )
     .await;
+    sign.screenshot("counter-held-1280x720.png").await;
     let t = api.get(&ticket(0), None).await.body;
     assert_eq!(
         (t["status"].as_str(), t["reason"].as_str()),
@@ -1463,7 +1584,7 @@ async fn the_console_holds_requeues_cancels_and_explains_refusals() {
     );
     c.screenshot("console-held-1280x720.png").await;
     // The phone of a held patient says why, in Vietnamese.
-    let phone = Browser::start(412, 915).await;
+    let phone = Browser::phone(412, 915).await;
     phone.goto(&server.url(&format!("/t/{}", ids[0]))).await;
     phone
         .until(
@@ -1498,7 +1619,8 @@ async fn the_console_holds_requeues_cancels_and_explains_refusals() {
     .await;
     sign.until(
         "back on the sign",
-        "return document.getElementById('num').textContent === 'K001'",
+        "return document.getElementById('num').textContent === 'K001'
+           && document.getElementById('held').textContent === ''",
         WAIT,
     )
     .await;
@@ -1579,8 +1701,10 @@ async fn the_console_holds_requeues_cancels_and_explains_refusals() {
     )
     .await;
 
-    // Reprint K002 at the hall's kiosk (* 4): whatever the server answers
-    // while that kiosk is away, the console shows its words.
+    // Reprint K002 at the hall's kiosk (* 4). The server's print route
+    // (rule 88) may refuse while that kiosk is away, or be missing from this
+    // build: whatever it answers, the console shows its words, and it asks
+    // for the right ticket, kiosk and a request id that a retry repeats.
     for k in ["*", "4"] {
         press(&c, k).await;
     }
@@ -1594,6 +1718,10 @@ async fn the_console_holds_requeues_cancels_and_explains_refusals() {
     assert_eq!(c.text("#pr-num").await, "K002");
     c.fill("#pr-kiosk", "kiosk-sanh-a").await;
     c.screenshot("console-reprint-1280x720.png").await;
+    // Note each request the page makes (it still goes to the server).
+    c.js("window.sent = []; const f = window.fetch;
+          window.fetch = (url, o) => { window.sent.push({url: String(url), method: o.method, body: o.body ?? null}); return f(url, o); };")
+        .await;
     press(&c, "Enter").await;
     let answer = api
         .post(
@@ -1609,6 +1737,30 @@ async fn the_console_holds_requeues_cancels_and_explains_refusals() {
     );
     let message = answer.body["error"]["message"].as_str().unwrap();
     console_says(&c, "the print refusal", message).await;
+    // Asked again, the same request: never two prints of one press.
+    press(&c, "Enter").await;
+    let sent = c
+        .until(
+            "two print requests",
+            "return window.sent.length === 2 ? window.sent : null",
+            WAIT,
+        )
+        .await;
+    let mut request_ids = vec![];
+    for r in sent.as_array().unwrap() {
+        assert_eq!(r["method"], "POST");
+        assert_eq!(r["url"], format!("/api/v1/tickets/{}/print", ids[1]));
+        let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["kiosk"], "kiosk-sanh-a");
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+        request_ids.push(body["request_id"].as_str().unwrap().to_string());
+    }
+    assert!(!request_ids[0].is_empty());
+    assert_eq!(
+        request_ids[0], request_ids[1],
+        "a retry repeats its request id"
+    );
+    console_says(&c, "the print refusal again", message).await;
     c.close().await;
     sign.close().await;
 }
