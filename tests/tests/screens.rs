@@ -1001,6 +1001,21 @@ services = ["x-quang"]
     Site::new(&t)
 }
 
+/// Asserts that "Quay lại" beside a number leaves its room's name as large
+/// as the other tiles' names.
+fn assert_names_of_one_size(tiles: &serde_json::Value, size: &str) {
+    let names: Vec<f64> = tiles
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["namePx"].as_f64().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| (n - names[0]).abs() < 1.0),
+        "{size}: names of one size: {names:?}"
+    );
+}
+
 /// Presses a key of the staff's numeric keypad on the console.
 async fn press(b: &Browser, key: &str) {
     b.js(&format!(
@@ -1411,17 +1426,7 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
     );
     let tiles = board.js(TILES).await;
     assert_tiles_fit(&tiles, "returning at 1080p", 0.05 * 1080.0, 0.024 * 1080.0);
-    // "Quay lại" beside the number leaves the room's name as large as the others'.
-    let names: Vec<f64> = tiles
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["namePx"].as_f64().unwrap())
-        .collect();
-    assert!(
-        names.iter().all(|n| (n - names[0]).abs() < 1.0),
-        "names of one size: {names:?}"
-    );
+    assert_names_of_one_size(&tiles, "returning at 1080p");
     board.screenshot("board-returning-1920x1080.png").await;
     board.close().await;
 
@@ -1440,6 +1445,7 @@ async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
     assert_eq!(board.js(FITS).await, true, "the board fits at 720p");
     let tiles = board.js(TILES).await;
     assert_tiles_fit(&tiles, "returning at 720p", 0.05 * 720.0, 0.024 * 720.0);
+    assert_names_of_one_size(&tiles, "returning at 720p");
     board.screenshot("board-returning-1280x720.png").await;
     board.goto(&server.url("/counter/phong-13")).await;
     board
@@ -1736,7 +1742,9 @@ async fn the_console_holds_requeues_cancels_and_explains_refusals() {
         answer.text
     );
     let message = answer.body["error"]["message"].as_str().unwrap();
-    console_says(&c, "the print refusal", message).await;
+    let refusal = format!("Không in lại được: {message}");
+    console_says(&c, "the print refusal", &refusal).await;
+    c.screenshot("console-reprint-refused-1280x720.png").await;
     // Asked again, the same request: never two prints of one press.
     press(&c, "Enter").await;
     let sent = c
@@ -1760,7 +1768,7 @@ async fn the_console_holds_requeues_cancels_and_explains_refusals() {
         request_ids[0], request_ids[1],
         "a retry repeats its request id"
     );
-    console_says(&c, "the print refusal again", message).await;
+    console_says(&c, "the print refusal again", &refusal).await;
     c.close().await;
     sign.close().await;
 }
