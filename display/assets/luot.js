@@ -1,6 +1,7 @@
 // luot.js: what every screen shares: the device token from the URL fragment,
-// the websocket with resume and jittered reconnect, the offline banner, and
-// a board model kept exact from snapshots and events.
+// the websocket with resume and jittered reconnect, the offline banner, a
+// board model kept exact from snapshots and events, and how a visit of
+// several stops reads (contract §9: where to go now and next).
 'use strict';
 const Luot = (() => {
   const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
@@ -34,22 +35,62 @@ const Luot = (() => {
   Model.prototype.apply = function (ev) {
     for (const s of ev.services || []) this.services.set(s.id, Object.assign(this.services.get(s.id) || {}, s));
     const c = ev.counter && this.counters.get(ev.counter);
+    if (ev.ticket) this.follow(ev.ticket);
     switch (ev.kind) {
-      case 'ticket_called':
-        if (c) c.serving = ev.ticket;
-        // falls through
-      case 'ticket_recalled':
+      case 'ticket_called': case 'ticket_recalled': {
+        if (c && ev.kind === 'ticket_called') c.serving = ev.ticket;
+        const step = stepOf(ev);
         this.recent.unshift({ number: ev.ticket.number, counter: ev.counter, counter_name: ev.counter_name,
-          service_name: ev.service_name, at: ev.at });
+          service_name: ev.service_name, at: ev.at, returning: !!(step && step.returning) });
         this.recent = this.recent.slice(0, 10);
         break;
-      case 'ticket_done': case 'ticket_no_show': case 'ticket_transferred':
-        if (c && c.serving && c.serving.id === ev.ticket.id) c.serving = null;
-        break;
+      }
       case 'counter_opened': if (c) c.open = true; break;
       case 'counter_closed': if (c) c.open = false; break;
     }
   };
+  // Every ticket event carries the whole ticket as it is now: a counter
+  // serves it while a step of it is called there (rule 48's top level shows
+  // the called step), and holds its number while a step is held there. So
+  // done, no-show, transfer, send, step finished, hold and cancel all free
+  // the counter, and a resumed or cancelled held number leaves its list.
+  Model.prototype.follow = function (t) {
+    const calledAt = t.status === 'called' ? t.counter : null;
+    const heldAt = new Set(t.visit
+      ? t.visit.steps.filter(s => s.status === 'held').map(s => s.counter)
+      : (t.status === 'held' ? [t.counter] : []));
+    for (const c of this.counters.values()) {
+      if (c.serving && c.serving.id === t.id) c.serving = calledAt === c.id ? t : null;
+      else if (calledAt === c.id) c.serving = t;
+      const held = c.held || [];
+      const has = held.includes(t.number);
+      if (heldAt.has(c.id) && !has) c.held = held.concat([t.number]);
+      else if (!heldAt.has(c.id) && has) c.held = held.filter(n => n !== t.number);
+    }
+  };
+
+  // ---- visits (§9)
+  const OPEN = new Set(['pending', 'waiting', 'called', 'held']);
+  // The step an event is about (rule 55), or null for a ticket without a visit.
+  function stepOf(ev) {
+    const t = ev.ticket;
+    return t && t.visit && ev.step != null ? t.visit.steps[ev.step] || null : null;
+  }
+  // The step called now, or null.
+  function calledStep(t) {
+    return t && t.visit ? t.visit.steps.find(s => s.status === 'called') || null : null;
+  }
+  // Rule 57: the open steps of the lowest stage that has one (now), and
+  // those of the next stage after it that has one (next).
+  function route(t) {
+    const open = t && t.visit ? t.visit.steps.filter(s => OPEN.has(s.status)) : [];
+    if (!open.length) return { now: [], next: [] };
+    const first = Math.min(...open.map(s => s.stage));
+    const later = open.filter(s => s.stage > first);
+    const second = later.length ? Math.min(...later.map(s => s.stage)) : null;
+    return { now: open.filter(s => s.stage === first), next: open.filter(s => s.stage === second) };
+  }
+  const places = (steps) => steps.map(s => s.place).join(' + ');
 
   // connect({token, onWelcome, onState(model, event|null), onError})
   function connect(opts) {
@@ -98,5 +139,5 @@ const Luot = (() => {
     return { status: r.status, data: data };
   }
 
-  return { el, deviceToken, fmtTime, connect, api };
+  return { el, deviceToken, fmtTime, connect, api, stepOf, calledStep, route, places };
 })();

@@ -23,6 +23,19 @@ fn free_port() -> u16 {
 impl Browser {
     /// Starts chromedriver and a headless Chromium window of `width`×`height`.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Browser::launch(width, height, None).await
+    }
+
+    /// A phone's screen of `width`×`height` CSS pixels, through Chromium's
+    /// mobile emulation: a desktop window is never narrower than 500 pixels,
+    /// and a phone's page must be seen at its own width (a device pixel
+    /// ratio of 1 keeps its screenshots at that size).
+    pub async fn phone(width: u32, height: u32) -> Browser {
+        let metrics = json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0, "mobile": true, "touch": true}});
+        Browser::launch(width, height, Some(metrics)).await
+    }
+
+    async fn launch(width: u32, height: u32, mobile: Option<Value>) -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -46,11 +59,12 @@ impl Browser {
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        let mut options = json!({"binary": "/usr/bin/chromium", "args": args});
+        if let Some(m) = mobile {
+            options["mobileEmulation"] = m;
+        }
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({"binary": "/usr/bin/chromium", "args": args}),
-        );
+        caps.insert("goog:chromeOptions".into(), options);
         let t0 = Instant::now();
         let client = loop {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();

@@ -6,6 +6,10 @@
 //! long numbers and counter names whole and fills the screen with as many
 //! counters as it has, and the admin page names services and counters and
 //! charts the waits of each stop of the day's visits.
+//! Visits (contract §9–10): a doctor sends patients to tests in parallel
+//! from the console's keypad, the phone shows where to go now and next, the
+//! board and the sign mark the return, and the console holds, resumes,
+//! requeues, cancels and reprints, with refusals in the server's words.
 
 #![allow(clippy::unwrap_used)]
 
@@ -396,7 +400,7 @@ async fn the_ticket_page_follows_the_queue_and_takes_one_rating() {
     api.issue(KIOSK_TOKEN, "kham-noi", "t2").await;
     let mine = api.issue(KIOSK_TOKEN, "kham-noi", "t3").await.body;
     let id = mine["id"].as_str().unwrap();
-    let b = Browser::start(412, 915).await; // a phone
+    let b = Browser::phone(412, 915).await; // a phone
     b.goto(&server.url(&format!("/t/{id}"))).await;
     b.until(
         "number",
@@ -1042,4 +1046,866 @@ async fn counter_tiles_use_the_room_on_the_board() {
             b.close().await;
         }
     }
+}
+
+// ---------------------------------------------------------------- visits (§9) and the console's additions (§10)
+
+/// A small hospital for visits: registration at Quầy 2, exam rooms Phòng 13
+/// and 14, the lab's sampling counter Quầy 34 (the only one serving
+/// xet-nghiem, so it is that step's place), X-ray rooms Phòng 38 and 39;
+/// Dr Hoa works in Phòng 13.
+fn visit_site() -> Site {
+    let mut t = String::from(
+        r#"[site]
+name = "Bệnh viện Thử nghiệm"
+timezone = "Asia/Ho_Chi_Minh"
+day_starts_at = "05:00"
+public_url = "http://luot.test"
+
+[server]
+listen = "127.0.0.1:0"
+data_dir = "unused"
+public_board = false
+
+[priority]
+ratio = 2
+classes = ["emergency"]
+
+[[services]]
+id = "tiep-don"
+name = "Tiếp đón"
+prefix = "A"
+digits = 3
+
+[[services]]
+id = "kham"
+name = "Khám bệnh"
+prefix = "K"
+digits = 3
+
+[[services]]
+id = "xet-nghiem"
+name = "Xét nghiệm"
+prefix = "X"
+digits = 3
+
+[[services]]
+id = "x-quang"
+name = "X-quang"
+prefix = "Q"
+digits = 3
+
+[[counters]]
+id = "quay-2"
+name = "Quầy 2"
+services = ["tiep-don"]
+
+[[counters]]
+id = "phong-13"
+name = "Phòng 13"
+services = ["kham"]
+
+[[counters]]
+id = "phong-14"
+name = "Phòng 14"
+services = ["kham"]
+
+[[counters]]
+id = "quay-34"
+name = "Quầy 34"
+services = ["xet-nghiem"]
+
+[[counters]]
+id = "phong-38"
+name = "Phòng 38"
+services = ["x-quang"]
+
+[[counters]]
+id = "phong-39"
+name = "Phòng 39"
+services = ["x-quang"]
+"#,
+    );
+    t += &format!(
+        "\n[[devices]]\nid = \"kiosk-sanh-a\"\nrole = \"kiosk\"\ntoken_sha256 = \"{}\"\nservices = [\"tiep-don\", \"kham\"]\n\
+         \n[[devices]]\nid = \"tv-sanh\"\nrole = \"display\"\ntoken_sha256 = \"{}\"\n\
+         \n[[users]]\nusername = \"bs.hoa\"\nrole = \"staff\"\npassword_hash = \"{h}\"\ncounters = [\"phong-13\"]\n\
+         \n[[users]]\nusername = \"admin\"\nrole = \"admin\"\npassword_hash = \"{h}\"\n",
+        sha(KIOSK_TOKEN),
+        sha(DISPLAY_TOKEN),
+        h = &*ADMIN_HASH
+    );
+    Site::new(&t)
+}
+
+/// Asserts that "Quay lại" beside a number leaves its room's name as large
+/// as the other tiles' names.
+fn assert_names_of_one_size(tiles: &serde_json::Value, size: &str) {
+    let names: Vec<f64> = tiles
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["namePx"].as_f64().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| (n - names[0]).abs() < 1.0),
+        "{size}: names of one size: {names:?}"
+    );
+}
+
+/// Presses a key of the staff's numeric keypad on the console.
+async fn press(b: &Browser, key: &str) {
+    b.js(&format!(
+        "document.dispatchEvent(new KeyboardEvent('keydown', {{key: {key:?}, bubbles: true, cancelable: true}}))"
+    ))
+    .await;
+}
+
+/// Opens Dr Hoa's desk at Phòng 13 in a console of 1280×720.
+async fn hoa_console(server: &Server) -> Browser {
+    let b = Browser::start(1280, 720).await;
+    b.goto(&server.url("/console?counter=phong-13")).await;
+    b.fill("#u", "bs.hoa").await;
+    b.fill("#p", PASSWORD).await;
+    b.click("#login-btn").await;
+    b.until(
+        "desk",
+        "return document.getElementById('desk-title').textContent.startsWith('Phòng 13')",
+        WAIT,
+    )
+    .await;
+    b
+}
+
+/// Waits until the console's message reads `text` exactly; returns it.
+async fn console_says(b: &Browser, what: &str, text: &str) {
+    let js = format!("return document.getElementById('msg').textContent === {text:?}");
+    b.until(what, &js, WAIT).await;
+}
+
+/// Waits until the phone's places to go now read `places` (joined by " | ").
+async fn phone_shows(phone: &Browser, what: &str, places: &str) {
+    let js = format!(
+        "return [...document.querySelectorAll('#now .place')].map((e) => e.textContent).join(' | ') === {places:?}"
+    );
+    phone.until(what, &js, WAIT).await;
+}
+
+/// An action at a counter by the admin, as a room's staff would press it.
+async fn at(api: &Api, admin: &str, counter: &str, action: &str) -> Answer {
+    api.post(
+        &format!("/api/v1/counters/{counter}/{action}"),
+        Some(admin),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_doctor_sends_a_patient_to_tests_and_the_patient_returns() {
+    let site = visit_site();
+    let server = site.start();
+    let api = Api::new(&server);
+    let admin = api.login("admin").await;
+    let hoa = api.login("bs.hoa").await;
+    let mine = api.issue(KIOSK_TOKEN, "kham", "p1").await.body;
+    let id = mine["id"].as_str().unwrap().to_string();
+    assert_eq!(mine["number"], "K001");
+    let other = api.issue(KIOSK_TOKEN, "kham", "p2").await.body;
+    assert_eq!(other["number"], "K002");
+
+    let board = Browser::start(1920, 1080).await;
+    board
+        .goto(&server.url(&format!("/board#token={DISPLAY_TOKEN}")))
+        .await;
+    board
+        .until(
+            "board",
+            "return document.querySelectorAll('[data-counter]').length === 6",
+            WAIT,
+        )
+        .await;
+
+    // Dr Hoa calls K001 into Phòng 13 and orders a blood test and an X-ray
+    // in Phòng 38, both at once, then back to her.
+    let c = hoa_console(&server).await;
+    press(&c, "Enter").await;
+    c.until(
+        "K001 called",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    press(&c, "/").await;
+    c.until(
+        "send panel",
+        "return document.getElementById('p-send').classList.contains('open')
+           && document.querySelectorAll('#sd-svcs button').length === 4",
+        WAIT,
+    )
+    .await;
+    assert_eq!(c.text("#sd-num").await, "K001");
+    // The lab by a click, the X-ray by its key (the fourth service).
+    c.click("#sd-svcs button[data-service=xet-nghiem]").await;
+    press(&c, "4").await;
+    c.until(
+        "two stops",
+        "return document.querySelectorAll('#sd-stops li[data-service]').length === 2",
+        WAIT,
+    )
+    .await;
+    // The X-ray in Phòng 38 only: the room list offers the rooms that do X-rays.
+    let rooms = c
+        .js(
+            "const s = document.querySelector('#sd-stops li[data-service=x-quang] select');
+             return [...s.options].map((o) => o.textContent)",
+        )
+        .await;
+    assert_eq!(
+        rooms,
+        json!(["Phòng nào cũng được", "Phòng 38", "Phòng 39"])
+    );
+    c.js(
+        "const s = document.querySelector('#sd-stops li[data-service=x-quang] select');
+          s.value = 'phong-38'; s.dispatchEvent(new Event('change'));",
+    )
+    .await;
+    // Both at the same stage ("cùng lúc", the default), and back here ('.').
+    let stages = c
+        .js("return [...document.querySelectorAll('#sd-stops li[data-service]')].map((li) =>
+               [li.querySelector('.stage').textContent, li.querySelector('.mid.on')?.textContent ?? null])")
+        .await;
+    assert_eq!(
+        stages,
+        json!([["Bước 1", null], ["Bước 1", "cùng lúc"]]),
+        "parallel stops"
+    );
+    press(&c, ".").await;
+    assert_eq!(
+        c.js("return document.getElementById('sd-return').checked")
+            .await,
+        true
+    );
+    assert!(
+        c.text("#p-send")
+            .await
+            .contains("Quay lại phòng này (Phòng 13)")
+    );
+    c.screenshot("console-send-1280x720.png").await;
+    assert_eq!(
+        c.js("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+            .await,
+        true,
+        "the console fits the width of its screen"
+    );
+    // Every room list is wide enough for its longest choice beside its
+    // arrow (in its right padding), and the panel fits the screen.
+    let cut = c
+        .js("const probe = document.createElement('span');
+             probe.style.cssText = 'position:absolute;visibility:hidden;white-space:nowrap';
+             document.body.append(probe);
+             const cut = [];
+             for (const s of document.querySelectorAll('#sd-stops select')) {
+               const cs = getComputedStyle(s);
+               probe.style.font = cs.font;
+               for (const o of s.options) {
+                 probe.textContent = o.textContent;
+                 const room = s.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+                 if (probe.getBoundingClientRect().width > room) cut.push(o.textContent);
+               }
+             }
+             probe.remove();
+             return cut")
+        .await;
+    assert_eq!(cut, json!([]), "room lists not cut");
+    assert_eq!(c.js(FITS).await, true, "the send panel fits 1280×720");
+    press(&c, "Enter").await;
+    console_says(
+        &c,
+        "sent",
+        "Đã chuyển số K001 đến Quầy 34 + Phòng 38; tiếp theo: Phòng 13",
+    )
+    .await;
+    assert_eq!(c.text("#cur-num").await, "—", "Phòng 13 is free");
+    assert_eq!(
+        c.js("return document.getElementById('p-send').classList.contains('open')")
+            .await,
+        false,
+        "the panel closed"
+    );
+
+    // The server holds the visit as the doctor ordered it.
+    let t = api.get(&format!("/api/v1/tickets/{id}"), None).await.body;
+    let steps: Vec<_> = t["visit"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            json!([
+                s["stage"],
+                s["service"],
+                s["counter"],
+                s["returning"],
+                s["status"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        json!(steps),
+        json!([
+            [1, "kham", "phong-13", false, "done"],
+            [2, "xet-nghiem", null, false, "waiting"],
+            [2, "x-quang", "phong-38", false, "waiting"],
+            [3, "kham", "phong-13", true, "pending"]
+        ])
+    );
+
+    // The phone (a real phone's width): both places now, and Phòng 13 next.
+    let phone = Browser::phone(412, 915).await;
+    phone.goto(&server.url(&format!("/t/{id}"))).await;
+    phone_shows(&phone, "where to go", "Quầy 34 | Phòng 38").await;
+    assert_eq!(phone.text("#next").await, "Tiếp theo: Phòng 13");
+    assert_eq!(phone.text("#num").await, "K001");
+    assert!(phone.text("#now").await.contains("Số người trước bạn: 0"));
+    assert_eq!(
+        phone.js("return [window.innerWidth, document.documentElement.scrollWidth <= window.innerWidth]").await,
+        json!([412, true]),
+        "the page fits a phone's width"
+    );
+    phone.screenshot("ticket-visit-412x915.png").await;
+
+    // K002 comes in next and goes to the same tests, any X-ray room.
+    press(&c, "Enter").await;
+    c.until(
+        "K002 called",
+        "return document.getElementById('cur-num').textContent === 'K002'",
+        WAIT,
+    )
+    .await;
+    let sent = api
+        .post(
+            "/api/v1/counters/phong-13/send",
+            Some(&hoa),
+            Some(json!({"stops": [{"service": "xet-nghiem"}, {"service": "x-quang"}], "return": true})),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    // A new patient for Phòng 13 while both are at the tests.
+    let newer = api.issue(KIOSK_TOKEN, "kham", "p3").await.body;
+    assert_eq!(newer["number"], "K003");
+
+    // K002 takes the X-ray first (Phòng 39: K001's X-ray is Phòng 38's
+    // only), K001 the lab first.
+    let next = |counter: &'static str| at(&api, &admin, counter, "next");
+    let done = async |counter: &'static str| {
+        let a = at(&api, &admin, counter, "done").await;
+        assert_eq!(a.status, 200, "{counter} done: {}", a.text);
+    };
+    let a = next("phong-39").await;
+    assert_eq!(a.body["number"], "K002", "{}", a.text);
+    let a = next("quay-34").await;
+    assert_eq!(a.body["number"], "K001", "{}", a.text);
+    // The lab calls K001: the phone says so, live; the X-ray keeps its place
+    // and Phòng 38 cannot call K001 while the lab has them.
+    phone
+        .until(
+            "called at the lab",
+            "return document.querySelector('#now .stop.called .place')?.textContent === 'Quầy 34'",
+            WAIT,
+        )
+        .await;
+    assert!(phone.text("#status").await.contains("Đến lượt bạn"));
+    assert!(
+        phone
+            .text("#now .stop.waiting")
+            .await
+            .contains("giữ chỗ trong lúc bạn ở nơi khác"),
+        "{}",
+        phone.text("#now").await
+    );
+    phone.screenshot("ticket-visit-called-412x915.png").await;
+    let busy = next("phong-38").await;
+    assert_eq!(
+        (busy.status, busy.code()),
+        (409, "queue_empty"),
+        "K001 is busy at the lab: {}",
+        busy.text
+    );
+    board
+        .until(
+            "K001 at Quầy 34, K002 at Phòng 39",
+            "return document.querySelector('[data-counter=quay-34] .num').textContent === 'K001'
+               && document.querySelector('[data-counter=phong-39] .num').textContent === 'K002'",
+            WAIT,
+        )
+        .await;
+    done("quay-34").await;
+    // A finished step frees the lab's tile (step_finished).
+    board
+        .until(
+            "Quầy 34 free",
+            "return document.querySelector('[data-counter=quay-34] .num').textContent === '—'",
+            WAIT,
+        )
+        .await;
+    phone_shows(&phone, "only the X-ray left", "Phòng 38").await;
+    assert_eq!(phone.text("#next").await, "Tiếp theo: Phòng 13");
+    // K002's X-ray, then its lab: it is back first.
+    done("phong-39").await;
+    let a = next("quay-34").await;
+    assert_eq!(a.body["number"], "K002", "{}", a.text);
+    done("quay-34").await;
+    let a = next("phong-38").await;
+    assert_eq!(a.body["number"], "K001", "{}", a.text);
+    done("phong-38").await;
+
+    // Back to Phòng 13: the phone, and the board's list of returning patients.
+    phone_shows(&phone, "back to Phòng 13", "Phòng 13").await;
+    assert_eq!(phone.text("#next").await, "", "nothing after the return");
+    let back = phone.text("#now").await;
+    assert!(
+        back.contains("Quay lại") && back.contains("Số người trước bạn: 1"),
+        "K002 came back first: {back}"
+    );
+    phone.screenshot("ticket-visit-return-412x915.png").await;
+    board
+        .until(
+            "returning list",
+            "return document.querySelector('[data-service=kham] .back')?.textContent
+               === 'Quay lại Phòng 13: K002, K001'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        board
+            .js("return document.querySelector('[data-service=kham] .next').textContent")
+            .await,
+        "Tiếp theo: K003"
+    );
+    assert_eq!(board.js(FITS).await, true, "the board fits at 1080p");
+    board
+        .screenshot("board-returning-waiting-1920x1080.png")
+        .await;
+    c.until(
+        "returning count on the console",
+        "return document.querySelector('#queues [data-service=kham]').textContent.includes('3 người chờ · 2 quay lại')",
+        WAIT,
+    )
+    .await;
+
+    // Dr Hoa calls next: the returning patients come before the newer K003,
+    // in the order they came back.
+    press(&c, "Enter").await;
+    c.until(
+        "K002 back",
+        "return document.getElementById('cur-num').textContent === 'K002'",
+        WAIT,
+    )
+    .await;
+    press(&c, "Enter").await;
+    c.until(
+        "K001 back",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    assert!(c.text("#cur-info").await.starts_with("Quay lại"));
+    assert!(
+        c.text("#cur-visit")
+            .await
+            .contains("Quầy 34 ✓ + Phòng 38 ✓"),
+        "{}",
+        c.text("#cur-visit").await
+    );
+    c.screenshot("console-returning-1280x720.png").await;
+    phone
+        .until(
+            "called back in",
+            "return document.querySelector('#now .stop.called .place')?.textContent === 'Phòng 13'",
+            WAIT,
+        )
+        .await;
+    let recent = board
+        .until(
+            "Quay lại beside K001",
+            "const li = document.querySelector('#recent li');
+             return li && li.querySelector('.rnum').textContent === 'K001' && li.querySelector('.ret') ? li.textContent : null",
+            WAIT,
+        )
+        .await;
+    assert_eq!(recent, "K001Quay lạiPhòng 13");
+    // Only the returns say "Quay lại".
+    let recent = board
+        .js("return [...document.querySelectorAll('#recent li')].slice(0, 5).map((li) => [li.querySelector('.rnum').textContent, li.querySelector('.rctr').textContent, !!li.querySelector('.ret')])")
+        .await;
+    assert_eq!(
+        recent,
+        json!([
+            ["K001", "Phòng 13", true],
+            ["K002", "Phòng 13", true],
+            ["K001", "Phòng 38", false],
+            ["K002", "Quầy 34", false],
+            ["K001", "Quầy 34", false]
+        ])
+    );
+    assert_eq!(
+        board
+            .js("return document.querySelector('[data-counter=phong-13] .num').textContent")
+            .await,
+        "K001Quay lại"
+    );
+    assert_eq!(
+        board
+            .js("return document.querySelector('[data-service=kham] .back')")
+            .await,
+        serde_json::Value::Null,
+        "called: no longer waiting to return"
+    );
+    let tiles = board.js(TILES).await;
+    assert_tiles_fit(&tiles, "returning at 1080p", 0.05 * 1080.0, 0.024 * 1080.0);
+    assert_names_of_one_size(&tiles, "returning at 1080p");
+    board.screenshot("board-returning-1920x1080.png").await;
+    board.close().await;
+
+    // From a snapshot too, and at 1280×720; and on the sign over the door.
+    let board = Browser::start(1280, 720).await;
+    board
+        .goto(&server.url(&format!("/board#token={DISPLAY_TOKEN}")))
+        .await;
+    board
+        .until(
+            "snapshot",
+            "return document.querySelector('#recent li .ret') !== null",
+            WAIT,
+        )
+        .await;
+    assert_eq!(board.js(FITS).await, true, "the board fits at 720p");
+    let tiles = board.js(TILES).await;
+    assert_tiles_fit(&tiles, "returning at 720p", 0.05 * 720.0, 0.024 * 720.0);
+    assert_names_of_one_size(&tiles, "returning at 720p");
+    board.screenshot("board-returning-1280x720.png").await;
+    board.goto(&server.url("/counter/phong-13")).await;
+    board
+        .until(
+            "sign",
+            "return document.getElementById('num').textContent === 'K001'
+               && !document.getElementById('ret').classList.contains('hidden')",
+            WAIT,
+        )
+        .await;
+    board.screenshot("counter-returning-1280x720.png").await;
+
+    // Done; the phone says so; the next patient is K003.
+    press(&c, "+").await;
+    phone
+        .until(
+            "done",
+            "return document.getElementById('status').textContent === 'Đã phục vụ xong'",
+            WAIT,
+        )
+        .await;
+    press(&c, "Enter").await;
+    c.until(
+        "K003",
+        "return document.getElementById('cur-num').textContent === 'K003'",
+        WAIT,
+    )
+    .await;
+    board
+        .until(
+            "no Quay lại for K003",
+            "return document.getElementById('num').textContent === 'K003'
+               && document.getElementById('ret').classList.contains('hidden')",
+            WAIT,
+        )
+        .await;
+    board.close().await;
+    phone.close().await;
+    c.close().await;
+}
+
+#[tokio::test]
+async fn the_console_holds_requeues_cancels_and_explains_refusals() {
+    let site = visit_site();
+    let server = site.start();
+    let api = Api::new(&server);
+    let hoa = api.login("bs.hoa").await;
+    let mut ids = vec![];
+    for i in 1..=4 {
+        let t = api.issue(KIOSK_TOKEN, "kham", &format!("h{i}")).await.body;
+        ids.push(t["id"].as_str().unwrap().to_string());
+    }
+    let ticket = |i: usize| format!("/api/v1/tickets/{}", ids[i]);
+    let sign = Browser::start(1280, 720).await;
+    sign.goto(&server.url(&format!("/counter/phong-13#token={DISPLAY_TOKEN}")))
+        .await;
+    sign.until(
+        "sign",
+        "return document.getElementById('name').textContent === 'Phòng 13'",
+        WAIT,
+    )
+    .await;
+    let c = hoa_console(&server).await;
+
+    // A refusal in the server's words: cancel with nothing called (* 3, reason 1, ⏎, ⏎).
+    for k in ["*", "3", "1", "Enter"] {
+        press(&c, k).await;
+    }
+    c.until(
+        "confirmation",
+        "return document.getElementById('p-confirm').classList.contains('open')",
+        WAIT,
+    )
+    .await;
+    assert!(
+        c.text("#confirm-text")
+            .await
+            .contains("Người đến đã về, không làm nữa")
+    );
+    press(&c, "Enter").await;
+    let refused = api
+        .post(
+            "/api/v1/counters/phong-13/cancel",
+            Some(&hoa),
+            Some(json!({"reason": "Người đến đã về, không làm nữa"})),
+        )
+        .await;
+    assert_eq!((refused.status, refused.code()), (409, "nothing_called"));
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    console_says(&c, "the server's refusal", message).await;
+    assert_eq!(
+        c.js("return document.getElementById('msg').className")
+            .await,
+        "bad"
+    );
+    c.screenshot("console-refusal-1280x720.png").await;
+
+    // Hold K001 (* 1, reason 2, ⏎): it leaves the sign and waits in the held list.
+    press(&c, "Enter").await;
+    c.until(
+        "K001",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    sign.until(
+        "K001 on the sign",
+        "return document.getElementById('num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    for k in ["*", "1", "2"] {
+        press(&c, k).await;
+    }
+    assert!(c.text("#p-hold").await.contains("Tạm giữ số K001"));
+    press(&c, "Enter").await;
+    console_says(
+        &c,
+        "held",
+        "Đã tạm giữ số K001: Đi sao chụp (photo) giấy tờ",
+    )
+    .await;
+    c.until(
+        "held list",
+        "return document.querySelector('#held li[data-number=K001]')?.textContent.includes('Đi sao chụp')",
+        WAIT,
+    )
+    .await;
+    assert_eq!(c.text("#cur-num").await, "—");
+    sign.until(
+        "held is not served, but kept",
+        "return document.getElementById('num').textContent === '—'
+           && document.getElementById('held').textContent === 'Đang giữ chỗ: K001'",
+        WAIT,
+    )
+    .await;
+    sign.screenshot("counter-held-1280x720.png").await;
+    let t = api.get(&ticket(0), None).await.body;
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("held"), Some("Đi sao chụp (photo) giấy tờ"))
+    );
+    c.screenshot("console-held-1280x720.png").await;
+    // The phone of a held patient says why, in Vietnamese.
+    let phone = Browser::phone(412, 915).await;
+    phone.goto(&server.url(&format!("/t/{}", ids[0]))).await;
+    phone
+        .until(
+            "held on the phone",
+            "return document.getElementById('status').textContent === 'Số của bạn đang được tạm giữ tại Phòng 13'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        phone.text("#reason").await,
+        "Lý do: Đi sao chụp (photo) giấy tờ"
+    );
+
+    // Resume it by typing its number on the keypad: 1, ⏎ calls K001.
+    press(&c, "1").await;
+    assert_eq!(
+        c.js("return document.getElementById('cl-num').value").await,
+        "K001"
+    );
+    press(&c, "Enter").await;
+    c.until(
+        "resumed",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+    c.until(
+        "held list empty",
+        "return !document.querySelector('#held li[data-number]')",
+        WAIT,
+    )
+    .await;
+    sign.until(
+        "back on the sign",
+        "return document.getElementById('num').textContent === 'K001'
+           && document.getElementById('held').textContent === ''",
+        WAIT,
+    )
+    .await;
+
+    // No-show (−), then bring K001 back to the front (* 2 ⏎): called next, before K002.
+    press(&c, "-").await;
+    c.until(
+        "no-show list",
+        "return !!document.querySelector('#noshows li[data-number=K001]')",
+        WAIT,
+    )
+    .await;
+    for k in ["*", "2"] {
+        press(&c, k).await;
+    }
+    assert_eq!(
+        c.js("return [document.getElementById('rq-num').value, document.getElementById('rq-front').checked]")
+            .await,
+        json!(["K001", true]),
+        "the latest no-show, to the front"
+    );
+    press(&c, "Enter").await;
+    console_says(&c, "requeued", "Đã xếp lại vào hàng số K001").await;
+    let t = api.get(&ticket(0), None).await.body;
+    assert_eq!(
+        (t["status"].as_str(), t["position"].as_u64()),
+        (Some("waiting"), Some(1))
+    );
+    press(&c, "Enter").await;
+    c.until(
+        "K001 first",
+        "return document.getElementById('cur-num').textContent === 'K001'",
+        WAIT,
+    )
+    .await;
+
+    // Cancel the called K001 (* 3, reason 4, ⏎, ⏎).
+    for k in ["*", "3", "4", "Enter"] {
+        press(&c, k).await;
+    }
+    assert!(c.text("#confirm-text").await.starts_with("Huỷ số K001?"));
+    c.screenshot("console-cancel-confirm-1280x720.png").await;
+    press(&c, "Enter").await;
+    console_says(&c, "cancelled", "Đã huỷ số K001").await;
+    let t = api.get(&ticket(0), None).await.body;
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("cancelled"), Some("Không đủ điều kiện tiếp nhận"))
+    );
+    phone
+        .until(
+            "cancelled on the phone",
+            "return document.getElementById('status').textContent === 'Số này đã bị huỷ'",
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        phone.text("#reason").await,
+        "Lý do: Không đủ điều kiện tiếp nhận"
+    );
+    phone.screenshot("ticket-cancelled-412x915.png").await;
+    phone.close().await;
+
+    // Cancel a waiting number by typing it: 3, * 3, reason 2, ⏎, ⏎ cancels K003.
+    for k in ["3", "*", "3", "2", "Enter"] {
+        press(&c, k).await;
+    }
+    assert!(c.text("#confirm-text").await.starts_with("Huỷ số K003?"));
+    press(&c, "Enter").await;
+    console_says(&c, "K003 cancelled", "Đã huỷ số K003").await;
+    assert_eq!(api.get(&ticket(2), None).await.body["status"], "cancelled");
+    assert_eq!(c.text("#cur-num").await, "—", "the counter is free");
+    press(&c, "Enter").await;
+    c.until(
+        "K002, then K004",
+        "return document.getElementById('cur-num').textContent === 'K002'",
+        WAIT,
+    )
+    .await;
+
+    // Reprint K002 at the hall's kiosk (* 4). The server's print route
+    // (rule 88) may refuse while that kiosk is away, or be missing from this
+    // build: whatever it answers, the console shows its words, and it asks
+    // for the right ticket, kiosk and a request id that a retry repeats.
+    for k in ["*", "4"] {
+        press(&c, k).await;
+    }
+    c.until(
+        "print panel",
+        "return document.getElementById('p-print').classList.contains('open')
+           && !document.getElementById('pr-kiosk').classList.contains('hidden')",
+        WAIT,
+    )
+    .await;
+    assert_eq!(c.text("#pr-num").await, "K002");
+    c.fill("#pr-kiosk", "kiosk-sanh-a").await;
+    c.screenshot("console-reprint-1280x720.png").await;
+    // Note each request the page makes (it still goes to the server).
+    c.js("window.sent = []; const f = window.fetch;
+          window.fetch = (url, o) => { window.sent.push({url: String(url), method: o.method, body: o.body ?? null}); return f(url, o); };")
+        .await;
+    press(&c, "Enter").await;
+    let answer = api
+        .post(
+            &format!("{}/print", ticket(1)),
+            Some(&hoa),
+            Some(json!({"kiosk": "kiosk-sanh-a", "request_id": "screens-reprint"})),
+        )
+        .await;
+    assert!(
+        answer.status >= 400,
+        "the kiosk is not connected: {}",
+        answer.text
+    );
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    let refusal = format!("Không in lại được: {message}");
+    console_says(&c, "the print refusal", &refusal).await;
+    c.screenshot("console-reprint-refused-1280x720.png").await;
+    // Asked again, the same request: never two prints of one press.
+    press(&c, "Enter").await;
+    let sent = c
+        .until(
+            "two print requests",
+            "return window.sent.length === 2 ? window.sent : null",
+            WAIT,
+        )
+        .await;
+    let mut request_ids = vec![];
+    for r in sent.as_array().unwrap() {
+        assert_eq!(r["method"], "POST");
+        assert_eq!(r["url"], format!("/api/v1/tickets/{}/print", ids[1]));
+        let body: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["kiosk"], "kiosk-sanh-a");
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+        request_ids.push(body["request_id"].as_str().unwrap().to_string());
+    }
+    assert!(!request_ids[0].is_empty());
+    assert_eq!(
+        request_ids[0], request_ids[1],
+        "a retry repeats its request id"
+    );
+    console_says(&c, "the print refusal again", &refusal).await;
+    c.close().await;
+    sign.close().await;
 }
