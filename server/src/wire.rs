@@ -74,8 +74,21 @@ struct Out {
     lagged: bool,
 }
 
+/// Unsent bytes the kernel may hold for a client (`TCP_NOTSENT_LOWAT`).
+/// Without a limit Linux grows a slow reader's send buffer to megabytes of
+/// stale frames and reports room only once half of it is gone, so a screen
+/// reading slowly but steadily looked stuck for longer than the send
+/// timeout and was dropped, and a lagging one read megabytes before its
+/// snapshot. With it, what waits stays in the queue here, where
+/// `MAX_QUEUED` lets go of a lagging screen, and progress shows in steps of
+/// a few kilobytes.
+pub const KERNEL_UNSENT: u32 = 128 * 1024;
+
 impl Wire {
     pub fn new(sock: TcpStream) -> Arc<Wire> {
+        if let Err(e) = socket2::SockRef::from(&sock).set_tcp_notsent_lowat(KERNEL_UNSENT) {
+            tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
+        }
         Arc::new(Wire {
             sock,
             out: Mutex::new(Out::default()),

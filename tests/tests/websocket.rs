@@ -420,23 +420,35 @@ async fn a_client_that_lags_gets_a_snapshot() {
     // A board and a staff console, each with a tiny receive buffer, read
     // slowly but steadily (one frame every 5 ms, so the server's sends never
     // stall long enough to drop them) while the kiosk issues far more than
-    // the kernel's socket buffers hold (4 MB at most on the sending side).
+    // the sockets hold (the server keeps at most 128 KiB unsent in the
+    // kernel, so a slow reader's progress shows and what waits is its own).
     // The board is a screen (the fan-out lets go of it once 256 KiB wait);
     // the console forwards events itself (it falls more than 32 group commits
     // behind the broadcast).
     let fast = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let resynced = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let staff = api.login("le.thu").await;
-    let board = slow_reader(&server, DISPLAY_TOKEN, fast.clone()).await;
-    let console = slow_reader(&server, &staff, fast.clone()).await;
+    let board = slow_reader(&server, DISPLAY_TOKEN, fast.clone(), resynced.clone()).await;
+    let console = slow_reader(&server, &staff, fast.clone(), resynced.clone()).await;
     let (mut k, _) = Ws::hello(&server, Some(KIOSK_TOKEN), None).await;
     k.recv().await.unwrap();
-    // The kiosk's socket gets every event too: its bytes are what the board is sent.
-    const BYTES: usize = 12 << 20;
+    // Issue until both readers have been resynchronised: how many tickets
+    // that takes depends on how fast this machine issues against how fast
+    // they read. The kiosk's socket gets every event too: its bytes are what
+    // the board is sent. The bounds only stop a broken server from running
+    // forever; the assertions below say what went wrong.
+    const BYTES: usize = 96 << 20;
     let (mut answered, mut sent, mut bytes) = (0, 0, 0);
     let t0 = std::time::Instant::now();
-    while answered < sent || (bytes < BYTES && t0.elapsed() < Duration::from_secs(60)) {
-        // Keep a few issues in flight: many small group commits.
-        while sent - answered < 4 && bytes < BYTES && t0.elapsed() < Duration::from_secs(60) {
+    let more = |bytes: usize| {
+        resynced.load(std::sync::atomic::Ordering::Relaxed) < 2
+            && bytes < BYTES
+            && t0.elapsed() < Duration::from_secs(180)
+    };
+    while answered < sent || more(bytes) {
+        // Keep issues in flight: the readers must fall behind well before
+        // the server drops them for not answering its pings for 45 s.
+        while sent - answered < 32 && more(bytes) {
             k.send(json!({"type": "issue", "request_id": format!("lag-{sent}"), "service": "kham-noi"})).await;
             sent += 1;
         }
@@ -479,11 +491,13 @@ async fn a_client_that_lags_gets_a_snapshot() {
 
 /// A websocket with a 4 KiB receive buffer that says hello with `token` and
 /// reads one frame every 5 ms (until `fast`), up to its first snapshot after
-/// the start, then whatever follows until 2 s of quiet.
+/// the start (which it counts in `resynced`), then whatever follows until
+/// 2 s of quiet.
 async fn slow_reader(
     server: &Server,
     token: &str,
     fast: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    resynced: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> tokio::task::JoinHandle<Vec<Value>> {
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
@@ -508,6 +522,7 @@ async fn slow_reader(
             let snapshot_after_start = v["type"] == "snapshot" && frames.len() > 2;
             frames.push(v);
             if snapshot_after_start {
+                resynced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 break;
             }
             if !fast.load(std::sync::atomic::Ordering::Relaxed) {
