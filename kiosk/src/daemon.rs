@@ -2,24 +2,30 @@
 //! a ticket (with a request id that is on disk first), print it exactly once.
 //! While the printer cannot print, presses are refused with clear feedback;
 //! when no number can be had in time, a slip says where to go. A ticket the
-//! server does not know is never printed.
+//! server does not know is never printed. Print jobs from the server (rule
+//! 88) print each `print_id` at most once, written down on disk first
+//! (`printlog.rs`), as rule 67's reprint.
 
 use std::time::{Duration, Instant};
 
-use luot_protocol::PrinterStatus;
+use luot_protocol::{PrinterStatus, Ticket, TicketStatus, valid_request_id};
 use tokio::sync::{mpsc, watch};
 
 use crate::buttons::{Outcome, Press};
 use crate::leds::LedMode;
-use crate::link::Link;
+use crate::link::{Link, PrintJob, Welcome};
 use crate::printer::{Target, can_print, print_page, query_status};
-use crate::render::{TicketView, render_out_of_service, render_ticket};
+use crate::printlog::{self, PrintLog};
+use crate::render::{Reprint, TicketView, render_out_of_service, render_ticket};
 use crate::reqid::RequestIds;
 
 /// How long a press waits for the server (over reconnects) before the slip.
 pub const ISSUE_DEADLINE: Duration = Duration::from_secs(8);
 const STATUS_EVERY: Duration = Duration::from_secs(15);
 const HEALTH_EVERY: Duration = Duration::from_secs(60);
+/// How long a kiosk leaving at the end of its presses waits for its last
+/// answers to print jobs to reach the socket.
+const ANSWERS_SENT_WITHIN: Duration = Duration::from_secs(5);
 
 pub struct Settings {
     pub width: u32,
@@ -33,6 +39,8 @@ pub struct Stats {
     pub printed: u64,
     pub refused: u64,
     pub out_of_service: u64,
+    /// Print jobs printed (rule 88).
+    pub jobs: u64,
 }
 
 pub struct Kiosk {
@@ -41,6 +49,8 @@ pub struct Kiosk {
     pub settings: Settings,
     pub ids: RequestIds,
     pub led: watch::Sender<LedMode>,
+    /// The print jobs taken on, on disk.
+    pub jobs: PrintLog,
     printer: Option<PrinterStatus>,
     stats: Stats,
     started: Instant,
@@ -52,6 +62,7 @@ impl Kiosk {
         target: Target,
         settings: Settings,
         ids: RequestIds,
+        jobs: PrintLog,
         led: watch::Sender<LedMode>,
     ) -> Kiosk {
         Kiosk {
@@ -59,6 +70,7 @@ impl Kiosk {
             target,
             settings,
             ids,
+            jobs,
             led,
             printer: None,
             stats: Stats::default(),
@@ -67,6 +79,8 @@ impl Kiosk {
     }
 
     /// Runs until the presses end (end of standard input) or `stop` is set.
+    /// At the end of the presses, print jobs already received are printed
+    /// and answered first (rule 83).
     pub async fn run(
         mut self,
         mut presses: mpsc::Receiver<Press>,
@@ -79,6 +93,7 @@ impl Kiosk {
         let mut health =
             tokio::time::interval_at(tokio::time::Instant::now() + HEALTH_EVERY, HEALTH_EVERY);
         let mut link_status = self.link.status.clone();
+        let link = self.link.clone();
         loop {
             self.update_led();
             tokio::select! {
@@ -88,6 +103,13 @@ impl Kiosk {
                         let outcome = self.handle(&p.service, p.priority.as_deref()).await;
                         if let Some(r) = reply { let _ = r.send(outcome); }
                     }
+                    None => {
+                        self.finish_jobs().await;
+                        break;
+                    }
+                },
+                job = link.next_job() => match job {
+                    Some(job) => self.print_job(job).await,
                     None => break,
                 },
                 _ = status_tick.tick() => {
@@ -197,13 +219,10 @@ impl Kiosk {
             number: ticket.number.clone(),
             priority: ticket.priority.clone(),
             issued_at: ticket.issued_at.clone(),
-            ahead: ticket.position.unwrap_or(1).saturating_sub(1),
-            url: format!(
-                "{}/t/{}",
-                welcome.public_url.trim_end_matches('/'),
-                ticket.id
-            ),
+            ahead: Some(ticket.position.unwrap_or(1).saturating_sub(1)),
+            url: ticket_url(&welcome, &ticket),
             footer: self.settings.footer.clone(),
+            reprint: None,
         };
         let page = render_ticket(&view, self.settings.width);
         match self.print(page).await {
@@ -225,6 +244,62 @@ impl Kiosk {
         }
     }
 
+    /// Prints the jobs already received, then waits a little for their
+    /// answers to reach the server.
+    async fn finish_jobs(&mut self) {
+        while let Some(job) = self.link.try_job() {
+            self.print_job(job).await;
+        }
+        self.link.sync(ANSWERS_SENT_WITHIN).await;
+    }
+
+    /// One print job (rule 88): printed at most once per `print_id`, and
+    /// answered every time the server sends it.
+    pub async fn print_job(&mut self, job: PrintJob) {
+        let id = job.print_id.clone();
+        if let Some(before) = self.jobs.outcome(&id) {
+            let ok = before == printlog::Outcome::Printed;
+            tracing::info!(print_id = %id, outcome = ?before, "print job taken on before; answered again, not printed again");
+            self.link.printed(&id, ok);
+            return;
+        }
+        if !valid_request_id(&id) {
+            tracing::warn!(print_id = %id, "a print job with a malformed print_id; refused");
+            self.link.printed(&id, false);
+            return;
+        }
+        let status = self.refresh_printer().await;
+        if !can_print(status) {
+            tracing::warn!(print_id = %id, printer = ?status, "print job refused: the printer cannot print");
+            self.link.printed(&id, false);
+            return;
+        }
+        // On disk before the page goes out: never printed twice.
+        if let Err(e) = self.jobs.claim(&id) {
+            tracing::error!(print_id = %id, error = %e, "cannot write the print job down; not printing it");
+            self.link.printed(&id, false);
+            return;
+        }
+        let welcome = self.link.welcome().unwrap_or_default();
+        let view = reprint_view(&job, &welcome, &self.settings.footer);
+        let page = render_ticket(&view, self.settings.width);
+        let ok = match self.print(page).await {
+            Ok(()) => {
+                self.stats.jobs += 1;
+                tracing::info!(print_id = %id, number = %job.ticket.number, id = %job.ticket.id, "printed");
+                true
+            }
+            Err(e) => {
+                tracing::error!(print_id = %id, number = %job.ticket.number, error = %e, "print job failed at the printer");
+                false
+            }
+        };
+        if let Err(e) = self.jobs.finish(&id, ok) {
+            tracing::warn!(print_id = %id, error = %e, "cannot write the print job's outcome down");
+        }
+        self.link.printed(&id, ok);
+    }
+
     async fn out_of_service(&mut self, service: &str, why: &str) -> Outcome {
         self.stats.out_of_service += 1;
         tracing::warn!(
@@ -244,6 +319,59 @@ impl Kiosk {
     }
 }
 
+/// `{public_url}/t/{id}`: the live ticket page the QR code opens.
+fn ticket_url(welcome: &Welcome, ticket: &Ticket) -> String {
+    format!(
+        "{}/t/{}",
+        welcome.public_url.trim_end_matches('/'),
+        ticket.id
+    )
+}
+
+/// A print job's ticket as rule 67 prints it: §7's ticket as it is now
+/// (people ahead only while waiting), "In lại" and the time, and for a
+/// visit where to go now.
+pub fn reprint_view(job: &PrintJob, welcome: &Welcome, footer: &str) -> TicketView {
+    let t = &job.ticket;
+    TicketView {
+        site_name: welcome.site_name.clone(),
+        service_name: job
+            .service_name
+            .clone()
+            .unwrap_or_else(|| welcome.service_name(&t.service)),
+        number: t.number.clone(),
+        priority: t.priority.clone(),
+        issued_at: t.issued_at.clone(),
+        ahead: (t.status == TicketStatus::Waiting)
+            .then(|| t.position.unwrap_or(1).saturating_sub(1)),
+        url: ticket_url(welcome, t),
+        footer: footer.to_string(),
+        reprint: Some(Reprint {
+            at: job
+                .at
+                .clone()
+                .unwrap_or_else(|| chrono::Local::now().to_rfc3339()),
+            places: places_now(t),
+        }),
+    }
+}
+
+/// Rule 57's current places of a visit: the `place` of each open step of
+/// the lowest stage that has one, in `steps` order; none without a visit.
+pub fn places_now(t: &Ticket) -> Vec<String> {
+    let Some(visit) = &t.visit else {
+        return Vec::new();
+    };
+    let open = || visit.steps.iter().filter(|s| s.status.is_open());
+    let Some(stage) = open().map(|s| s.stage).min() else {
+        return Vec::new();
+    };
+    open()
+        .filter(|s| s.stage == stage)
+        .map(|s| s.place.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,10 +388,148 @@ mod tests {
             issue_deadline: Duration::from_millis(800),
         };
         let ids = RequestIds::open(dir).unwrap();
+        let jobs = PrintLog::open(dir).unwrap();
         (
-            Kiosk::new(link, Target::Capture(capture.clone()), settings, ids, led),
+            Kiosk::new(
+                link,
+                Target::Capture(capture.clone()),
+                settings,
+                ids,
+                jobs,
+                led,
+            ),
             led_rx,
         )
+    }
+
+    fn job(print_id: &str, status: TicketStatus) -> PrintJob {
+        PrintJob {
+            print_id: print_id.into(),
+            ticket: Ticket {
+                id: "tk_1".into(),
+                number: "A015".into(),
+                service: "kham-noi".into(),
+                priority: None,
+                status,
+                counter: None,
+                issued_at: "2026-11-22T07:31:02+07:00".into(),
+                called_at: None,
+                finished_at: None,
+                day: "2026-11-22".into(),
+                position: (status == TicketStatus::Waiting).then_some(3),
+                estimated_wait_s: None,
+                calls: 0,
+                reason: None,
+                visit: None,
+            },
+            service_name: Some("Khám Nội".into()),
+            at: Some("2026-11-22T09:12:40+07:00".into()),
+        }
+    }
+
+    /// Tickets (pages ending in a cut) the printer got.
+    fn cuts(capture: &CaptureDriver) -> usize {
+        capture
+            .bytes()
+            .windows(4)
+            .filter(|w| *w == crate::printer::PARTIAL_CUT)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_print_id_prints_once_even_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let (mut k, _led) = kiosk(&capture, dir.path());
+        k.print_job(job("pr_1", TicketStatus::Waiting)).await;
+        assert_eq!(cuts(&capture), 1, "printed");
+        // Sent again (after a reconnect): answered, not printed again.
+        k.print_job(job("pr_1", TicketStatus::Waiting)).await;
+        assert_eq!(cuts(&capture), 1, "not printed twice");
+        assert_eq!(k.stats.jobs, 1);
+        // Another job prints.
+        k.print_job(job("pr_2", TicketStatus::Called)).await;
+        assert_eq!(cuts(&capture), 2);
+        drop(k);
+        // A restarted kiosk remembers both.
+        let (mut k, _led) = kiosk(&capture, dir.path());
+        k.print_job(job("pr_1", TicketStatus::Waiting)).await;
+        k.print_job(job("pr_2", TicketStatus::Called)).await;
+        assert_eq!(cuts(&capture), 2, "a restart never prints a job twice");
+        assert_eq!(k.stats.jobs, 0);
+    }
+
+    #[tokio::test]
+    async fn a_job_at_a_printer_that_cannot_print_is_refused_and_not_taken_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let (mut k, _led) = kiosk(&capture, dir.path());
+        capture.set_status(STATUS_PAPER_OUT);
+        k.print_job(job("pr_1", TicketStatus::Waiting)).await;
+        assert!(capture.bytes().is_empty(), "nothing printed");
+        assert_eq!(k.jobs.outcome("pr_1"), None, "not written down");
+        // A malformed print_id is never printed.
+        capture.set_status(crate::printer::STATUS_OK);
+        k.print_job(job("pr 1\nx", TicketStatus::Waiting)).await;
+        assert!(capture.bytes().is_empty());
+    }
+
+    #[test]
+    fn a_reprint_shows_people_ahead_only_while_waiting_and_where_to_go() {
+        use luot_protocol::{Step, Visit};
+        let welcome = Welcome {
+            site_name: "Bệnh viện".into(),
+            public_url: "http://luot.test/".into(),
+            services: vec![],
+        };
+        let v = reprint_view(&job("pr_1", TicketStatus::Waiting), &welcome, "Vui lòng chờ");
+        assert_eq!(v.ahead, Some(2), "position 3: two ahead");
+        assert_eq!(v.url, "http://luot.test/t/tk_1");
+        assert_eq!(v.service_name, "Khám Nội", "the server's name, not a button's");
+        let r = v.reprint.unwrap();
+        assert_eq!(r.at, "2026-11-22T09:12:40+07:00");
+        assert!(r.places.is_empty(), "no visit: no places");
+
+        let mut called = job("pr_2", TicketStatus::Called);
+        let step = |stage: u32, place: &str, status: TicketStatus| Step {
+            stage,
+            service: "x".into(),
+            counter: None,
+            place: place.into(),
+            returning: false,
+            status,
+            busy: false,
+            waiting_since: None,
+            first_joined_at: None,
+            first_called_at: None,
+            called_at: None,
+            finished_at: None,
+            calls: 0,
+            reason: None,
+            position: None,
+            estimated_wait_s: None,
+        };
+        called.ticket.visit = Some(Visit {
+            steps: vec![
+                step(1, "Quầy 2", TicketStatus::Done),
+                step(2, "Phòng 38", TicketStatus::Called),
+                step(2, "Phòng 12", TicketStatus::Cancelled),
+                step(2, "Lấy mẫu xét nghiệm", TicketStatus::Waiting),
+                step(3, "Phòng 13", TicketStatus::Pending),
+            ],
+        });
+        let v = reprint_view(&called, &welcome, "");
+        assert_eq!(v.ahead, None, "not waiting: no people ahead");
+        assert_eq!(
+            v.reprint.unwrap().places,
+            ["Phòng 38", "Lấy mẫu xét nghiệm"],
+            "the open steps of the lowest open stage"
+        );
+        let mut ended = called.ticket.clone();
+        for s in &mut ended.visit.as_mut().unwrap().steps {
+            s.status = TicketStatus::Done;
+        }
+        assert!(places_now(&ended).is_empty());
     }
 
     #[tokio::test]

@@ -366,9 +366,10 @@ async fn bench_kiosk(presses: usize, f: &mut Figures) {
         number: "E015".into(),
         priority: Some("pregnant".into()),
         issued_at: "2026-11-22T07:31:02+07:00".into(),
-        ahead: 4,
+        ahead: Some(4),
         url: "http://192.168.10.5:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
         footer: "Vui lòng chờ gọi số".into(),
+        reprint: None,
     };
     let mut render = Histogram::<u64>::new(3).unwrap();
     let mut job = Histogram::<u64>::new(3).unwrap();
