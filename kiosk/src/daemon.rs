@@ -80,7 +80,7 @@ impl Kiosk {
 
     /// Runs until the presses end (end of standard input) or `stop` is set.
     /// At the end of the presses, print jobs already received are printed
-    /// and answered first (rule 83).
+    /// and answered first (as rule 32 has it for presses).
     pub async fn run(
         mut self,
         mut presses: mpsc::Receiver<Press>,
@@ -482,10 +482,17 @@ mod tests {
             public_url: "http://luot.test/".into(),
             services: vec![],
         };
-        let v = reprint_view(&job("pr_1", TicketStatus::Waiting), &welcome, "Vui lòng chờ");
+        let v = reprint_view(
+            &job("pr_1", TicketStatus::Waiting),
+            &welcome,
+            "Vui lòng chờ",
+        );
         assert_eq!(v.ahead, Some(2), "position 3: two ahead");
         assert_eq!(v.url, "http://luot.test/t/tk_1");
-        assert_eq!(v.service_name, "Khám Nội", "the server's name, not a button's");
+        assert_eq!(
+            v.service_name, "Khám Nội",
+            "the server's name, not a button's"
+        );
         let r = v.reprint.unwrap();
         assert_eq!(r.at, "2026-11-22T09:12:40+07:00");
         assert!(r.places.is_empty(), "no visit: no places");

@@ -106,7 +106,10 @@ impl Link {
             ok,
         };
         if self.tx.try_send(cmd).is_err() {
-            tracing::warn!(print_id, "the link is busy; the server will send the job again");
+            tracing::warn!(
+                print_id,
+                "the link is busy; the server will send the job again"
+            );
         }
     }
 
@@ -304,7 +307,9 @@ impl Driver {
                 Event::TokenRefused { .. } => {} // logged by the session
                 Event::Print(job) => {
                     if self.jobs.try_send(*job).is_err() {
-                        tracing::warn!("too many print jobs waiting; the server sends this one again after the next hello");
+                        tracing::warn!(
+                            "too many print jobs waiting; the server sends this one again after the next hello"
+                        );
                     }
                 }
             }

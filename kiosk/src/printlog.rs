@@ -130,10 +130,7 @@ impl PrintLog {
                 "a print_id is one word",
             ));
         }
-        let at = self
-            .seen
-            .get(print_id)
-            .map_or_else(unix_now, |(at, _)| *at);
+        let at = self.seen.get(print_id).map_or_else(unix_now, |(at, _)| *at);
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)

@@ -420,10 +420,9 @@ mod tests {
         // The text's rows, from its first inked row to its last.
         let alone = rows(&alone);
         let inked = |r: &Vec<u8>| r.contains(&0);
-        let (Some(top), Some(bottom)) = (
-            alone.iter().position(inked),
-            alone.iter().rposition(inked),
-        ) else {
+        let (Some(top), Some(bottom)) =
+            (alone.iter().position(inked), alone.iter().rposition(inked))
+        else {
             return false;
         };
         let band = &alone[top..=bottom];
@@ -442,7 +441,11 @@ mod tests {
         let golden = image::open(&path)
             .expect("golden image (LUOT_UPDATE_GOLDEN=1 makes it)")
             .to_luma8();
-        assert_eq!(golden.dimensions(), img.dimensions(), "{name}: size changed");
+        assert_eq!(
+            golden.dimensions(),
+            img.dimensions(),
+            "{name}: size changed"
+        );
         let differ = golden
             .pixels()
             .zip(img.pixels())
@@ -480,8 +483,14 @@ mod tests {
             30.0,
             true
         ));
-        assert!(shows(&reprint, "07:31 - 22/11/2026", 28.0, false), "time of issue kept");
-        assert!(!shows(&reprint, ahead, 28.0, false), "not waiting: no people ahead");
+        assert!(
+            shows(&reprint, "07:31 - 22/11/2026", 28.0, false),
+            "time of issue kept"
+        );
+        assert!(
+            !shows(&reprint, ahead, 28.0, false),
+            "not waiting: no people ahead"
+        );
 
         // Waiting, without a visit: people ahead, no "Đến: ".
         let mut waiting = sample_reprint();
@@ -490,7 +499,12 @@ mod tests {
         let img = render_ticket(&waiting, 576);
         assert!(shows(&img, ahead, 28.0, false));
         assert!(shows(&img, "In lại: 09:12 - 22/11/2026", 26.0, false));
-        assert!(!shows(&img, "Đến: Phòng 38 + Lấy mẫu xét nghiệm", 30.0, true));
+        assert!(!shows(
+            &img,
+            "Đến: Phòng 38 + Lấy mẫu xét nghiệm",
+            30.0,
+            true
+        ));
     }
 
     #[test]

@@ -236,7 +236,10 @@ impl Session {
             self.outbox
                 .push_back(ClientMessage::Printed { print_id, ok });
         } else {
-            tracing::info!(print_id, "not connected: the print job's answer waits for the server to send it again");
+            tracing::info!(
+                print_id,
+                "not connected: the print job's answer waits for the server to send it again"
+            );
         }
     }
 
@@ -330,14 +333,12 @@ impl Session {
                 ticket,
                 service_name,
                 at,
-            } if self.is_ready() => {
-                self.events.push_back(Event::Print(Box::new(PrintJob {
-                    print_id,
-                    ticket,
-                    service_name,
-                    at,
-                })))
-            }
+            } if self.is_ready() => self.events.push_back(Event::Print(Box::new(PrintJob {
+                print_id,
+                ticket,
+                service_name,
+                at,
+            }))),
             _ => {}
         }
     }

@@ -494,7 +494,11 @@ impl App {
     /// After a kiosk's `hello`: its connection gets new jobs from now on,
     /// and every job it has not answered (younger than 10 minutes) again,
     /// with the ticket as it is now. Returns the handle for `Prints::detach`.
-    pub fn attach_printer(self: &Arc<Self>, kiosk: &str, tx: mpsc::Sender<axum::extract::ws::Utf8Bytes>) -> u64 {
+    pub fn attach_printer(
+        self: &Arc<Self>,
+        kiosk: &str,
+        tx: mpsc::Sender<axum::extract::ws::Utf8Bytes>,
+    ) -> u64 {
         let handle = self.prints.attach(kiosk, tx.clone());
         let pending = self.prints.pending(kiosk, Instant::now());
         if !pending.is_empty() {
@@ -520,10 +524,16 @@ impl App {
         match self.prints.answered(kiosk, print_id, ok) {
             Answer::Recorded if ok => tracing::info!(kiosk, print_id, "print job printed"),
             Answer::Recorded => {
-                tracing::warn!(kiosk, print_id, "print job answered: the kiosk could not print it")
+                tracing::warn!(
+                    kiosk,
+                    print_id,
+                    "print job answered: the kiosk could not print it"
+                )
             }
             Answer::Again => tracing::debug!(kiosk, print_id, "print job answered again"),
-            Answer::Unknown => tracing::debug!(kiosk, print_id, "answer to no print job of this kiosk"),
+            Answer::Unknown => {
+                tracing::debug!(kiosk, print_id, "answer to no print job of this kiosk")
+            }
         }
     }
 

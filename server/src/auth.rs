@@ -277,7 +277,10 @@ mod tests {
             services: services.iter().map(|s| s.to_string()).collect(),
         };
         assert!(kiosk(&["kham-noi"]).may_issue());
-        assert!(!kiosk(&[]).may_issue(), "a kiosk with no services only prints");
+        assert!(
+            !kiosk(&[]).may_issue(),
+            "a kiosk with no services only prints"
+        );
     }
 
     #[test]

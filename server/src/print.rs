@@ -144,7 +144,8 @@ impl PrintJobs {
             .filter(|(created, _, _)| now.saturating_duration_since(*created) < RESEND_FOR)
             .filter_map(|(_, id, _)| {
                 let job = self.jobs.get(id)?;
-                (job.kiosk == kiosk && job.answer.is_none()).then(|| (id.clone(), job.ticket.clone()))
+                (job.kiosk == kiosk && job.answer.is_none())
+                    .then(|| (id.clone(), job.ticket.clone()))
             })
             .collect()
     }
@@ -257,7 +258,10 @@ impl Prints {
         self.conns
             .lock()
             .ok()
-            .and_then(|c| c.get(kiosk).map(|l| l.iter().map(|(_, tx)| tx.clone()).collect()))
+            .and_then(|c| {
+                c.get(kiosk)
+                    .map(|l| l.iter().map(|(_, tx)| tx.clone()).collect())
+            })
             .unwrap_or_default()
     }
 }
@@ -281,7 +285,9 @@ mod tests {
     fn a_replay_answers_the_same_print_id_and_makes_no_second_job() {
         let mut t = PrintJobs::default();
         let t0 = Instant::now();
-        let a = t.request(order("r1", "tk_a", "k1"), "pr_1".into(), t0).unwrap();
+        let a = t
+            .request(order("r1", "tk_a", "k1"), "pr_1".into(), t0)
+            .unwrap();
         assert_eq!(
             a,
             Accepted {
@@ -294,7 +300,9 @@ mod tests {
         let mut again = order("r1", "tk_a", "k1");
         again.available = false;
         again.closed = true;
-        let b = t.request(again, "pr_2".into(), t0 + Duration::from_secs(5)).unwrap();
+        let b = t
+            .request(again, "pr_2".into(), t0 + Duration::from_secs(5))
+            .unwrap();
         assert_eq!(
             b,
             Accepted {
@@ -344,10 +352,16 @@ mod tests {
     fn jobs_are_resent_for_ten_minutes_until_answered_by_their_kiosk() {
         let mut t = PrintJobs::default();
         let t0 = Instant::now();
-        t.request(order("r1", "tk_a", "k1"), "pr_1".into(), t0).unwrap();
-        t.request(order("r2", "tk_b", "k1"), "pr_2".into(), t0 + Duration::from_secs(1))
+        t.request(order("r1", "tk_a", "k1"), "pr_1".into(), t0)
             .unwrap();
-        t.request(order("r3", "tk_c", "k2"), "pr_3".into(), t0).unwrap();
+        t.request(
+            order("r2", "tk_b", "k1"),
+            "pr_2".into(),
+            t0 + Duration::from_secs(1),
+        )
+        .unwrap();
+        t.request(order("r3", "tk_c", "k2"), "pr_3".into(), t0)
+            .unwrap();
         let ids = |v: Vec<(String, String)>| v.into_iter().map(|(p, _)| p).collect::<Vec<_>>();
         assert_eq!(ids(t.pending("k1", t0)), ["pr_1", "pr_2"], "oldest first");
         assert_eq!(
@@ -375,9 +389,14 @@ mod tests {
     fn replays_are_forgotten_after_a_day() {
         let mut t = PrintJobs::default();
         let t0 = Instant::now();
-        t.request(order("r1", "tk_a", "k1"), "pr_1".into(), t0).unwrap();
+        t.request(order("r1", "tk_a", "k1"), "pr_1".into(), t0)
+            .unwrap();
         let replay = t
-            .request(order("r1", "tk_a", "k1"), "pr_2".into(), t0 + REPLAY_FOR - Duration::from_secs(1))
+            .request(
+                order("r1", "tk_a", "k1"),
+                "pr_2".into(),
+                t0 + REPLAY_FOR - Duration::from_secs(1),
+            )
             .unwrap();
         assert!(!replay.created);
         let fresh = t

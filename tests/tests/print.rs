@@ -88,7 +88,7 @@ impl Kiosk {
     }
 
     /// Closes standard input; the kiosk exits once every press and print
-    /// job is answered (rule 83).
+    /// job is answered (rule 32).
     fn finish(mut self) -> (bool, String) {
         drop(self.stdin.take());
         let t0 = Instant::now();
@@ -213,7 +213,7 @@ async fn staff_reprint_a_waiting_ticket_at_the_kiosk() {
         &format!("file:{}", out.display()),
         &site.dir.path().join("kiosk"),
     );
-    // `--simulate` reports its printer at start (rule 83).
+    // The kiosk reports its printer after its welcome (§5 `device_status`).
     wait_device(&api, &admin, "kiosk-sanh-a", "ok").await;
     let mut tickets = vec![];
     for i in 0..3 {
@@ -366,7 +366,9 @@ async fn refusals_come_in_rule_88s_order() {
     // 401, then 403 before any look at the body.
     let a = api.post(&path, None, Some(good.clone())).await;
     assert_eq!((a.status, a.code()), (401, "unauthorized"));
-    let a = api.post(&path, Some("wrong-token"), Some(good.clone())).await;
+    let a = api
+        .post(&path, Some("wrong-token"), Some(good.clone()))
+        .await;
     assert_eq!((a.status, a.code()), (401, "unauthorized"));
     for token in [KIOSK_TOKEN, DISPLAY_TOKEN, DESK_TOKEN] {
         let a = api.post(&path, Some(token), Some(json!({"x": 1}))).await;
@@ -451,7 +453,14 @@ async fn refusals_come_in_rule_88s_order() {
     assert_eq!(a.status, 202);
     assert_eq!(a.body["print_id"].as_str(), Some(print_id.as_str()));
     let t2 = api.issue(&staff, "kham-noi", "r3").await.body;
-    let a = print(&api, &staff, t2["id"].as_str().unwrap(), "kiosk-sanh-a", "p1").await;
+    let a = print(
+        &api,
+        &staff,
+        t2["id"].as_str().unwrap(),
+        "kiosk-sanh-a",
+        "p1",
+    )
+    .await;
     assert_eq!((a.status, a.code()), (409, "request_id_reused"));
     // request_id is the caller's own: another staff member's p1 is a new job.
     ws.send(json!({"type": "device_status", "printer": "ok"}))
@@ -465,12 +474,14 @@ async fn refusals_come_in_rule_88s_order() {
 
     // Unanswered jobs come again after each hello, oldest first; an
     // answered one no more.
-    ws.send(json!({"type": "hello", "token": KIOSK_TOKEN})).await;
+    ws.send(json!({"type": "hello", "token": KIOSK_TOKEN}))
+        .await;
     assert_eq!(next_print(&mut ws).await["print_id"], print_id.as_str());
     assert_eq!(next_print(&mut ws).await["print_id"], second.as_str());
     ws.send(json!({"type": "printed", "print_id": print_id, "ok": true}))
         .await;
-    ws.send(json!({"type": "hello", "token": KIOSK_TOKEN})).await;
+    ws.send(json!({"type": "hello", "token": KIOSK_TOKEN}))
+        .await;
     let frames = ws.recv_until(|v| v["type"] == "print").await;
     assert!(frames.iter().any(|f| f["type"] == "welcome"), "{frames:?}");
     assert_eq!(
@@ -504,8 +515,20 @@ async fn a_kiosk_out_of_paper_is_unavailable() {
     );
     wait_device(&api, &admin, "kiosk-sanh-a", "paper_out").await;
     let t = api.issue(&staff, "kham-noi", "r1").await.body;
-    let a = print(&api, &staff, t["id"].as_str().unwrap(), "kiosk-sanh-a", "p1").await;
-    assert_eq!((a.status, a.code()), (409, "kiosk_unavailable"), "{}", a.text);
+    let a = print(
+        &api,
+        &staff,
+        t["id"].as_str().unwrap(),
+        "kiosk-sanh-a",
+        "p1",
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (409, "kiosk_unavailable"),
+        "{}",
+        a.text
+    );
     let (ok, log) = k.finish();
     assert!(ok, "{log}");
     assert!(printer.jobs.lock().unwrap().is_empty(), "nothing printed");
@@ -662,7 +685,10 @@ async fn a_kiosk_that_reconnects_gets_the_unanswered_job_again_and_prints_it_onc
     let (ok, log) = k.finish();
     assert!(ok, "{log}");
     assert_eq!(printed_number(&log, &print_id), ["A001"], "{log}");
-    assert!(proxy.connections.load(Ordering::SeqCst) >= 2, "it reconnected");
+    assert!(
+        proxy.connections.load(Ordering::SeqCst) >= 2,
+        "it reconnected"
+    );
     assert_eq!(proxy.answers.load(Ordering::SeqCst), 2, "answered twice");
     let pages = pages(&out);
     assert_eq!(pages.len(), 1, "printed once");
