@@ -474,6 +474,241 @@ mod tests {
         assert!(capture.bytes().is_empty());
     }
 
+    /// A stand-in for luot-server on loopback: websockets accepted one at
+    /// a time, frames sent and read as luot-protocol's types.
+    mod stand_in {
+        use std::time::Duration;
+
+        use futures_util::{SinkExt, StreamExt};
+        use luot_protocol::{ClientMessage, ServerMessage, WelcomeService, WelcomeSite};
+        use tokio::net::{TcpListener, TcpStream};
+        use tokio_tungstenite::WebSocketStream;
+        use tokio_tungstenite::tungstenite::Message;
+
+        pub struct Server {
+            listener: TcpListener,
+        }
+
+        pub struct Conn(WebSocketStream<TcpStream>);
+
+        impl Server {
+            pub async fn bind() -> Server {
+                Server {
+                    listener: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                }
+            }
+
+            pub fn url(&self) -> String {
+                format!("ws://{}/api/v1/ws", self.listener.local_addr().unwrap())
+            }
+
+            /// The kiosk's next connection, after its hello and our welcome.
+            pub async fn welcome(&self) -> Conn {
+                let accept = async {
+                    let (tcp, _) = self.listener.accept().await.unwrap();
+                    tokio_tungstenite::accept_async(tcp).await.unwrap()
+                };
+                let ws = tokio::time::timeout(Duration::from_secs(20), accept)
+                    .await
+                    .expect("the kiosk (re)connects");
+                let mut c = Conn(ws);
+                let hello = c.recv(|m| matches!(m, ClientMessage::Hello { .. })).await;
+                assert!(matches!(hello, ClientMessage::Hello { .. }));
+                c.send(&ServerMessage::Welcome {
+                    role: "kiosk".into(),
+                    server_time: "2026-11-22T09:00:00+07:00".into(),
+                    site: WelcomeSite {
+                        name: "Bệnh viện Thử nghiệm".into(),
+                        public_url: "http://luot.test".into(),
+                    },
+                    services: vec![WelcomeService {
+                        id: "kham-noi".into(),
+                        name: "Khám Nội".into(),
+                        prefix: "A".into(),
+                    }],
+                    name: Some("kiosk-sanh-a".into()),
+                })
+                .await;
+                c
+            }
+        }
+
+        impl Conn {
+            pub async fn send(&mut self, m: &ServerMessage) {
+                let text = serde_json::to_string(m).unwrap();
+                self.0.send(Message::text(text)).await.unwrap();
+            }
+
+            /// The next frame from the kiosk that `want` takes; others are
+            /// skipped.
+            pub async fn recv(&mut self, want: impl Fn(&ClientMessage) -> bool) -> ClientMessage {
+                let next = async {
+                    loop {
+                        match self.0.next().await {
+                            Some(Ok(Message::Text(t))) => {
+                                let m: ClientMessage = serde_json::from_str(&t).unwrap();
+                                if want(&m) {
+                                    return m;
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            other => panic!("the kiosk's connection ended: {other:?}"),
+                        }
+                    }
+                };
+                tokio::time::timeout(Duration::from_secs(20), next)
+                    .await
+                    .expect("the kiosk sent what was awaited")
+            }
+
+            /// The kiosk's answer to a print job.
+            pub async fn printed(&mut self) -> (String, bool) {
+                match self
+                    .recv(|m| matches!(m, ClientMessage::Printed { .. }))
+                    .await
+                {
+                    ClientMessage::Printed { print_id, ok } => (print_id, ok),
+                    _ => unreachable!(),
+                }
+            }
+        }
+    }
+
+    fn print_frame(job: &PrintJob) -> luot_protocol::ServerMessage {
+        luot_protocol::ServerMessage::Print {
+            print_id: job.print_id.clone(),
+            ticket: job.ticket.clone(),
+            service_name: job.service_name.clone(),
+            at: job.at.clone(),
+        }
+    }
+
+    /// A running kiosk daemon with `target` and a link to `url`; the sender
+    /// keeps its presses open, the watch stops it.
+    fn run_kiosk(
+        url: String,
+        target: Target,
+        dir: &std::path::Path,
+    ) -> (
+        mpsc::Sender<Press>,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<Stats>,
+    ) {
+        let link = Link::start(url, "t".into());
+        let (led, _) = watch::channel(LedMode::Off);
+        let settings = Settings {
+            width: 576,
+            footer: "Vui lòng chờ gọi số".into(),
+            help: "Xin mời đến Quầy Tiếp đón.".into(),
+            issue_deadline: ISSUE_DEADLINE,
+        };
+        let ids = RequestIds::open(dir).unwrap();
+        let jobs = PrintLog::open(dir).unwrap();
+        let k = Kiosk::new(link, target, settings, ids, jobs, led);
+        let (presses, presses_rx) = mpsc::channel(4);
+        let (stop, stop_rx) = watch::channel(false);
+        (presses, stop, tokio::spawn(k.run(presses_rx, stop_rx)))
+    }
+
+    #[tokio::test]
+    async fn a_job_sent_again_after_a_reconnect_is_answered_again_and_printed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let (_presses, stop, kiosk) =
+            run_kiosk(server.url(), Target::Capture(capture.clone()), dir.path());
+        let first = job("pr_1", TicketStatus::Waiting);
+
+        let mut c = server.welcome().await;
+        c.send(&print_frame(&first)).await;
+        assert_eq!(c.printed().await, ("pr_1".to_string(), true));
+        assert_eq!(cuts(&capture), 1, "printed");
+        // The connection drops (say the answer never reached the server):
+        // after the next hello the server sends the job again.
+        drop(c);
+        let mut c = server.welcome().await;
+        c.send(&print_frame(&first)).await;
+        assert_eq!(
+            c.printed().await,
+            ("pr_1".to_string(), true),
+            "answered again, from what the kiosk wrote down"
+        );
+        assert_eq!(cuts(&capture), 1, "not printed a second time");
+        // A new job on the new connection prints.
+        c.send(&print_frame(&job("pr_2", TicketStatus::Called)))
+            .await;
+        assert_eq!(c.printed().await, ("pr_2".to_string(), true));
+        assert_eq!(cuts(&capture), 2);
+        let pages = capture.bytes();
+        stop.send(true).unwrap();
+        let stats = kiosk.await.unwrap();
+        assert_eq!(stats.jobs, 2, "two jobs printed, one of them sent twice");
+        assert_eq!(
+            capture.bytes(),
+            pages,
+            "nothing more printed on the way out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_printer_out_of_paper_or_offline_answers_not_printed() {
+        use luot_protocol::ClientMessage;
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        capture.set_status(STATUS_PAPER_OUT);
+        let server = stand_in::Server::bind().await;
+        let (_presses, stop, kiosk) =
+            run_kiosk(server.url(), Target::Capture(capture.clone()), dir.path());
+        let mut c = server.welcome().await;
+        // The server learns the printer's state after the welcome (so it
+        // answers `kiosk_unavailable` itself), and a job that comes anyway
+        // is answered `ok: false`, not printed, not written down.
+        let status = c
+            .recv(|m| matches!(m, ClientMessage::DeviceStatus { .. }))
+            .await;
+        assert_eq!(
+            status,
+            ClientMessage::DeviceStatus {
+                printer: PrinterStatus::PaperOut
+            }
+        );
+        c.send(&print_frame(&job("pr_1", TicketStatus::Waiting)))
+            .await;
+        assert_eq!(c.printed().await, ("pr_1".to_string(), false));
+        assert!(capture.bytes().is_empty(), "nothing printed");
+        // Paper is back: a later job (or the same one, were it sent again)
+        // prints, since the refusal was not written down as taken on.
+        capture.set_status(crate::printer::STATUS_OK);
+        c.send(&print_frame(&job("pr_1", TicketStatus::Waiting)))
+            .await;
+        assert_eq!(c.printed().await, ("pr_1".to_string(), true));
+        assert_eq!(cuts(&capture), 1);
+        stop.send(true).unwrap();
+        kiosk.await.unwrap();
+
+        // A printer that cannot be reached at all: offline, answered `ok: false`.
+        let dir = tempfile::tempdir().unwrap();
+        let server = stand_in::Server::bind().await;
+        let offline = Target::parse("tcp:127.0.0.1:9").unwrap();
+        let (_presses, stop, kiosk) = run_kiosk(server.url(), offline, dir.path());
+        let mut c = server.welcome().await;
+        let status = c
+            .recv(|m| matches!(m, ClientMessage::DeviceStatus { .. }))
+            .await;
+        assert_eq!(
+            status,
+            ClientMessage::DeviceStatus {
+                printer: PrinterStatus::Offline
+            }
+        );
+        c.send(&print_frame(&job("pr_9", TicketStatus::Waiting)))
+            .await;
+        assert_eq!(c.printed().await, ("pr_9".to_string(), false));
+        stop.send(true).unwrap();
+        let stats = kiosk.await.unwrap();
+        assert_eq!(stats.jobs, 0);
+    }
+
     #[test]
     fn a_reprint_shows_people_ahead_only_while_waiting_and_where_to_go() {
         use luot_protocol::{Step, Visit};

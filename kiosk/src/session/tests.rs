@@ -635,3 +635,29 @@ fn print_jobs_are_reported_each_time_and_answered_on_a_welcomed_connection() {
         "{sent:?}"
     );
 }
+
+#[test]
+fn a_job_resent_after_a_reconnect_is_reported_and_answered_on_the_new_connection() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.events();
+    k.receive(print_frame("pr_1"));
+    assert_eq!(jobs(k.events()), ["pr_1"]);
+    // The connection drops before the kiosk answers.
+    k.drop_connection();
+    k.s.printed("pr_1".into(), true);
+    assert!(k.sent().is_empty(), "nothing goes out while offline");
+    // After the next hello the server sends the job again.
+    k.connect_and_welcome();
+    k.events();
+    k.receive(print_frame("pr_1"));
+    assert_eq!(jobs(k.events()), ["pr_1"], "reported again");
+    k.s.printed("pr_1".into(), true);
+    // The answer on the wire is the contract's frame.
+    let text = k.s.poll_transmit().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"type": "printed", "print_id": "pr_1", "ok": true})
+    );
+}
