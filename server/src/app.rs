@@ -672,3 +672,6 @@ fn not_your_counter() -> ApiError {
 
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| auth::hash_password("luot-dummy-password"));
+
+#[cfg(test)]
+mod tests;
