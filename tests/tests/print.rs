@@ -71,6 +71,13 @@ impl Kiosk {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// One button press (a line of standard input).
+    fn press(&mut self, service: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{service}").unwrap();
+        stdin.flush().unwrap();
+    }
+
     /// Waits until the log holds `what`.
     fn wait_for(&self, what: &str) -> String {
         let t0 = Instant::now();
@@ -199,50 +206,96 @@ fn assert_reprint(page: &Page, mut view: TicketView, places: &[&str], times: &[S
     );
 }
 
+/// (number, ticket id) of every ticket a press printed, from the kiosk's log.
+fn pressed(log: &str) -> Vec<(String, String)> {
+    let field = |line: &str, key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    log.lines()
+        .filter(|l| l.contains("ticket printed"))
+        .map(|l| (field(l, "number=").unwrap(), field(l, "id=").unwrap()))
+        .collect()
+}
+
 #[tokio::test]
-async fn staff_reprint_a_waiting_ticket_at_the_kiosk() {
+async fn staff_reprint_a_kiosk_ticket_at_the_kiosk_named_and_it_is_the_same_ticket_marked_in_lai() {
     let site = site();
     let server = site.start();
     let api = Api::new(&server);
     let admin = api.login("admin").await;
     let staff = api.login("le.thu").await;
     let out = site.dir.path().join("printer.bin");
-    let k = Kiosk::start(
+    let mut k = Kiosk::start(
         &server.url(""),
         KIOSK_TOKEN,
         &format!("file:{}", out.display()),
         &site.dir.path().join("kiosk"),
     );
+    // A desk printer is connected too: a job names one printer only.
+    let desk_out = site.dir.path().join("desk.bin");
+    let desk = Kiosk::start(
+        &server.url(""),
+        DESK_TOKEN,
+        &format!("file:{}", desk_out.display()),
+        &site.dir.path().join("desk"),
+    );
     // The kiosk reports its printer after its welcome (§5 `device_status`).
     wait_device(&api, &admin, "kiosk-sanh-a", "ok").await;
-    let mut tickets = vec![];
-    for i in 0..3 {
-        let a = api.issue(&staff, "kham-noi", &format!("quay-1-{i}")).await;
-        assert_eq!(a.status, 201);
-        tickets.push(a.body);
+    wait_device(&api, &admin, "ban-tiep-don", "ok").await;
+    // Three patients press Khám Nội; the second loses the paper.
+    for _ in 0..3 {
+        k.press("kham-noi");
     }
-    let id = tickets[1]["id"].as_str().unwrap();
+    let t0 = Instant::now();
+    let originals = loop {
+        let p = pressed(&k.log());
+        if p.len() == 3 {
+            break p;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "{}", k.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (number, id) = originals[1].clone();
+    assert_eq!(number, "A002");
 
     let before = Utc::now();
-    let a = print(&api, &staff, id, "kiosk-sanh-a", "in-lai-1").await;
+    let a = print(&api, &staff, &id, "kiosk-sanh-a", "in-lai-1").await;
     assert_eq!(a.status, 202, "{}", a.text);
     let print_id = a.body["print_id"].as_str().unwrap().to_string();
     let log = k.wait_for(&format!("printed print_id={print_id} "));
     let after = Utc::now();
     assert_eq!(printed_number(&log, &print_id), ["A002"]);
     // A replay of the request: the same job, nothing new.
-    let again = print(&api, &staff, id, "kiosk-sanh-a", "in-lai-1").await;
+    let again = print(&api, &staff, &id, "kiosk-sanh-a", "in-lai-1").await;
     assert_eq!(again.status, 202);
     assert_eq!(again.body["print_id"].as_str(), Some(print_id.as_str()));
 
     let (ok, log) = k.finish();
     assert!(ok, "the kiosk exits once its jobs are answered: {log}");
     assert_eq!(printed_number(&log, &print_id).len(), 1, "{log}");
+    let (ok, desk_log) = desk.finish();
+    assert!(ok, "{desk_log}");
+    assert!(
+        pages(&desk_out).is_empty(),
+        "the desk printer printed nothing: the job named the kiosk"
+    );
     let pages = pages(&out);
-    assert_eq!(pages.len(), 1, "one reprint, however many requests");
-    let url = escpos::qr(&pages[0].image()).expect("a QR code");
+    assert_eq!(
+        pages.len(),
+        4,
+        "three tickets and one reprint, however many requests"
+    );
+    let (original, reprint) = (&pages[1], &pages[3]);
+    // The same QR link as the ticket the patient lost.
+    let url = escpos::qr(&original.image()).expect("a QR code");
     assert_eq!(url, format!("http://luot.test/t/{id}"));
+    assert_eq!(escpos::qr(&reprint.image()).as_ref(), Some(&url));
+    // A001 still waits ahead, as when A002 was issued: the reprint is the
+    // original ticket, line for line, with "In lại" and the time added.
     let t = api.get(&format!("/api/v1/tickets/{id}"), None).await.body;
+    assert_eq!(t["number"], "A002");
     assert_eq!(t["position"], 2);
     let view = TicketView {
         site_name: "Bệnh viện Thử nghiệm".into(),
@@ -255,7 +308,16 @@ async fn staff_reprint_a_waiting_ticket_at_the_kiosk() {
         footer: "Vui lòng chờ gọi số".into(),
         reprint: None,
     };
-    assert_reprint(&pages[0], view, &[], &minutes(before, after));
+    let plain = render_ticket(&view, 576);
+    assert!(
+        plain.dimensions() == original.image().dimensions()
+            && plain
+                .pixels()
+                .zip(original.image().pixels())
+                .all(|(a, b)| a == b),
+        "the kiosk's original is the plain ticket"
+    );
+    assert_reprint(reprint, view, &[], &minutes(before, after));
     assert!(
         server.stderr().contains("print job printed"),
         "the kiosk's answer reached the server"
@@ -426,9 +488,13 @@ async fn refusals_come_in_rule_88s_order() {
     let a = print(&api, &staff, &id, "kiosk-sanh-b", "p1").await;
     assert_eq!((a.status, a.code()), (409, "kiosk_unavailable"));
     let mut ws = fake_kiosk(&server, "paper_out").await;
-    wait_device(&api, &admin, "kiosk-sanh-a", "paper_out").await;
-    let a = print(&api, &staff, &id, "kiosk-sanh-a", "p1").await;
-    assert_eq!((a.status, a.code()), (409, "kiosk_unavailable"));
+    for status in ["paper_out", "offline"] {
+        ws.send(json!({"type": "device_status", "printer": status}))
+            .await;
+        wait_device(&api, &admin, "kiosk-sanh-a", status).await;
+        let a = print(&api, &staff, &id, "kiosk-sanh-a", "p1").await;
+        assert_eq!((a.status, a.code()), (409, "kiosk_unavailable"), "{status}");
+    }
     // Paper low still prints; the kiosk gets the job at once.
     ws.send(json!({"type": "device_status", "printer": "paper_low"}))
         .await;
