@@ -226,12 +226,8 @@ impl KioskConfig {
                 format!("GPIO {p} is not free (0-27, not a button)"),
             ));
         }
-        if cfg.buttons.is_empty() && !cfg.touch.enabled {
-            return Err(err(
-                "buttons",
-                "no [[buttons]] and no [touch] enabled = true: nothing can be pressed".into(),
-            ));
-        }
+        // No [[buttons]] and no [touch]: a desk printer (rule 66), which
+        // only prints the jobs staff send it.
         Ok(cfg)
     }
 
@@ -294,6 +290,14 @@ ready = 27
     fn shipped_example_is_valid() {
         let text = include_str!("../kiosk.example.toml");
         KioskConfig::parse("kiosk.example.toml", text).unwrap();
+    }
+
+    #[test]
+    fn a_desk_printer_has_no_buttons() {
+        let text = GOOD.split("[[buttons]]").next().unwrap();
+        let c = KioskConfig::parse("k.toml", text).unwrap();
+        assert!(c.buttons.is_empty());
+        assert!(!c.touch.enabled);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod leds;
 pub mod link;
 pub mod printer;
+pub mod printlog;
 pub mod render;
 pub mod reqid;
 pub mod session;

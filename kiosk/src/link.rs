@@ -1,7 +1,8 @@
 //! The link to luot-server: one task that moves frames between a websocket
 //! (tokio-tungstenite 0.29) and a [`Session`], sleeps until the session's
 //! next timer, dials or drops the connection when the session says so, and
-//! hands each answer to the press waiting for it.
+//! hands each answer to the press waiting for it and each print job to the
+//! daemon.
 //!
 //! Every rule (hello, resend of unanswered issues with the same
 //! `request_id`, backoff, silence, deadlines, at most one answer per press,
@@ -11,6 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,7 +26,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
 use crate::session::{Event, Session, Want};
-pub use crate::session::{IssueError, Welcome};
+pub use crate::session::{IssueError, PrintJob, Welcome};
+
+/// Print jobs received and not yet taken by the daemon.
+const JOBS_WAITING: usize = 64;
 
 #[derive(Clone, Debug, Default)]
 pub struct LinkStatus {
@@ -43,12 +48,20 @@ enum Cmd {
         reply: Reply,
     },
     Printer(PrinterStatus),
+    Printed {
+        print_id: String,
+        ok: bool,
+    },
+    /// Answered once what was asked before is written to the socket (or
+    /// dropped for want of a connection).
+    Sync(oneshot::Sender<()>),
 }
 
 #[derive(Clone)]
 pub struct Link {
     tx: mpsc::Sender<Cmd>,
     pub status: watch::Receiver<LinkStatus>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<PrintJob>>>,
 }
 
 impl Link {
@@ -56,6 +69,7 @@ impl Link {
     pub fn start(ws_url: String, token: String) -> Link {
         let (tx, rx) = mpsc::channel(256);
         let (stx, srx) = watch::channel(LinkStatus::default());
+        let (jobs_tx, jobs_rx) = mpsc::channel(JOBS_WAITING);
         let span = tracing::info_span!("link", url = %ws_url);
         let driver = Driver {
             session: Session::new(token, rand::rng().random(), now()),
@@ -63,9 +77,49 @@ impl Link {
             conn: Conn::None,
             replies: HashMap::new(),
             status: stx,
+            jobs: jobs_tx,
+            syncs: Vec::new(),
         };
         tokio::spawn(driver.run(rx).instrument(span));
-        Link { tx, status: srx }
+        Link {
+            tx,
+            status: srx,
+            jobs: Arc::new(tokio::sync::Mutex::new(jobs_rx)),
+        }
+    }
+
+    /// The next print job the server sent (each time it sends one: the
+    /// daemon prints a `print_id` at most once). `None` once the link stopped.
+    pub async fn next_job(&self) -> Option<PrintJob> {
+        self.jobs.lock().await.recv().await
+    }
+
+    /// A print job already received, if any.
+    pub fn try_job(&self) -> Option<PrintJob> {
+        self.jobs.try_lock().ok()?.try_recv().ok()
+    }
+
+    /// Answers a print job (`ok`: it printed).
+    pub fn printed(&self, print_id: &str, ok: bool) {
+        let cmd = Cmd::Printed {
+            print_id: print_id.to_string(),
+            ok,
+        };
+        if self.tx.try_send(cmd).is_err() {
+            tracing::warn!(
+                print_id,
+                "the link is busy; the server will send the job again"
+            );
+        }
+    }
+
+    /// Waits (up to `limit`) until everything asked of the link so far has
+    /// been written to the socket, or dropped for want of a connection.
+    pub async fn sync(&self, limit: Duration) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Sync(reply)).await.is_ok() {
+            let _ = tokio::time::timeout(limit, rx).await;
+        }
     }
 
     /// Asks for a ticket; gives up after `deadline`, and then the request is
@@ -161,6 +215,9 @@ struct Driver {
     conn: Conn,
     replies: HashMap<String, Reply>,
     status: watch::Sender<LinkStatus>,
+    jobs: mpsc::Sender<PrintJob>,
+    /// `Link::sync` calls to answer after the next flush.
+    syncs: Vec<oneshot::Sender<()>>,
 }
 
 impl Driver {
@@ -188,6 +245,13 @@ impl Driver {
     }
 
     async fn flush(&mut self) {
+        self.send_all().await;
+        for s in self.syncs.drain(..) {
+            let _ = s.send(());
+        }
+    }
+
+    async fn send_all(&mut self) {
         let Conn::Open(ws) = &mut self.conn else {
             return;
         };
@@ -241,6 +305,13 @@ impl Driver {
                 }
                 Event::Down => self.status.send_modify(|s| s.connected = false),
                 Event::TokenRefused { .. } => {} // logged by the session
+                Event::Print(job) => {
+                    if self.jobs.try_send(*job).is_err() {
+                        tracing::warn!(
+                            "too many print jobs waiting; the server sends this one again after the next hello"
+                        );
+                    }
+                }
             }
         }
     }
@@ -258,6 +329,8 @@ impl Driver {
                 self.session.issue(request_id, service, priority, deadline);
             }
             Cmd::Printer(p) => self.session.printer(p),
+            Cmd::Printed { print_id, ok } => self.session.printed(print_id, ok),
+            Cmd::Sync(reply) => self.syncs.push(reply),
         }
     }
 

@@ -15,6 +15,7 @@ use luot_kiosk::daemon::{ISSUE_DEADLINE, Kiosk, Settings};
 use luot_kiosk::leds::{self, GpioLed, LedMode};
 use luot_kiosk::link::Link;
 use luot_kiosk::printer::Target;
+use luot_kiosk::printlog::PrintLog;
 use luot_kiosk::render::{TicketView, render_ticket};
 use luot_kiosk::reqid::RequestIds;
 
@@ -40,7 +41,7 @@ struct Cli {
     /// Paper width in mm (with --simulate): 80 or 58.
     #[arg(long, default_value_t = 80)]
     paper_mm: u32,
-    /// Where the request counter is kept (with --simulate).
+    /// Where the request counter and the print jobs taken on are kept (with --simulate).
     #[arg(long, default_value = "luot-kiosk-state")]
     state_dir: PathBuf,
     #[command(subcommand)]
@@ -121,9 +122,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             number,
             priority,
             issued_at: chrono::Local::now().to_rfc3339(),
-            ahead: 4,
+            ahead: Some(4),
             url: "http://192.168.1.10:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
             footer: "Vui lòng chờ gọi số".into(),
+            reprint: None,
         };
         let img = render_ticket(&view, width(paper_mm)?);
         img.save(&png)?;
@@ -150,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let target = Target::parse(&printer).map_err(|m| anyhow::anyhow!("--printer: {m}"))?;
         let link = Link::start(ws_url(&server), token);
         let ids = RequestIds::open(&cli.state_dir)?;
+        let jobs = PrintLog::open(&cli.state_dir)?;
         guards.push(Box::new(StdinButtons).start(presses_tx.clone())?);
         let settings = Settings {
             width: width(cli.paper_mm)?,
@@ -157,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             help: "Xin mời đến Quầy Tiếp đón để được hỗ trợ.".into(),
             issue_deadline: ISSUE_DEADLINE,
         };
-        (Kiosk::new(link, target, settings, ids, led_tx), None)
+        (Kiosk::new(link, target, settings, ids, jobs, led_tx), None)
     } else {
         let Some(path) = cli.config else {
             anyhow::bail!("give --config kiosk.toml, or --simulate (see --help)");
@@ -166,6 +169,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let target = Target::parse(&cfg.printer.target).map_err(|m| anyhow::anyhow!(m))?;
         let link = Link::start(ws_url(&cfg.server.url), cfg.server.token.clone());
         let ids = RequestIds::open(&cfg.state.dir)?;
+        let jobs = PrintLog::open(&cfg.state.dir)?;
+        // The daemon runs until stopped, with or without buttons (a desk
+        // printer has none and only prints jobs, rule 66).
+        guards.push(Box::new(presses_tx.clone()));
         if !cfg.buttons.is_empty() {
             let buttons = GpioButtons {
                 buttons: cfg.buttons.clone(),
@@ -183,7 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             issue_deadline: ISSUE_DEADLINE,
         };
         let touch = cfg.touch.enabled.then_some(cfg.touch.listen);
-        (Kiosk::new(link, target, settings, ids, led_tx), touch)
+        (Kiosk::new(link, target, settings, ids, jobs, led_tx), touch)
     };
     if let Some(listen) = touch {
         let link = kiosk.link.clone();
@@ -211,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         printed = stats.printed,
         refused = stats.refused,
         out_of_service = stats.out_of_service,
+        print_jobs = stats.jobs,
         "luot-kiosk stopped"
     );
     drop(guards); // releases the GPIO pins

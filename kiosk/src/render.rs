@@ -1,4 +1,5 @@
-//! Draws a printed ticket (contract §7) or an out-of-service slip as a 1-bit
+//! Draws a printed ticket (contract §7, and its reprint of rule 67) or an
+//! out-of-service slip as a 1-bit
 //! picture the width of the paper (576 dots for 80 mm, 384 for 58 mm), with a
 //! bundled font that covers Vietnamese, so diacritics are exact on any printer.
 //! Pure: text in, pixels out; no I/O.
@@ -24,11 +25,23 @@ pub struct TicketView {
     pub priority: Option<String>,
     /// RFC 3339 time of issue with the site's offset.
     pub issued_at: String,
-    /// People waiting ahead at the time of issue.
-    pub ahead: u32,
+    /// People waiting ahead at the time of printing; `None` leaves the line
+    /// out (a reprint of a ticket that is not waiting, rule 67).
+    pub ahead: Option<u32>,
     /// `{public_url}/t/{id}`.
     pub url: String,
     pub footer: String,
+    /// Set when the ticket is printed again (`POST /tickets/{id}/print`).
+    pub reprint: Option<Reprint>,
+}
+
+/// What a reprint adds to the ticket (rule 67).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reprint {
+    /// RFC 3339 time of the reprint, with the site's offset.
+    pub at: String,
+    /// For a visit: where to go now (rule 57's `place`s); empty otherwise.
+    pub places: Vec<String>,
 }
 
 /// The Vietnamese name of a default priority class.
@@ -274,17 +287,33 @@ pub fn render_ticket(t: &TicketView, width: u32) -> GrayImage {
             bold: true,
         });
     }
+    blocks.push(Block::Text {
+        text: local_time(&t.issued_at),
+        size: 28.0 * k,
+        bold: false,
+    });
+    if let Some(ahead) = t.ahead {
+        blocks.push(Block::Text {
+            text: format!("Số người đang chờ trước bạn: {ahead}"),
+            size: 28.0 * k,
+            bold: false,
+        });
+    }
+    if let Some(r) = &t.reprint {
+        if !r.places.is_empty() {
+            blocks.push(Block::Text {
+                text: format!("Đến: {}", r.places.join(" + ")),
+                size: 30.0 * k,
+                bold: true,
+            });
+        }
+        blocks.push(Block::Text {
+            text: format!("In lại: {}", local_time(&r.at)),
+            size: 26.0 * k,
+            bold: false,
+        });
+    }
     blocks.extend([
-        Block::Text {
-            text: local_time(&t.issued_at),
-            size: 28.0 * k,
-            bold: false,
-        },
-        Block::Text {
-            text: format!("Số người đang chờ trước bạn: {}", t.ahead),
-            size: 28.0 * k,
-            bold: false,
-        },
         Block::Gap(8),
         Block::Qr(t.url.clone()),
         Block::Text {
@@ -345,9 +374,10 @@ mod tests {
             number: "E015".into(),
             priority: Some("pregnant".into()),
             issued_at: "2026-11-22T07:31:02+07:00".into(),
-            ahead: 4,
+            ahead: Some(4),
             url: "http://192.168.10.5:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
             footer: "Vui lòng chờ gọi số".into(),
+            reprint: None,
         }
     }
 
@@ -356,6 +386,125 @@ mod tests {
         let grids = prepared.detect_grids();
         assert_eq!(grids.len(), 1, "one QR code on the ticket");
         grids[0].decode().unwrap().1
+    }
+
+    /// The sample as printed again during a visit: not waiting (called at
+    /// another room), two places to go.
+    pub fn sample_reprint() -> TicketView {
+        TicketView {
+            ahead: None,
+            reprint: Some(Reprint {
+                at: "2026-11-22T09:12:40+07:00".into(),
+                places: vec!["Phòng 38".into(), "Lấy mẫu xét nghiệm".into()],
+            }),
+            ..sample()
+        }
+    }
+
+    /// Whether `img` shows `text` exactly as `draw` sets it alone (same
+    /// size, weight and centring), somewhere down the page.
+    fn shows(img: &GrayImage, text: &str, size: f32, bold: bool) -> bool {
+        let alone = draw(
+            img.width(),
+            vec![Block::Text {
+                text: text.into(),
+                size,
+                bold,
+            }],
+        );
+        let rows = |img: &GrayImage| -> Vec<Vec<u8>> {
+            (0..img.height())
+                .map(|y| (0..img.width()).map(|x| img.get_pixel(x, y).0[0]).collect())
+                .collect()
+        };
+        // The text's rows, from its first inked row to its last.
+        let alone = rows(&alone);
+        let inked = |r: &Vec<u8>| r.contains(&0);
+        let (Some(top), Some(bottom)) =
+            (alone.iter().position(inked), alone.iter().rposition(inked))
+        else {
+            return false;
+        };
+        let band = &alone[top..=bottom];
+        rows(img).windows(band.len()).any(|w| w == band)
+    }
+
+    /// Compares with a golden PNG in tests/golden (LUOT_UPDATE_GOLDEN=1
+    /// writes it); a few pixels may move with float rounding on other CPUs.
+    fn assert_golden(img: &GrayImage, name: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("LUOT_UPDATE_GOLDEN").is_some() {
+            img.save(&path).unwrap();
+        }
+        let golden = image::open(&path)
+            .expect("golden image (LUOT_UPDATE_GOLDEN=1 makes it)")
+            .to_luma8();
+        assert_eq!(
+            golden.dimensions(),
+            img.dimensions(),
+            "{name}: size changed"
+        );
+        let differ = golden
+            .pixels()
+            .zip(img.pixels())
+            .filter(|(a, b)| a != b)
+            .count();
+        let limit = (img.width() * img.height()) as usize / 1000;
+        if differ > limit {
+            let out = std::env::temp_dir().join(name.replace(".png", ".actual.png"));
+            img.save(&out).unwrap();
+            panic!("{differ} pixels differ from {name}; see {}", out.display());
+        }
+    }
+
+    /// The reprint as a golden image: "In lại" and its time, "Đến: " and
+    /// the places, no line of people ahead.
+    #[test]
+    fn golden_reprint() {
+        let img = render_ticket(&sample_reprint(), 576);
+        assert_eq!(decode_qr(&img), sample().url, "the same QR code");
+        assert_golden(&img, "reprint-80mm.png");
+    }
+
+    #[test]
+    fn a_reprint_adds_its_lines_and_leaves_out_people_ahead_when_not_waiting() {
+        let ahead = "Số người đang chờ trước bạn: 4";
+        let normal = render_ticket(&sample(), 576);
+        assert!(shows(&normal, ahead, 28.0, false));
+        assert!(!shows(&normal, "In lại: 09:12 - 22/11/2026", 26.0, false));
+
+        let reprint = render_ticket(&sample_reprint(), 576);
+        assert!(shows(&reprint, "In lại: 09:12 - 22/11/2026", 26.0, false));
+        assert!(shows(
+            &reprint,
+            "Đến: Phòng 38 + Lấy mẫu xét nghiệm",
+            30.0,
+            true
+        ));
+        assert!(
+            shows(&reprint, "07:31 - 22/11/2026", 28.0, false),
+            "time of issue kept"
+        );
+        assert!(
+            !shows(&reprint, ahead, 28.0, false),
+            "not waiting: no people ahead"
+        );
+
+        // Waiting, without a visit: people ahead, no "Đến: ".
+        let mut waiting = sample_reprint();
+        waiting.ahead = Some(4);
+        waiting.reprint.as_mut().unwrap().places.clear();
+        let img = render_ticket(&waiting, 576);
+        assert!(shows(&img, ahead, 28.0, false));
+        assert!(shows(&img, "In lại: 09:12 - 22/11/2026", 26.0, false));
+        assert!(!shows(
+            &img,
+            "Đến: Phòng 38 + Lấy mẫu xét nghiệm",
+            30.0,
+            true
+        ));
     }
 
     #[test]

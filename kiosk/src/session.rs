@@ -10,7 +10,10 @@
 //! connection, one answer per issue at most, a ticket only from the server's
 //! `issued` for that `request_id`, an issue past its deadline forgotten (a late
 //! answer is dropped), printer status after each welcome, backoff 0.5 s
-//! doubling to 10 s with jitter, a connection silent for 45 s dropped.
+//! doubling to 10 s with jitter, a connection silent for 45 s dropped;
+//! print jobs (rule 88) reported as they come and their `printed` answers
+//! sent on a welcomed connection (an answer that cannot be sent is not
+//! kept: the server sends the job again after the next hello).
 //!
 //! It never touches a socket, a clock, a task or a printer.
 
@@ -61,6 +64,17 @@ pub enum IssueError {
     Timeout,
 }
 
+/// A print job from the server (rule 88): print `ticket` once per `print_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrintJob {
+    pub print_id: String,
+    pub ticket: Ticket,
+    /// The name of the ticket's current service, when the server gives it.
+    pub service_name: Option<String>,
+    /// The server's time when it sent the job (the reprint's time).
+    pub at: Option<String>,
+}
+
 /// What the session reports to its owner.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -76,6 +90,9 @@ pub enum Event {
     Down,
     /// The server refused the device token; the session waits 10 s.
     TokenRefused { code: String, message: String },
+    /// A print job, each time the server sends it (after each hello until
+    /// answered): the owner prints each `print_id` at most once.
+    Print(Box<PrintJob>),
 }
 
 /// What the session wants done about the connection.
@@ -212,6 +229,20 @@ impl Session {
         }
     }
 
+    /// Answers a print job: sent now if welcomed; otherwise not kept (the
+    /// server sends the job again after the next hello).
+    pub fn printed(&mut self, print_id: String, ok: bool) {
+        if self.is_ready() {
+            self.outbox
+                .push_back(ClientMessage::Printed { print_id, ok });
+        } else {
+            tracing::info!(
+                print_id,
+                "not connected: the print job's answer waits for the server to send it again"
+            );
+        }
+    }
+
     /// The dial succeeded: say hello.
     pub fn on_connected(&mut self, now: Instant) {
         let Phase::Dialing { .. } = self.phase else {
@@ -252,15 +283,16 @@ impl Session {
         }
     }
 
-    /// A text frame from the server. Only `welcome`, `issued` and `error`
-    /// matter to a kiosk; board events and snapshots are skipped unparsed.
+    /// A text frame from the server. Only `welcome`, `issued`, `error` and
+    /// `print` matter to a kiosk; board events and snapshots are skipped
+    /// unparsed.
     pub fn on_message(&mut self, text: &str, now: Instant) {
         if !matches!(self.wants(), Want::Open) {
             return;
         }
         self.on_heard(now);
         let wanted = match serde_json::from_str::<Peek>(text) {
-            Ok(p) => matches!(p.kind.as_ref(), "welcome" | "issued" | "error"),
+            Ok(p) => matches!(p.kind.as_ref(), "welcome" | "issued" | "error" | "print"),
             Err(_) => false,
         };
         if !wanted {
@@ -296,6 +328,17 @@ impl Session {
                 request_id: None,
                 error,
             } => self.on_error(error, now),
+            ServerMessage::Print {
+                print_id,
+                ticket,
+                service_name,
+                at,
+            } if self.is_ready() => self.events.push_back(Event::Print(Box::new(PrintJob {
+                print_id,
+                ticket,
+                service_name,
+                at,
+            }))),
             _ => {}
         }
     }

@@ -23,6 +23,8 @@ pub const MAX_REASON: usize = 200;
 pub const MAX_NUMBER: usize = 16;
 /// Most stops one `send` may add (rule 49).
 pub const MAX_STOPS: usize = 8;
+/// Longest `kiosk` of `POST /tickets/{id}/print` (rule 88).
+pub const MAX_KIOSK: usize = 64;
 
 /// `true` when `s` is a valid `request_id`: 1–64 of `[A-Za-z0-9_-]`.
 pub fn valid_request_id(s: &str) -> bool {
@@ -234,6 +236,22 @@ pub struct CancelRequest {
     pub number: Option<String>,
 }
 
+/// `POST /tickets/{id}/print` (rule 88): print the ticket as it is now at
+/// a kiosk or desk printer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PrintRequest {
+    /// The id of a kiosk device (a desk printer is a kiosk with no services).
+    pub kiosk: String,
+    pub request_id: String,
+}
+
+/// The 202 answer of `POST /tickets/{id}/print` (rule 88).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PrintAccepted {
+    pub print_id: String,
+}
+
 /// `GET /api/v1/site`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct SiteInfo {
@@ -319,6 +337,12 @@ pub enum ClientMessage {
     },
     DeviceStatus {
         printer: PrinterStatus,
+    },
+    /// A kiosk's answer to a `print` job (rule 88): `ok` false when it
+    /// could not print it. Either ends the server's resending.
+    Printed {
+        print_id: String,
+        ok: bool,
     },
 }
 
@@ -470,6 +494,20 @@ pub enum ServerMessage {
     },
     Device {
         device: DeviceInfo,
+    },
+    /// A print job for this kiosk (rule 88): print `ticket` once per
+    /// `print_id`, then answer `printed`. Not a queue event: no `seq`.
+    Print {
+        print_id: String,
+        ticket: Ticket,
+        /// Added field: the name of the ticket's current service (a desk
+        /// printer has no buttons to learn it from).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service_name: Option<String>,
+        /// Added field: the server's time when it sent this job, with the
+        /// site's offset (the time a reprint shows).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
     },
 }
 
@@ -638,6 +676,22 @@ mod tests {
         let r: Result<ClientMessage, _> =
             serde_json::from_str(r#"{"type":"device_status","printer":"ok"}"#);
         assert!(r.is_ok());
+    }
+
+    #[test]
+    fn print_frames_round_trip() {
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"printed","print_id":"pr_1","ok":true}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Printed {
+                print_id: "pr_1".into(),
+                ok: true
+            }
+        );
+        let r: Result<PrintRequest, _> =
+            serde_json::from_str(r#"{"kiosk":"k","request_id":"r","x":1}"#);
+        assert!(r.is_err(), "unknown fields are refused");
     }
 
     #[test]

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use luot_protocol::{
     CallRequest, CancelRequest, DailyReport, DevicesResponse, FeedbackRequest, HoldRequest,
-    IssueRequest, LoginRequest, LoginResponse, MAX_COMMENT, MAX_NUMBER, MAX_PASSWORD, MAX_REASON,
-    MAX_USERNAME, RequeueRequest, SendRequest, ServerMessage, SiteInfo, Ticket, TransferRequest,
-    VisitsReport, WelcomeService, WelcomeSite, valid_request_id,
+    IssueRequest, LoginRequest, LoginResponse, MAX_COMMENT, MAX_KIOSK, MAX_NUMBER, MAX_PASSWORD,
+    MAX_REASON, MAX_USERNAME, PrintRequest, PrinterStatus, RequeueRequest, SendRequest,
+    ServerMessage, SiteInfo, Ticket, TicketStatus, TransferRequest, VisitsReport, WelcomeService,
+    WelcomeSite, valid_request_id,
 };
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::auth::{self, LoginLimiter, Principal};
 use crate::config::{DeviceRole, SiteConfig, UserRole};
@@ -23,6 +24,7 @@ use crate::error::ApiError;
 use crate::fanout::Fanout;
 use crate::hub::{Hub, Outcome};
 use crate::metrics::Metrics;
+use crate::print::{Accepted, Answer, PrintOrder, Prints, Refusal};
 use crate::store::Session;
 
 /// How long a login waits for a free password check before a 503.
@@ -42,6 +44,8 @@ pub struct App {
     /// Writes every event to the screens (see `fanout.rs`).
     pub fanout: Fanout,
     pub shutdown: watch::Receiver<bool>,
+    /// Print jobs for kiosks and desk printers (rule 88), in memory only.
+    pub prints: Prints,
 }
 
 pub type AppState = Arc<App>;
@@ -94,6 +98,7 @@ impl App {
             screens,
             fanout,
             shutdown,
+            prints: Prints::default(),
         }
     }
 
@@ -410,6 +415,173 @@ impl App {
     }
 }
 
+/// Print jobs (rules 66, 67 and 88): who may ask, the checks in rule 88's
+/// order, and the `print` frames for a kiosk's connections.
+impl App {
+    /// 403 unless staff or an admin (rule 88 names integrations too; this
+    /// site model has no integration devices yet).
+    pub fn may_print(who: &Principal) -> Result<(), ApiError> {
+        match who {
+            Principal::User { .. } => Ok(()),
+            _ => Err(ApiError::forbidden(
+                "Chỉ nhân viên và quản trị viên được in lại vé (only staff and admins print tickets)",
+            )),
+        }
+    }
+
+    /// `POST /tickets/{id}/print`: 400, 404 `unknown_ticket`, 404
+    /// `unknown_device`, a replay's same `print_id`, then 409
+    /// `ticket_closed` and `kiosk_unavailable`; a new job is sent at once
+    /// to the kiosk's connections.
+    pub async fn print(
+        &self,
+        who: &Principal,
+        ticket: &str,
+        req: PrintRequest,
+    ) -> Result<Accepted, ApiError> {
+        Self::may_print(who)?;
+        if req.kiosk.chars().count() > MAX_KIOSK {
+            return Err(ApiError::bad_request(
+                "kiosk phải tối đa 64 ký tự (kiosk must be at most 64 characters)",
+            ));
+        }
+        if !valid_request_id(&req.request_id) {
+            return Err(ApiError::bad_request(
+                "request_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
+            ));
+        }
+        let ticket = self.ticket(ticket).await?;
+        let is_kiosk = self
+            .config
+            .devices
+            .iter()
+            .any(|d| d.id == req.kiosk && d.role == DeviceRole::Kiosk);
+        if !is_kiosk {
+            return Err(ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "unknown_device",
+                format!(
+                    "Không có ki-ốt hay máy in \"{}\" (no kiosk or desk printer of that id)",
+                    req.kiosk
+                ),
+            ));
+        }
+        let today = self.hub.site().await.day;
+        let closed = matches!(
+            ticket.status,
+            TicketStatus::Done | TicketStatus::NoShow | TicketStatus::Cancelled
+        ) || ticket.day != today;
+        let available = self.hub.devices().await.iter().any(|d| {
+            d.id == req.kiosk
+                && d.connected
+                && matches!(d.printer, Some(PrinterStatus::Ok | PrinterStatus::PaperLow))
+        });
+        let order = PrintOrder {
+            scope: who.scope(),
+            request_id: req.request_id,
+            ticket: ticket.id.clone(),
+            kiosk: req.kiosk.clone(),
+            closed,
+            available,
+        };
+        let print_id = format!("pr_{}", auth::random_b64(16));
+        let accepted = self
+            .prints
+            .request(order, print_id, Instant::now())
+            .map_err(refused)?;
+        if accepted.created {
+            tracing::info!(print_id = %accepted.print_id, ticket = %ticket.id, number = %ticket.number, kiosk = %req.kiosk, by = ?who.name(), "print job");
+            let frame = crate::frame::text(&self.print_message(&accepted.print_id, ticket));
+            for tx in self.prints.connections(&req.kiosk) {
+                let frame = frame.clone();
+                tokio::spawn(async move { tx.send(frame).await });
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// After a kiosk's `hello`: its connection gets new jobs from now on,
+    /// and every job it has not answered (younger than 10 minutes) again,
+    /// with the ticket as it is now. Returns the handle for `Prints::detach`.
+    pub fn attach_printer(
+        self: &Arc<Self>,
+        kiosk: &str,
+        tx: mpsc::Sender<axum::extract::ws::Utf8Bytes>,
+    ) -> u64 {
+        let handle = self.prints.attach(kiosk, tx.clone());
+        let pending = self.prints.pending(kiosk, Instant::now());
+        if !pending.is_empty() {
+            let app = self.clone();
+            tokio::spawn(async move {
+                for (print_id, ticket) in pending {
+                    let Ok(ticket) = app.ticket(&ticket).await else {
+                        continue;
+                    };
+                    tracing::info!(%print_id, number = %ticket.number, "print job sent again");
+                    let frame = crate::frame::text(&app.print_message(&print_id, ticket));
+                    if tx.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        handle
+    }
+
+    /// A kiosk's `printed` answer.
+    pub fn printed(&self, kiosk: &str, print_id: &str, ok: bool) {
+        match self.prints.answered(kiosk, print_id, ok) {
+            Answer::Recorded if ok => tracing::info!(kiosk, print_id, "print job printed"),
+            Answer::Recorded => {
+                tracing::warn!(
+                    kiosk,
+                    print_id,
+                    "print job answered: the kiosk could not print it"
+                )
+            }
+            Answer::Again => tracing::debug!(kiosk, print_id, "print job answered again"),
+            Answer::Unknown => {
+                tracing::debug!(kiosk, print_id, "answer to no print job of this kiosk")
+            }
+        }
+    }
+
+    fn print_message(&self, print_id: &str, ticket: Ticket) -> ServerMessage {
+        let cfg = &self.config;
+        ServerMessage::Print {
+            print_id: print_id.to_string(),
+            service_name: cfg.service(&ticket.service).map(|s| s.name.clone()),
+            at: Some(
+                chrono::Utc::now()
+                    .with_timezone(&cfg.site.timezone)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+            ),
+            ticket,
+        }
+    }
+}
+
+fn refused(r: Refusal) -> ApiError {
+    use axum::http::StatusCode;
+    match r {
+        Refusal::RequestIdReused => ApiError::new(
+            StatusCode::CONFLICT,
+            "request_id_reused",
+            "request_id này đã dùng cho vé hoặc ki-ốt khác (this request_id was used for another ticket or kiosk)",
+        ),
+        Refusal::TicketClosed => ApiError::new(
+            StatusCode::CONFLICT,
+            "ticket_closed",
+            "Vé đã kết thúc hoặc thuộc ngày trước, không in lại được (the ticket is done, no-show, cancelled or of a past day)",
+        ),
+        Refusal::KioskUnavailable => ApiError::new(
+            StatusCode::CONFLICT,
+            "kiosk_unavailable",
+            "Ki-ốt không kết nối hoặc máy in không sẵn sàng (the kiosk is not connected or its printer cannot print)",
+        ),
+    }
+}
+
 /// The engine's command for a counter action, after the 400s of its body
 /// that the engine does not check (rule 60).
 fn counter_command(
@@ -509,3 +681,6 @@ fn not_your_counter() -> ApiError {
 
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| auth::hash_password("luot-dummy-password"));
+
+#[cfg(test)]
+mod tests;

@@ -146,15 +146,18 @@ impl Principal {
         )
     }
 
+    /// Staff, admins and kiosks with buttons: a desk printer (a kiosk with
+    /// no services, rule 66) only prints.
     pub fn may_issue(&self) -> bool {
-        matches!(
-            self,
-            Principal::User { .. }
-                | Principal::Device {
-                    role: DeviceRole::Kiosk,
-                    ..
-                }
-        )
+        match self {
+            Principal::User { .. } => true,
+            Principal::Device {
+                role: DeviceRole::Kiosk,
+                services,
+                ..
+            } => !services.is_empty(),
+            _ => false,
+        }
     }
 
     /// Whether this principal may act on counter `id` (staff of it, admin).
@@ -263,6 +266,20 @@ mod tests {
             a[3..]
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+    }
+
+    #[test]
+    fn a_desk_printer_may_not_issue() {
+        let kiosk = |services: &[&str]| Principal::Device {
+            id: "k".into(),
+            role: DeviceRole::Kiosk,
+            services: services.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(kiosk(&["kham-noi"]).may_issue());
+        assert!(
+            !kiosk(&[]).may_issue(),
+            "a kiosk with no services only prints"
         );
     }
 

@@ -13,6 +13,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod plan;
+pub mod print;
 pub mod report;
 pub mod secret;
 pub mod server;

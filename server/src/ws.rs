@@ -203,6 +203,9 @@ struct Conn {
     /// A screen in the fan-out: it gets events from there instead.
     fanned: bool,
     last_seq: u64,
+    /// A kiosk's connection: its id and handle among the print jobs'
+    /// connections (rule 88).
+    printer: Option<(String, u64)>,
 }
 
 enum Flow {
@@ -257,6 +260,7 @@ async fn client(ws: WebSocketStream<WireIo>, wire: Arc<Wire>, app: AppState) {
             rx: None,
             fanned: false,
             last_seq: 0,
+            printer: None,
         },
         hello_deadline: Instant::now() + HELLO_WITHIN,
         last_heard: Instant::now(),
@@ -350,6 +354,9 @@ impl Client {
             }
         }
         let app = self.conn.app.clone();
+        if let Some((kiosk, handle)) = self.conn.printer.take() {
+            app.prints.detach(&kiosk, handle);
+        }
         if let Some(d) = self.conn.device.take() {
             app.hub.device(&d, DeviceUpdate::Disconnected);
         }
@@ -479,7 +486,11 @@ impl Conn {
             }
         };
         match msg {
-            ClientMessage::Hello { token, since } => self.hello(token, since, wire).await,
+            ClientMessage::Hello { token, since } => {
+                let flow = self.hello(token, since, wire).await?;
+                self.attach_printer(replies);
+                Ok(flow)
+            }
             _ if self.who.is_none() => {
                 let err = ApiError::unauthorized();
                 send(wire, error_frame(None, &err)).await?;
@@ -499,6 +510,46 @@ impl Conn {
                 Ok(Flow::Continue)
             }
             ClientMessage::DeviceStatus { printer } => self.device_status(printer, wire).await,
+            ClientMessage::Printed { print_id, ok } => self.printed(&print_id, ok, wire).await,
+        }
+    }
+
+    /// The kiosk this connection speaks for, if it does.
+    fn kiosk(&self) -> Option<&str> {
+        match &self.who {
+            Some(Principal::Device {
+                id,
+                role: DeviceRole::Kiosk,
+                ..
+            }) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// After each hello: a kiosk's connection takes print jobs and gets
+    /// the ones it has not answered again (rule 88).
+    fn attach_printer(&mut self, replies: &mpsc::Sender<Utf8Bytes>) {
+        if let Some((kiosk, handle)) = self.printer.take() {
+            self.app.prints.detach(&kiosk, handle);
+        }
+        if let Some(kiosk) = self.kiosk().map(String::from) {
+            let handle = self.app.attach_printer(&kiosk, replies.clone());
+            self.printer = Some((kiosk, handle));
+        }
+    }
+
+    /// A kiosk's answer to a print job (others get `forbidden`, as rule 41).
+    async fn printed(&self, print_id: &str, ok: bool, wire: &Wire) -> Result<Flow, ()> {
+        self.seen();
+        match self.kiosk() {
+            Some(kiosk) => {
+                self.app.printed(kiosk, print_id, ok);
+                Ok(Flow::Continue)
+            }
+            None => {
+                let e = ApiError::forbidden("only kiosks answer print jobs");
+                send(wire, error_frame(None, &e)).await
+            }
         }
     }
 

@@ -531,9 +531,10 @@ async fn console_post(
 fn send_to_test(ctx: &Ctx, ticket: &Value) -> Option<Value> {
     let tests = &ctx.plan.tests;
     let service = ticket["service"].as_str().unwrap_or_default();
-    let back = ticket["visit"]["steps"]
-        .as_array()
-        .is_some_and(|s| s.iter().any(|s| s["status"] == "called" && s["returning"] == true));
+    let back = ticket["visit"]["steps"].as_array().is_some_and(|s| {
+        s.iter()
+            .any(|s| s["status"] == "called" && s["returning"] == true)
+    });
     if tests.is_empty() || back || tests.iter().any(|t| t == service) {
         return None;
     }

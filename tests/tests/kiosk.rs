@@ -147,9 +147,10 @@ async fn presses_print_tickets_the_server_knows() {
             number: number.clone(),
             priority: None,
             issued_at: t.body["issued_at"].as_str().unwrap().into(),
-            ahead: *n,
+            ahead: Some(*n),
             url: url.clone(),
             footer: "Vui lòng chờ gọi số".into(),
+            reprint: None,
         };
         *n += 1;
         let expected = render_ticket(&view, 576);

@@ -522,6 +522,7 @@ impl World {
                     self.received.push(request_id);
                 }
                 ClientMessage::DeviceStatus { .. } => {}
+                ClientMessage::Printed { .. } => prop_assert!(false, "an answer to no print job"),
             }
         }
         Ok(())
@@ -573,4 +574,90 @@ proptest! {
         let all: HashSet<String> = w.pressed.iter().cloned().collect();
         prop_assert_eq!(&w.answered, &all, "every press got its one answer");
     }
+}
+
+fn print_frame(print_id: &str) -> ServerMessage {
+    ServerMessage::Print {
+        print_id: print_id.into(),
+        ticket: ticket("tk_1", "A015"),
+        service_name: Some("Khám Nội".into()),
+        at: Some("2026-11-22T09:12:00+07:00".into()),
+    }
+}
+
+fn jobs(events: Vec<Event>) -> Vec<String> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Print(j) => Some(j.print_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn print_jobs_are_reported_each_time_and_answered_on_a_welcomed_connection() {
+    let mut k = Kiosk::new();
+    // Before welcome a print frame is not taken.
+    k.connect();
+    k.receive(print_frame("pr_0"));
+    assert!(jobs(k.events()).is_empty());
+    k.receive(welcome_frame());
+    k.events();
+    assert!(k.receive(print_frame("pr_1")).is_empty());
+    let ev = k.events();
+    assert!(
+        matches!(&ev[0], Event::Print(j) if j.ticket.number == "A015"
+            && j.service_name.as_deref() == Some("Khám Nội")
+            && j.at.as_deref() == Some("2026-11-22T09:12:00+07:00")),
+        "{ev:?}"
+    );
+    // The server sends it again (after a hello): it is reported again;
+    // printing once is the owner's rule (it keeps print_ids on disk).
+    k.receive(print_frame("pr_1"));
+    assert_eq!(jobs(k.events()), ["pr_1"]);
+    k.s.printed("pr_1".into(), true);
+    assert_eq!(
+        k.sent(),
+        vec![ClientMessage::Printed {
+            print_id: "pr_1".into(),
+            ok: true
+        }]
+    );
+    // An answer while offline is not kept: the server resends the job.
+    k.drop_connection();
+    k.s.printed("pr_2".into(), false);
+    let sent = k.connect_and_welcome();
+    assert!(
+        !sent
+            .iter()
+            .any(|m| matches!(m, ClientMessage::Printed { .. })),
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn a_job_resent_after_a_reconnect_is_reported_and_answered_on_the_new_connection() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.events();
+    k.receive(print_frame("pr_1"));
+    assert_eq!(jobs(k.events()), ["pr_1"]);
+    // The connection drops before the kiosk answers.
+    k.drop_connection();
+    k.s.printed("pr_1".into(), true);
+    assert!(k.sent().is_empty(), "nothing goes out while offline");
+    // After the next hello the server sends the job again.
+    k.connect_and_welcome();
+    k.events();
+    k.receive(print_frame("pr_1"));
+    assert_eq!(jobs(k.events()), ["pr_1"], "reported again");
+    k.s.printed("pr_1".into(), true);
+    // The answer on the wire is the contract's frame.
+    let text = k.s.poll_transmit().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"type": "printed", "print_id": "pr_1", "ok": true})
+    );
 }

@@ -1,5 +1,5 @@
-//! `[[devices]]`: kiosks (with their service buttons) and displays, each
-//! known by the sha256 of its token.
+//! `[[devices]]`: kiosks (with their service buttons, or none for a desk
+//! printer) and displays, each known by the sha256 of its token.
 
 use super::check::{Ctx, IdList, Seen};
 use super::raw::RawDevice;
@@ -65,7 +65,7 @@ fn device<'a>(
     })
 }
 
-/// A kiosk's services (its buttons); a display has none.
+/// A kiosk's services (its buttons; none for a desk printer); a display has none.
 fn buttons(
     ctx: &Ctx,
     d: &RawDevice,
@@ -85,12 +85,7 @@ fn buttons(
         let known = |id: &str| services.iter().any(|s| s.id == id);
         buttons = SERVICES.read(ctx, &owner, list.get_ref(), known)?;
     }
-    if role == DeviceRole::Kiosk && buttons.is_empty() {
-        return Err(ctx.err(
-            d.id.span(),
-            "devices.services",
-            format!("kiosk \"{}\" has no services (its buttons)", d.id.get_ref()),
-        ));
-    }
+    // A kiosk with no services is a desk printer (rule 66): it prints the
+    // jobs of `POST /tickets/{id}/print` and issues nothing.
     Ok(buttons)
 }

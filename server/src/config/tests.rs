@@ -244,6 +244,20 @@ fn ids_of_every_section_are_checked_alike() {
 }
 
 #[test]
+fn a_kiosk_without_services_is_a_desk_printer() {
+    for services in ["services = []\n", ""] {
+        let text = with_devices(&format!(
+            "\n[[devices]]\nid = \"ban-tiep-don\"\nrole = \"kiosk\"\ntoken_sha256 = \"{}\"\n{services}",
+            "c".repeat(64)
+        ));
+        let c = SiteConfig::parse("site.toml", &text).unwrap();
+        let desk = c.devices.iter().find(|d| d.id == "ban-tiep-don").unwrap();
+        assert_eq!(desk.role, DeviceRole::Kiosk);
+        assert!(desk.services.is_empty());
+    }
+}
+
+#[test]
 fn lists_of_ids_name_known_ones_once() {
     let users = |counters: &str| {
         with_devices(&format!(

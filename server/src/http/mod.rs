@@ -15,12 +15,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use luot_protocol::{FeedbackRequest, IssueRequest, LoginRequest, MAX_BODY_BYTES};
+use luot_protocol::{
+    FeedbackRequest, IssueRequest, LoginRequest, MAX_BODY_BYTES, PrintAccepted, PrintRequest,
+};
 
 use crate::app::{App, AppState, CounterAction};
 use crate::error::ApiError;
 use crate::hub::Outcome;
-use extract::{Admin, Body, CounterPath, Issuer, Staff, parse};
+use extract::{Admin, Authed, Body, CounterPath, Issuer, Staff, parse};
 
 pub fn router(app: AppState) -> Router {
     let api = Router::new()
@@ -29,6 +31,7 @@ pub fn router(app: AppState) -> Router {
         .route("/tickets", post(issue))
         .route("/tickets/{id}", get(ticket))
         .route("/tickets/{id}/feedback", post(feedback))
+        .route("/tickets/{id}/print", post(print))
         .route("/counters/{id}/{action}", post(counter_action))
         .route("/reports/daily", get(daily_report))
         .route("/reports/visits", get(visits_report))
@@ -156,6 +159,24 @@ async fn feedback(
     let req: FeedbackRequest = parse(&headers, &body)?;
     app.feedback(id, req).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /tickets/{id}/print` (rule 88): who (401/403), the body (415/400),
+/// then the app's 404s and 409s; 202 with the job's `print_id`.
+async fn print(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Authed(who): Authed,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    App::may_print(&who)?;
+    let req: PrintRequest = parse(&headers, &body)?;
+    let accepted = app.print(&who, &id, req).await?;
+    let body = PrintAccepted {
+        print_id: accepted.print_id,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 async fn counter_action(

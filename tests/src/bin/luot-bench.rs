@@ -376,9 +376,10 @@ async fn bench_kiosk(presses: usize, f: &mut Figures) {
         number: "E015".into(),
         priority: Some("pregnant".into()),
         issued_at: "2026-11-22T07:31:02+07:00".into(),
-        ahead: 4,
+        ahead: Some(4),
         url: "http://192.168.10.5:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
         footer: "Vui lòng chờ gọi số".into(),
+        reprint: None,
     };
     let mut render = Histogram::<u64>::new(3).unwrap();
     let mut job = Histogram::<u64>::new(3).unwrap();
@@ -665,7 +666,11 @@ fn hospital_site() -> std::sync::Arc<luot_server::engine::Site> {
         .map(|i| Service {
             id: format!("s{i}"),
             name: format!("Dịch vụ {i}"),
-            prefix: format!("{}{}", (b'A' + (i / 26) as u8) as char, (b'A' + (i % 26) as u8) as char),
+            prefix: format!(
+                "{}{}",
+                (b'A' + (i / 26) as u8) as char,
+                (b'A' + (i % 26) as u8) as char
+            ),
             digits: 4,
         })
         .collect();
@@ -707,9 +712,28 @@ fn bench_engine(waiting: usize, visits: usize, calls: usize, f: &mut Figures) {
         let room = v % 64;
         issue(&mut st, room / 2, now);
         let counter = format!("p{room}");
-        st.apply(Command::Next { counter: counter.clone(), by: None }, now);
-        let stops = vec![StopReq { service: format!("s{}", 32 + v % 8), counter: None, stage: None }];
-        st.apply(Command::Send { counter, by: None, stops, return_here: true, ticket: None }, now);
+        st.apply(
+            Command::Next {
+                counter: counter.clone(),
+                by: None,
+            },
+            now,
+        );
+        let stops = vec![StopReq {
+            service: format!("s{}", 32 + v % 8),
+            counter: None,
+            stage: None,
+        }];
+        st.apply(
+            Command::Send {
+                counter,
+                by: None,
+                stops,
+                return_here: true,
+                ticket: None,
+            },
+            now,
+        );
     }
     for w in 0..waiting.saturating_sub(visits) {
         now += 10;
