@@ -740,7 +740,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     /// Random days of visits: invariants after every command, no overtaking
-    /// under the longest-wait policy, and replay (of the whole log or of any
+    /// under the longest-wait policy, the priority ratio under both policies, and replay (of the whole log or of any
     /// prefix, as after a crash at that point) rebuilds the live state.
     #[test]
     fn random_visits_keep_every_rule(
@@ -753,6 +753,10 @@ proptest! {
         let mut numbers = HashMap::new();
         let mut n = 0;
         let mut at_cut = None;
+        // Priority calls in a row at each counter, by rule 18 and 53: a
+        // returning call leaves it, a priority call adds one, any other
+        // call (and a new day) starts it again.
+        let mut runs = [0u32; COUNTERS.len()];
         for (i, op) in ops.iter().enumerate() {
             if let Op::Wait(m) = op {
                 d.now += *m as i64 * 60_000;
@@ -768,6 +772,32 @@ proptest! {
             let before = d.log.len();
             let _ = d.run(cmd);
             check_invariants(&d.st, &mut numbers)?;
+            for e in &d.log[before..] {
+                match e {
+                    Event::DayStarted { .. } => runs = [0; COUNTERS.len()],
+                    Event::TicketCalled { id, counter, step, .. } => {
+                        let c = d.st.site.counter_idx(counter).unwrap();
+                        let t = d.st.ticket(id).unwrap();
+                        let returning = t.steps[*step].returning;
+                        let front = was_front(&d.log[..before], id, *step);
+                        // The priority ratio holds: calling next takes no
+                        // more than `ratio` (2) priority patients in a row
+                        // while a normal patient waits for this counter.
+                        if let Some((nc, Some(_))) = normal_next
+                            && nc == c
+                            && t.priority.is_some()
+                            && !returning
+                            && !front
+                        {
+                            prop_assert!(runs[c] < 2, "{}: a third priority call in a row at {} while a normal patient waits", t.number, counter);
+                        }
+                        if !returning {
+                            runs[c] = if t.priority.is_some() { runs[c] + 1 } else { 0 };
+                        }
+                    }
+                    _ => {}
+                }
+            }
             // Longest wait: a plain normal call never takes a step younger
             // than a normal step the counter could call (no overtaking).
             if let (true, Some((_, Some(oldest)))) = (longest, normal_next) {
