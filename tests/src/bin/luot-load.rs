@@ -52,7 +52,8 @@ struct Cli {
     /// Issues per second (steady scenarios) or patients in the day (big-hospital-day).
     #[arg(long)]
     rate: Option<f64>,
-    /// Seconds of issuing and calling.
+    /// Seconds of issuing and calling (big-hospital-day: its whole day,
+    /// consultations shortened alike).
     #[arg(long)]
     duration: Option<u64>,
     /// Load a running server instead of starting one (loopback only).
@@ -179,7 +180,15 @@ async fn main() -> anyhow::Result<()> {
         kiosks: cli.kiosks.unwrap_or(d.kiosks),
         arrivals,
         consoles: cli.consoles.unwrap_or(d.consoles),
-        service_s: d.service_s,
+        service_s: match cli.scenario {
+            // A shorter day is the same day compressed further: its
+            // consultations shrink alike, so the day's patients are seen.
+            Scenario::BigHospitalDay => {
+                let k = duration as f64 / d.duration as f64;
+                (d.service_s.0 * k, d.service_s.1 * k)
+            }
+            _ => d.service_s,
+        },
         screens: cli.screens.unwrap_or(d.screens),
         ticket_pages: cli.ticket_pages.unwrap_or(d.ticket_pages),
         ticket_page_every_s: 4.0,
