@@ -421,6 +421,8 @@ mod tests {
                 calls: 0,
                 reason: None,
                 visit: None,
+                appointment: None,
+                external_ref: None,
             },
             service_name: Some("Khám Nội".into()),
             at: Some("2026-11-22T09:12:40+07:00".into()),
@@ -525,6 +527,7 @@ mod tests {
                         id: "kham-noi".into(),
                         name: "Khám Nội".into(),
                         prefix: "A".into(),
+                        capacity: Default::default(),
                     }],
                     name: Some("kiosk-sanh-a".into()),
                 })

@@ -404,6 +404,7 @@ impl Session {
                 request_id: p.request_id.clone(),
                 service: p.service.clone(),
                 priority: p.priority.clone(),
+                identity: None,
             });
         }
     }

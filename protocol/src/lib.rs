@@ -88,6 +88,29 @@ pub struct Ticket {
     /// The visit's steps once the ticket was first sent (§9), else null.
     #[serde(default)]
     pub visit: Option<Visit>,
+    /// The booking's id for a check-in, else null (rule 78).
+    #[serde(default)]
+    pub appointment: Option<String>,
+    /// The caller's reference (rule 87): null for kiosks, displays and
+    /// public pages.
+    #[serde(default)]
+    pub external_ref: Option<String>,
+}
+
+/// A person as a CCCD scan gives it (rule 80): 12 digits and a date of
+/// birth. Sent by kiosks and integrations, never stored or echoed.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    pub id_number: String,
+    pub birth_date: String,
+}
+
+impl std::fmt::Debug for Identity {
+    /// Never prints the person: logs and panics must not hold it (rule 81).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Identity(..)")
+    }
 }
 
 /// A visit with several stops (§9).
@@ -127,6 +150,11 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// What some errors add (§11): `next_open_at` of `service_full` and
+    /// `service_closed`, `number` of `already_checked_in`,
+    /// `checkin_opens_at` of `too_early`.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 // ---------------------------------------------------------------- HTTP bodies
@@ -155,6 +183,155 @@ pub struct IssueRequest {
     #[serde(default)]
     pub priority: Option<String>,
     pub request_id: String,
+    /// A scanned CCCD's fields (rule 80).
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
+
+// ---------------------------------------------------------------- appointments (§11)
+
+/// `POST /appointments`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BookRequest {
+    pub service: String,
+    pub slot_at: String,
+    pub request_id: String,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub external_ref: Option<String>,
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
+
+/// `POST /appointments/check-in`: `code` (a JSON string of 8 digits; the
+/// server refuses anything else with 400) or `appointment`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInRequest {
+    #[serde(default)]
+    pub code: Option<serde_json::Value>,
+    #[serde(default)]
+    pub appointment: Option<String>,
+    pub request_id: String,
+    #[serde(default)]
+    pub identity: Option<Identity>,
+    #[serde(default)]
+    pub print_at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AppointmentStatus {
+    Booked,
+    CheckedIn,
+    Cancelled,
+    Expired,
+}
+
+impl AppointmentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppointmentStatus::Booked => "booked",
+            AppointmentStatus::CheckedIn => "checked_in",
+            AppointmentStatus::Cancelled => "cancelled",
+            AppointmentStatus::Expired => "expired",
+        }
+    }
+}
+
+/// A booking (§11), as its maker, staff and admins see it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Appointment {
+    pub id: String,
+    pub code: String,
+    pub qr: String,
+    pub service: String,
+    pub session: String,
+    pub day: String,
+    pub slot_at: String,
+    pub status: AppointmentStatus,
+    pub priority: Option<String>,
+    pub external_ref: Option<String>,
+    /// True if booked with an identity (never the identity itself).
+    pub identity: bool,
+    pub ticket: Option<String>,
+    pub checkin_opens_at: String,
+    pub checkin_closes_at: String,
+    pub booked_by: String,
+    pub created_at: String,
+}
+
+/// A booking as kiosks, displays, an id's holder and integrations that did
+/// not make it see it in events (rule 85): the other fields absent.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AppointmentBrief {
+    pub id: String,
+    pub service: String,
+    pub session: String,
+    pub day: String,
+    pub slot_at: String,
+    pub status: AppointmentStatus,
+    pub ticket: Option<String>,
+    pub checkin_opens_at: String,
+    pub checkin_closes_at: String,
+}
+
+impl Appointment {
+    pub fn brief(&self) -> AppointmentBrief {
+        AppointmentBrief {
+            id: self.id.clone(),
+            service: self.service.clone(),
+            session: self.session.clone(),
+            day: self.day.clone(),
+            slot_at: self.slot_at.clone(),
+            status: self.status,
+            ticket: self.ticket.clone(),
+            checkin_opens_at: self.checkin_opens_at.clone(),
+            checkin_closes_at: self.checkin_closes_at.clone(),
+        }
+    }
+}
+
+/// The `appointment` of an event: whole for its maker, staff and admins,
+/// brief for everyone else (rule 85).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum AppointmentView {
+    Full(Appointment),
+    Brief(AppointmentBrief),
+}
+
+/// `GET /appointments`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct AppointmentList {
+    pub appointments: Vec<Appointment>,
+}
+
+/// `GET /appointments/slots`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SlotsResponse {
+    pub service: String,
+    pub day: String,
+    pub sessions: Vec<SessionSlots>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SessionSlots {
+    pub id: String,
+    pub start: String,
+    pub end: String,
+    pub open: bool,
+    pub booked: u32,
+    pub slots: Vec<Slot>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub at: String,
+    pub capacity: u32,
+    pub booked: u32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -270,6 +447,41 @@ pub struct SiteService {
     pub name: String,
     pub prefix: String,
     pub waiting: u32,
+    #[serde(flatten)]
+    pub capacity: Capacity,
+}
+
+/// What a walk-in can get now (rule 74), in `/site`, `welcome` and
+/// snapshots: `remaining` null when uncapped, 0 once full or closed
+/// ("hết số" on the board).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    #[serde(default)]
+    pub remaining: Option<u32>,
+    /// `all`, `priority` or `none`.
+    #[serde(default = "default_walk_ins")]
+    pub walk_ins: String,
+    /// `optional` or `required`.
+    #[serde(default = "default_identity")]
+    pub identity: String,
+}
+
+fn default_walk_ins() -> String {
+    "all".into()
+}
+
+fn default_identity() -> String {
+    "optional".into()
+}
+
+impl Default for Capacity {
+    fn default() -> Capacity {
+        Capacity {
+            remaining: None,
+            walk_ins: default_walk_ins(),
+            identity: default_identity(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -334,6 +546,19 @@ pub enum ClientMessage {
         service: String,
         #[serde(default)]
         priority: Option<String>,
+        /// A scanned CCCD's fields (rule 80).
+        #[serde(default)]
+        identity: Option<Identity>,
+    },
+    /// A booking checked in at the kiosk (§11), answered as `issue` is.
+    CheckIn {
+        request_id: String,
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+        #[serde(default)]
+        appointment: Option<String>,
+        #[serde(default)]
+        identity: Option<Identity>,
     },
     DeviceStatus {
         printer: PrinterStatus,
@@ -357,6 +582,8 @@ pub struct WelcomeService {
     pub id: String,
     pub name: String,
     pub prefix: String,
+    #[serde(flatten)]
+    pub capacity: Capacity,
 }
 
 /// The state a snapshot carries.
@@ -378,6 +605,8 @@ pub struct BoardService {
     /// Up to 10 waiting returning steps that are not busy (rule 56).
     #[serde(default)]
     pub returning: Vec<Returning>,
+    #[serde(flatten)]
+    pub capacity: Capacity,
 }
 
 /// A patient coming back to a room (rule 56).
@@ -441,6 +670,9 @@ pub struct WireEvent {
     /// step the event is about (rule 55).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<usize>,
+    /// The booking of an `appointment_*` event (rule 85).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appointment: Option<AppointmentView>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -460,6 +692,10 @@ pub enum EventKind {
     TicketHeld,
     TicketRequeued,
     TicketCancelled,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentCheckedIn,
+    AppointmentExpired,
 }
 
 /// Messages the server sends on `/api/v1/ws`.
@@ -701,6 +937,7 @@ mod tests {
             error: ErrorDetail {
                 code: "bad_request".into(),
                 message: "x".into(),
+                extra: Default::default(),
             },
         };
         let s = serde_json::to_string(&m).unwrap();

@@ -408,6 +408,7 @@ impl App {
                     id: s.id.clone(),
                     name: s.name.clone(),
                     prefix: s.prefix.clone(),
+                    capacity: Default::default(),
                 })
                 .collect(),
             name: who.name(),

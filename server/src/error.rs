@@ -65,6 +65,7 @@ impl ApiError {
         ErrorDetail {
             code: self.code.to_string(),
             message: self.message.clone(),
+            extra: Default::default(),
         }
     }
 }

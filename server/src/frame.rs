@@ -122,6 +122,7 @@ mod tests {
             error: ErrorDetail {
                 code: "bad_request".into(),
                 message: "x".into(),
+                extra: Default::default(),
             },
         };
         assert_eq!(Frame::of(&err).seq, None);

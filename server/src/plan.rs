@@ -14,7 +14,7 @@ use luot_protocol::{
     CounterInfo, DeviceInfo, EventKind, PrinterStatus, ServerMessage, Ticket, WireEvent,
 };
 
-use crate::config::{DeviceRole, SiteConfig};
+use crate::config::SiteConfig;
 use crate::engine::{Applied, Command, Event, Millis, Rejection, Site, State, Subject};
 use crate::frame::{Audience, Outgoing};
 use crate::report;
@@ -270,10 +270,7 @@ impl Planner {
         let live = self.devices.get(id).cloned().unwrap_or_default();
         Some(DeviceInfo {
             id: cfg.id.clone(),
-            role: match cfg.role {
-                DeviceRole::Kiosk => "kiosk".into(),
-                DeviceRole::Display => "display".into(),
-            },
+            role: cfg.role.as_str().into(),
             connected: live.connections > 0,
             printer: live.printer,
             last_seen: live.last_seen.map(|t| self.state.site().fmt_time(t)),

@@ -500,13 +500,21 @@ impl Conn {
                 request_id,
                 service,
                 priority,
+                identity,
             } => {
                 let req = IssueRequest {
                     service,
                     priority,
                     request_id,
+                    identity,
                 };
                 self.issue(req, replies);
+                Ok(Flow::Continue)
+            }
+            ClientMessage::CheckIn { request_id, .. } => {
+                // Check-in arrives with issue 15's appointments (§11).
+                let err = ApiError::bad_request("check-in is not served yet");
+                send(wire, error_frame(Some(request_id), &err)).await?;
                 Ok(Flow::Continue)
             }
             ClientMessage::DeviceStatus { printer } => self.device_status(printer, wire).await,

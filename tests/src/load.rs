@@ -1144,6 +1144,8 @@ mod tests {
             calls: 1,
             reason: None,
             visit: None,
+            appointment: None,
+            external_ref: None,
         };
         let frame = serde_json::to_string(&luot_protocol::ServerMessage::Event {
             seq: 42,

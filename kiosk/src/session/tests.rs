@@ -32,6 +32,8 @@ fn ticket(id: &str, number: &str) -> Ticket {
         calls: 0,
         reason: None,
         visit: None,
+        appointment: None,
+        external_ref: None,
     }
 }
 
@@ -47,6 +49,7 @@ fn welcome_frame() -> ServerMessage {
             id: "kham-noi".into(),
             name: "Khám Nội".into(),
             prefix: "A".into(),
+            capacity: Default::default(),
         }],
         name: Some("kiosk-sanh-a".into()),
     }
@@ -65,6 +68,7 @@ fn error(request_id: Option<&str>, code: &str) -> ServerMessage {
         error: ErrorDetail {
             code: code.into(),
             message: "Không được".into(),
+            extra: Default::default(),
         },
     }
 }
@@ -292,6 +296,7 @@ fn only_an_issued_frame_for_a_sent_issue_gives_a_ticket() {
                 at: None,
                 services: None,
                 step: None,
+                appointment: None,
             },
         },
         ServerMessage::Snapshot {
@@ -514,7 +519,8 @@ impl World {
                     prop_assert!(!self.open, "one hello per connection");
                     self.open = true;
                 }
-                ClientMessage::Issue { request_id, .. } => {
+                ClientMessage::Issue { request_id, .. }
+                | ClientMessage::CheckIn { request_id, .. } => {
                     let sent = self.this_conn.as_mut();
                     prop_assert!(sent.is_some(), "an issue before welcome");
                     let fresh = sent.is_some_and(|s| s.insert(request_id.clone()));

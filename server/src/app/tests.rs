@@ -60,6 +60,7 @@ async fn issue(app: &App, service: &str, request_id: &str) -> Ticket {
         service: service.into(),
         priority: None,
         request_id: request_id.into(),
+        identity: None,
     };
     app.issue(&staff(), req).await.unwrap().ticket
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use chrono::NaiveTime;
 
 use super::types::{
-    Counter, DEFAULT_PRIORITY_CLASSES, Device, DeviceRole, Priority, Queue, Reports, Server,
-    Service, Site, SiteConfig, User, UserRole,
+    Appointments, Counter, DEFAULT_PRIORITY_CLASSES, Device, DeviceRole, Identity, IdentityRule,
+    Priority, Queue, Reports, Server, Service, Site, SiteConfig, User, UserRole, WalkIns,
 };
 use crate::secret::{hash_password, sha256_hex};
 
@@ -34,6 +34,10 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         name: name.into(),
         prefix: prefix.into(),
         digits: 3,
+        daily_cap: None,
+        walk_ins: WalkIns::All,
+        identity: IdentityRule::Optional,
+        sessions: Vec::new(),
     };
     let ctr = |id: &str, name: &str, services: &[&str]| Counter {
         id: id.into(),
@@ -95,6 +99,8 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         ],
         queue: Queue::default(),
         reports: Reports::default(),
+        appointments: Appointments::default(),
+        identity: Identity::default(),
         priority: Priority {
             ratio: 3,
             classes: DEFAULT_PRIORITY_CLASSES

@@ -95,6 +95,8 @@ impl SiteConfig {
             priority,
             queue,
             reports,
+            appointments: Appointments::default(),
+            identity: Identity::default(),
         })
     }
 

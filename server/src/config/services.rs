@@ -3,7 +3,7 @@
 
 use super::check::{Ctx, Seen};
 use super::raw::RawService;
-use super::types::{ConfigError, Service};
+use super::types::{ConfigError, IdentityRule, Service, WalkIns};
 
 pub(super) fn parse(ctx: &Ctx, raw: &[RawService]) -> Result<Vec<Service>, ConfigError> {
     let mut ids = Seen::new("service id", "services.id");
@@ -63,5 +63,9 @@ fn service<'a>(
         name: s.name.get_ref().trim().to_string(),
         prefix: p.clone(),
         digits,
+        daily_cap: None,
+        walk_ins: WalkIns::All,
+        identity: IdentityRule::Optional,
+        sessions: Vec::new(),
     })
 }

@@ -33,6 +33,124 @@ pub struct SiteConfig {
     pub queue: Queue,
     /// `[reports]` (§9): what the visits report counts as a test stop.
     pub reports: Reports,
+    /// `[appointments]` (§11): how far ahead bookings go, check-in windows.
+    pub appointments: Appointments,
+    /// `[identity]` (§11): the per-person cap and the age classes.
+    pub identity: Identity,
+}
+
+/// `[appointments]` (rule 76).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appointments {
+    /// Bookable days: today … today + this.
+    pub book_ahead_days: u32,
+    /// Check-in opens this many minutes before the slot.
+    pub checkin_early_min: u32,
+    /// Check-in closes this many minutes after the slot; the booking expires.
+    pub checkin_late_min: u32,
+}
+
+impl Default for Appointments {
+    fn default() -> Appointments {
+        Appointments {
+            book_ahead_days: 14,
+            checkin_early_min: 30,
+            checkin_late_min: 15,
+        }
+    }
+}
+
+/// `[identity]` (rules 80–82).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// 0: no cap (rule 82).
+    pub max_tickets_per_person_per_day: u32,
+    /// Priority classes derived from age, in the site's `[priority]` order
+    /// (rule 80).
+    pub age_priority: Vec<AgeClass>,
+}
+
+impl Default for Identity {
+    fn default() -> Identity {
+        Identity {
+            max_tickets_per_person_per_day: 0,
+            age_priority: vec![
+                AgeClass {
+                    class: "age_75_plus".into(),
+                    min: Some(75),
+                    max: None,
+                },
+                AgeClass {
+                    class: "child_under_6".into(),
+                    min: None,
+                    max: Some(5),
+                },
+            ],
+        }
+    }
+}
+
+/// A priority class given by age: `min <= age <= max`, a missing bound holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgeClass {
+    pub class: String,
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+}
+
+/// `walk_ins` of a service (rule 75).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WalkIns {
+    #[default]
+    All,
+    /// Only walk-ins with a priority class (sent or derived).
+    Priority,
+    None,
+}
+
+impl WalkIns {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WalkIns::All => "all",
+            WalkIns::Priority => "priority",
+            WalkIns::None => "none",
+        }
+    }
+}
+
+/// `identity` of a service (rule 75).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdentityRule {
+    #[default]
+    Optional,
+    /// Kiosk and integration walk-ins must carry `identity`.
+    Required,
+}
+
+impl IdentityRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityRule::Optional => "optional",
+            IdentityRule::Required => "required",
+        }
+    }
+}
+
+/// One session of a service's day (rule 73): wall-clock times within the
+/// site's day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    /// Tickets this session may count; None: no cap.
+    pub cap: Option<u32>,
+    /// Seats kept for bookings (0: no bookings).
+    pub appointment_quota: u32,
+    /// Length of a slot, 1–240 (default 30).
+    pub slot_minutes: u32,
+    /// Bookings per slot; None: ceil(quota ÷ slots).
+    pub slot_capacity: Option<u32>,
 }
 
 /// How a counter picks among its services' normal tickets (rule 65).
@@ -117,6 +235,12 @@ pub struct Service {
     pub name: String,
     pub prefix: String,
     pub digits: u8,
+    /// Tickets a day, all sessions together (§11); None: no cap.
+    pub daily_cap: Option<u32>,
+    pub walk_ins: WalkIns,
+    pub identity: IdentityRule,
+    /// In time order, not overlapping; empty: one session all day.
+    pub sessions: Vec<Session>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +258,8 @@ pub struct Counter {
 pub enum DeviceRole {
     Kiosk,
     Display,
+    /// A portal or hospital app (§2, §11).
+    Integration,
 }
 
 impl DeviceRole {
@@ -141,6 +267,7 @@ impl DeviceRole {
         match self {
             DeviceRole::Kiosk => "kiosk",
             DeviceRole::Display => "display",
+            DeviceRole::Integration => "integration",
         }
     }
 }

@@ -125,6 +125,7 @@ impl State {
             waiting: self.waiting_count(i),
             next_numbers: self.next_numbers(i, 5),
             returning: self.returning(i),
+            capacity: Default::default(),
         }
     }
 
@@ -191,6 +192,7 @@ impl State {
                     name: s.name.clone(),
                     prefix: s.prefix.clone(),
                     waiting: self.waiting_count(i),
+                    capacity: Default::default(),
                 })
                 .collect(),
             counters: site
@@ -249,6 +251,7 @@ impl State {
             at: None,
             services: (!changed.is_empty()).then_some(changed),
             step: None,
+            appointment: None,
         };
         let (kind, at) = match e {
             Event::DayStarted { day, at } => {
@@ -533,6 +536,8 @@ fn render_with(
                 .map(|k| render_step(site, &t.steps[k], busy, at(k)))
                 .collect(),
         }),
+        appointment: None,
+        external_ref: None,
     }
 }
 

@@ -6,7 +6,7 @@ use chrono::TimeZone;
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{Counter, Priority, Service, SiteConfig};
+use crate::config::{Counter, IdentityRule, Priority, Service, SiteConfig, WalkIns};
 
 fn site_with(ratio: u32, digits: u8) -> Arc<Site> {
     let (mut cfg, _) = demo_like();
@@ -21,6 +21,10 @@ fn demo_like() -> (SiteConfig, ()) {
         name: format!("Dịch vụ {id}"),
         prefix: p.into(),
         digits: 3,
+        daily_cap: None,
+        walk_ins: WalkIns::All,
+        identity: IdentityRule::Optional,
+        sessions: Vec::new(),
     };
     let ctr = |id: &str, s: &[&str]| Counter {
         id: id.into(),

@@ -8,7 +8,7 @@ use luot_protocol::{EventKind, TicketStatus};
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{Counter, Policy, Priority, Service, SiteConfig};
+use crate::config::{Counter, IdentityRule, Policy, Priority, Service, SiteConfig, WalkIns};
 
 /// A hospital in small: registration (`reg`), an exam room (`kham` at
 /// `p13` and `p14`), lab (`xn` at `q34`, `q35`), X-ray (`xq` at `p38` only).
@@ -18,6 +18,10 @@ fn clinic(policy: Policy, returning_ratio: u32) -> Arc<Site> {
         name: format!("Dịch vụ {id}"),
         prefix: p.into(),
         digits: 3,
+        daily_cap: None,
+        walk_ins: WalkIns::All,
+        identity: IdentityRule::Optional,
+        sessions: Vec::new(),
     };
     let ctr = |id: &str, name: &str, s: &[&str]| Counter {
         id: id.into(),

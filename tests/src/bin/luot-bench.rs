@@ -662,6 +662,7 @@ async fn floor_read(addr: &str, sockets: usize, rounds: usize) {
 fn hospital_site() -> std::sync::Arc<luot_server::engine::Site> {
     use luot_server::config::{Counter, Service};
     let (mut cfg, _) = luot_server::config::demo_site();
+    let plain = cfg.services[0].clone();
     cfg.services = (0..40)
         .map(|i| Service {
             id: format!("s{i}"),
@@ -672,6 +673,7 @@ fn hospital_site() -> std::sync::Arc<luot_server::engine::Site> {
                 (b'A' + (i % 26) as u8) as char
             ),
             digits: 4,
+            ..plain.clone()
         })
         .collect();
     cfg.counters = (0..80)
