@@ -583,6 +583,7 @@ mod tests {
             ticket: job.ticket.clone(),
             service_name: job.service_name.clone(),
             at: job.at.clone(),
+            slot_at: None,
         }
     }
 

@@ -311,9 +311,9 @@ impl Session {
                 public_url: site.public_url,
                 services: services.into_iter().map(|s| (s.id, s.name)).collect(),
             }),
-            ServerMessage::Issued { request_id, ticket } => {
-                self.answer(&request_id, Ok(Box::new(ticket)))
-            }
+            ServerMessage::Issued {
+                request_id, ticket, ..
+            } => self.answer(&request_id, Ok(Box::new(ticket))),
             ServerMessage::Error {
                 request_id: Some(request_id),
                 error,
@@ -333,6 +333,7 @@ impl Session {
                 ticket,
                 service_name,
                 at,
+                ..
             } if self.is_ready() => self.events.push_back(Event::Print(Box::new(PrintJob {
                 print_id,
                 ticket,

@@ -722,6 +722,10 @@ pub enum ServerMessage {
     Issued {
         request_id: String,
         ticket: Ticket,
+        /// Added field: for a check-in, the booking's `slot_at`, which the
+        /// printed ticket shows as `Hẹn 08:30` (rule 78).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot_at: Option<String>,
     },
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -744,6 +748,10 @@ pub enum ServerMessage {
         /// site's offset (the time a reprint shows).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at: Option<String>,
+        /// Added field: for a checked-in ticket, its booking's `slot_at`
+        /// (rule 78's `Hẹn`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot_at: Option<String>,
     },
 }
 

@@ -558,6 +558,7 @@ impl App {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
             ),
             ticket,
+            slot_at: None,
         }
     }
 }

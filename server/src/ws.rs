@@ -576,6 +576,7 @@ impl Conn {
                 Ok(issued) => text(&ServerMessage::Issued {
                     request_id,
                     ticket: issued.ticket,
+                    slot_at: None,
                 }),
                 Err(e) => error_frame(Some(request_id), &e),
             };

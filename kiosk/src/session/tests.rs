@@ -59,6 +59,7 @@ fn issued(request_id: &str, t: Ticket) -> ServerMessage {
     ServerMessage::Issued {
         request_id: request_id.into(),
         ticket: t,
+        slot_at: None,
     }
 }
 
@@ -588,6 +589,7 @@ fn print_frame(print_id: &str) -> ServerMessage {
         ticket: ticket("tk_1", "A015"),
         service_name: Some("Khám Nội".into()),
         at: Some("2026-11-22T09:12:00+07:00".into()),
+        slot_at: None,
     }
 }
 
