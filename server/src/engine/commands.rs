@@ -159,25 +159,12 @@ impl State {
     ) -> TicketRec {
         let n = self.numbers[s] + 1;
         let step = StepRec {
-            stage: 1,
-            service: service.clone(),
-            counter: None,
-            bound: false,
-            returning: false,
             status: TicketStatus::Waiting,
-            front: false,
             place_at: now,
             join: self.order_seq + 1,
             waiting_since: Some(now),
             first_joined_at: Some(now),
-            first_called_at: None,
-            called_at: None,
-            finished_at: None,
-            held_at: None,
-            calls: 0,
-            reason: None,
-            finished_by: None,
-            no_show: false,
+            ..StepRec::pending(1, service.clone())
         };
         TicketRec {
             id,
@@ -222,6 +209,19 @@ impl State {
             return Err(Rejection::CounterClosed);
         }
         let (t, k) = self.pick_next(c).ok_or(Rejection::QueueEmpty)?;
+        Ok(self.call_step(c, counter, by, (t, k), now))
+    }
+
+    /// Finishes the step called at counter `c`, if any, and calls step `k`
+    /// of ticket `t` there.
+    fn call_step(
+        &self,
+        c: usize,
+        counter: String,
+        by: Option<String>,
+        (t, k): (usize, usize),
+        now: Millis,
+    ) -> (Vec<Event>, Subject) {
         let mut events: Vec<Event> = self
             .finish_called(c, &counter, &by, now)
             .into_iter()
@@ -234,7 +234,7 @@ impl State {
             by,
             at: now,
         });
-        Ok((events, Subject::Ticket(id)))
+        (events, Subject::Ticket(id))
     }
 
     /// Recall, done or no-show of the step called at the counter.
@@ -402,18 +402,7 @@ impl State {
             return Err(Rejection::CounterClosed);
         }
         let k = self.callable_here(t, c)?;
-        let mut events: Vec<Event> = self
-            .finish_called(c, &counter, &by, now)
-            .into_iter()
-            .collect();
-        events.push(Event::TicketCalled {
-            id: id.clone(),
-            counter,
-            step: k,
-            by,
-            at: now,
-        });
-        Ok((events, Subject::Ticket(id)))
+        Ok(self.call_step(c, counter, by, (t, k), now))
     }
 
     /// The first step (in steps order) of ticket `t` that counter `c` may

@@ -437,25 +437,10 @@ impl State {
 /// A step as `send` adds it: pending until `begin_stages` lets it join.
 fn new_step(stop: &NewStep) -> StepRec {
     StepRec {
-        stage: stop.stage,
-        service: stop.service.clone(),
         counter: stop.counter.clone(),
         bound: stop.counter.is_some(),
         returning: stop.returning,
-        status: TicketStatus::Pending,
-        front: false,
-        place_at: 0,
-        join: 0,
-        waiting_since: None,
-        first_joined_at: None,
-        first_called_at: None,
-        called_at: None,
-        finished_at: None,
-        held_at: None,
-        calls: 0,
-        reason: None,
-        finished_by: None,
-        no_show: false,
+        ..StepRec::pending(stop.stage, stop.service.clone())
     }
 }
 

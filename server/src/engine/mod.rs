@@ -21,6 +21,8 @@ mod lines;
 mod order;
 pub mod render;
 #[cfg(test)]
+mod test_site;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod visit_tests;
@@ -221,6 +223,33 @@ pub struct StepRec {
     pub finished_by: Option<String>,
     /// Left `no_show` by a no-show at its counter (rule 63: requeue takes it).
     pub no_show: bool,
+}
+
+impl StepRec {
+    /// A step of `service` at `stage` that has not joined a line yet.
+    pub fn pending(stage: u32, service: String) -> StepRec {
+        StepRec {
+            stage,
+            service,
+            counter: None,
+            bound: false,
+            returning: false,
+            status: TicketStatus::Pending,
+            front: false,
+            place_at: 0,
+            join: 0,
+            waiting_since: None,
+            first_joined_at: None,
+            first_called_at: None,
+            called_at: None,
+            finished_at: None,
+            held_at: None,
+            calls: 0,
+            reason: None,
+            finished_by: None,
+            no_show: false,
+        }
+    }
 }
 
 /// A ticket as the engine keeps it: a visit of one or more steps.

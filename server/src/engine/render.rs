@@ -330,91 +330,85 @@ pub fn finished_at(t: &TicketRec) -> Option<Millis> {
 type Parts<'a> = (&'a str, Option<&'a str>, Option<usize>, Millis, EventKind);
 
 fn ticket_event_parts(e: &Event) -> Option<Parts<'_>> {
+    let kind = ticket_event_kind(e)?;
     Some(match e {
-        Event::TicketIssued { ticket, .. } => (
-            &ticket.id,
-            None,
-            Some(0),
-            ticket.issued_at,
-            EventKind::TicketIssued,
-        ),
+        Event::TicketIssued { ticket, .. } => (&ticket.id, None, Some(0), ticket.issued_at, kind),
+        Event::TicketCancelled {
+            id, counter, at, ..
+        } => (id, Some(counter), None, *at, kind),
         Event::TicketCalled {
             id,
             counter,
             step,
             at,
             ..
-        } => (id, Some(counter), Some(*step), *at, EventKind::TicketCalled),
-        Event::TicketRecalled {
+        }
+        | Event::TicketRecalled {
             id,
             counter,
             step,
             at,
             ..
-        } => (
-            id,
-            Some(counter),
-            Some(*step),
-            *at,
-            EventKind::TicketRecalled,
-        ),
-        Event::TicketDone {
+        }
+        | Event::TicketDone {
             id,
             counter,
             step,
             at,
             ..
-        } => (id, Some(counter), Some(*step), *at, EventKind::TicketDone),
-        Event::TicketNoShow {
+        }
+        | Event::TicketNoShow {
             id,
             counter,
             step,
             at,
             ..
-        } => (id, Some(counter), Some(*step), *at, EventKind::TicketNoShow),
-        Event::TicketTransferred {
+        }
+        | Event::TicketTransferred {
             id,
             counter,
             step,
             at,
             ..
-        } => (
-            id,
-            Some(counter),
-            Some(*step),
-            *at,
-            EventKind::TicketTransferred,
-        ),
-        Event::TicketSent {
+        }
+        | Event::TicketSent {
             id,
             counter,
             step,
             at,
             ..
-        } => (id, Some(counter), Some(*step), *at, EventKind::TicketSent),
-        Event::TicketHeld {
+        }
+        | Event::TicketHeld {
             id,
             counter,
             step,
             at,
             ..
-        } => (id, Some(counter), Some(*step), *at, EventKind::TicketHeld),
-        Event::TicketRequeued {
+        }
+        | Event::TicketRequeued {
             id,
             counter,
             step,
             at,
             ..
-        } => (
-            id,
-            Some(counter),
-            Some(*step),
-            *at,
-            EventKind::TicketRequeued,
-        ),
-        Event::TicketCancelled {
-            id, counter, at, ..
-        } => (id, Some(counter), None, *at, EventKind::TicketCancelled),
+        } => (id, Some(counter), Some(*step), *at, kind),
+        _ => return None,
+    })
+}
+
+/// The wire kind of a ticket event; `None` for other events.
+fn ticket_event_kind(e: &Event) -> Option<EventKind> {
+    Some(match e {
+        Event::TicketIssued { .. } => EventKind::TicketIssued,
+        Event::TicketCalled { .. } => EventKind::TicketCalled,
+        Event::TicketRecalled { .. } => EventKind::TicketRecalled,
+        Event::TicketDone { .. } => EventKind::TicketDone,
+        Event::TicketNoShow { .. } => EventKind::TicketNoShow,
+        Event::TicketTransferred { .. } => EventKind::TicketTransferred,
+        Event::TicketSent { .. } => EventKind::TicketSent,
+        Event::TicketHeld { .. } => EventKind::TicketHeld,
+        Event::TicketRequeued { .. } => EventKind::TicketRequeued,
+        Event::TicketCancelled { .. } => EventKind::TicketCancelled,
         _ => return None,
     })
 }

@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use chrono::TimeZone;
 use proptest::prelude::*;
 
+use super::test_site::{config, counter};
 use super::*;
-use crate::config::{Counter, IdentityRule, Priority, Service, SiteConfig, WalkIns};
+use crate::config::SiteConfig;
 
 fn site_with(ratio: u32, digits: u8) -> Arc<Site> {
     let (mut cfg, _) = demo_like();
@@ -16,34 +17,11 @@ fn site_with(ratio: u32, digits: u8) -> Arc<Site> {
 }
 
 fn demo_like() -> (SiteConfig, ()) {
-    let svc = |id: &str, p: &str| Service {
-        id: id.into(),
-        name: format!("Dịch vụ {id}"),
-        prefix: p.into(),
-        digits: 3,
-        daily_cap: None,
-        walk_ins: WalkIns::All,
-        identity: IdentityRule::Optional,
-        sessions: Vec::new(),
-    };
-    let ctr = |id: &str, s: &[&str]| Counter {
-        id: id.into(),
-        name: format!("Quầy {id}"),
-        services: s.iter().map(|x| x.to_string()).collect(),
-        policy: None,
-        returning_ratio: None,
-    };
-    let mut cfg = crate::config::SiteConfig::parse(
-        "t.toml",
-        "[site]\nname = \"T\"\n[[services]]\nid = \"a\"\nname = \"A\"\nprefix = \"A\"\n",
-    )
-    .expect("minimal config");
-    cfg.services = vec![svc("a", "A"), svc("b", "B")];
-    cfg.counters = vec![ctr("c1", &["a"]), ctr("c2", &["a", "b"]), ctr("c3", &["b"])];
-    cfg.priority = Priority {
-        ratio: 2,
-        classes: vec!["emergency".into(), "pregnant".into()],
-    };
+    let ctr = |id: &str, s: &[&str]| counter(id, &format!("Quầy {id}"), s);
+    let cfg = config(
+        &[("a", "A"), ("b", "B")],
+        &[ctr("c1", &["a"]), ctr("c2", &["a", "b"]), ctr("c3", &["b"])],
+    );
     (cfg, ())
 }
 

@@ -7,52 +7,24 @@ use chrono::TimeZone;
 use luot_protocol::{EventKind, TicketStatus};
 use proptest::prelude::*;
 
+use super::test_site::{config, counter};
 use super::*;
-use crate::config::{Counter, IdentityRule, Policy, Priority, Service, SiteConfig, WalkIns};
+use crate::config::Policy;
 
 /// A hospital in small: registration (`reg`), an exam room (`kham` at
 /// `p13` and `p14`), lab (`xn` at `q34`, `q35`), X-ray (`xq` at `p38` only).
 fn clinic(policy: Policy, returning_ratio: u32) -> Arc<Site> {
-    let svc = |id: &str, p: &str| Service {
-        id: id.into(),
-        name: format!("Dịch vụ {id}"),
-        prefix: p.into(),
-        digits: 3,
-        daily_cap: None,
-        walk_ins: WalkIns::All,
-        identity: IdentityRule::Optional,
-        sessions: Vec::new(),
-    };
-    let ctr = |id: &str, name: &str, s: &[&str]| Counter {
-        id: id.into(),
-        name: name.into(),
-        services: s.iter().map(|x| x.to_string()).collect(),
-        policy: None,
-        returning_ratio: None,
-    };
-    let mut cfg = SiteConfig::parse(
-        "t.toml",
-        "[site]\nname = \"T\"\n[[services]]\nid = \"a\"\nname = \"A\"\nprefix = \"A\"\n",
-    )
-    .expect("minimal config");
-    cfg.services = vec![
-        svc("reg", "A"),
-        svc("kham", "C"),
-        svc("xn", "M"),
-        svc("xq", "N"),
-    ];
-    cfg.counters = vec![
-        ctr("q1", "Quầy 1", &["reg"]),
-        ctr("p13", "Phòng 13", &["kham"]),
-        ctr("p14", "Phòng 14", &["kham"]),
-        ctr("q34", "Quầy 34", &["xn", "xq"]),
-        ctr("q35", "Quầy 35", &["xn"]),
-        ctr("p38", "Phòng 38", &["xq"]),
-    ];
-    cfg.priority = Priority {
-        ratio: 2,
-        classes: vec!["emergency".into(), "pregnant".into()],
-    };
+    let mut cfg = config(
+        &[("reg", "A"), ("kham", "C"), ("xn", "M"), ("xq", "N")],
+        &[
+            counter("q1", "Quầy 1", &["reg"]),
+            counter("p13", "Phòng 13", &["kham"]),
+            counter("p14", "Phòng 14", &["kham"]),
+            counter("q34", "Quầy 34", &["xn", "xq"]),
+            counter("q35", "Quầy 35", &["xn"]),
+            counter("p38", "Phòng 38", &["xq"]),
+        ],
+    );
     cfg.queue.policy = policy;
     cfg.queue.returning_ratio = returning_ratio;
     cfg.queue.min_calls_before_no_show = 1;

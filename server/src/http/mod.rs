@@ -16,10 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use luot_protocol::{
-    FeedbackRequest, IssueRequest, LoginRequest, MAX_BODY_BYTES, PrintAccepted, PrintRequest,
+    DailyReport, FeedbackRequest, IssueRequest, LoginRequest, MAX_BODY_BYTES, PrintAccepted,
+    PrintRequest, VisitsReport,
 };
 
 use crate::app::{App, AppState, CounterAction};
+use crate::config::SiteConfig;
 use crate::error::ApiError;
 use crate::hub::Outcome;
 use extract::{Admin, Authed, Body, CounterPath, Issuer, Staff, parse};
@@ -277,23 +279,10 @@ async fn daily_report(
     headers: HeaderMap,
     query: Result<Query<DayQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let form = report_form(&headers, q.format.as_deref())?;
-    let r = app.report(q.day).await?;
-    let name = |ext: &str| format!("luot-{}.{ext}", r.day);
-    Ok(match form {
-        Form::Json => Json(r).into_response(),
-        Form::Csv => download(
-            "text/csv; charset=utf-8",
-            name("csv"),
-            crate::report::csv::daily(&r),
-        ),
-        Form::Xlsx => download(
-            crate::report::xlsx::MEDIA_TYPE,
-            name("xlsx"),
-            crate::report::xlsx::daily(&app.config, &r).map_err(xlsx_failed)?,
-        ),
-    })
+    let (form, day) = report_request(&headers, query)?;
+    let r = app.report(day).await?;
+    let name = format!("luot-{}", r.day);
+    DAILY.respond(&app.config, form, &name, r)
 }
 
 /// `GET /api/v1/reports/visits` (rule 58), as JSON, CSV or an Excel workbook.
@@ -303,23 +292,60 @@ async fn visits_report(
     headers: HeaderMap,
     query: Result<Query<DayQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let (form, day) = report_request(&headers, query)?;
+    let r = app.visits_report(day).await?;
+    let name = format!("luot-visits-{}", r.day);
+    VISITS.respond(&app.config, form, &name, r)
+}
+
+/// The form and day a report request asks for.
+fn report_request(
+    headers: &HeaderMap,
+    query: Result<Query<DayQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<(Form, Option<String>), ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let form = report_form(&headers, q.format.as_deref())?;
-    let r = app.visits_report(q.day).await?;
-    let name = |ext: &str| format!("luot-visits-{}.{ext}", r.day);
-    Ok(match form {
-        Form::Json => Json(r).into_response(),
-        Form::Csv => download(
-            "text/csv; charset=utf-8",
-            name("csv"),
-            crate::report::csv::visits(&r),
-        ),
-        Form::Xlsx => download(
-            crate::report::xlsx::MEDIA_TYPE,
-            name("xlsx"),
-            crate::report::xlsx::visits(&app.config, &r).map_err(xlsx_failed)?,
-        ),
-    })
+    Ok((report_form(headers, q.format.as_deref())?, q.day))
+}
+
+const DAILY: Outputs<DailyReport> = Outputs {
+    csv: crate::report::csv::daily,
+    xlsx: crate::report::xlsx::daily,
+};
+
+const VISITS: Outputs<VisitsReport> = Outputs {
+    csv: crate::report::csv::visits,
+    xlsx: crate::report::xlsx::visits,
+};
+
+/// How a report is written as CSV and as an Excel workbook.
+struct Outputs<R> {
+    csv: fn(&R) -> String,
+    xlsx: fn(&SiteConfig, &R) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError>,
+}
+
+impl<R: serde::Serialize> Outputs<R> {
+    /// The report `r` in the form asked for, a file named `name` + extension.
+    fn respond(
+        &self,
+        cfg: &SiteConfig,
+        form: Form,
+        name: &str,
+        r: R,
+    ) -> Result<Response, ApiError> {
+        Ok(match form {
+            Form::Json => Json(r).into_response(),
+            Form::Csv => download(
+                "text/csv; charset=utf-8",
+                format!("{name}.csv"),
+                (self.csv)(&r),
+            ),
+            Form::Xlsx => download(
+                crate::report::xlsx::MEDIA_TYPE,
+                format!("{name}.xlsx"),
+                (self.xlsx)(cfg, &r).map_err(xlsx_failed)?,
+            ),
+        })
+    }
 }
 
 async fn devices(State(app): State<AppState>, Admin(_): Admin) -> Response {

@@ -28,7 +28,7 @@ use tokio::sync::{RwLock, broadcast, mpsc, oneshot};
 use crate::clock::Knobs;
 use crate::config::SiteConfig;
 use crate::engine::render::render_record;
-use crate::engine::{Command, Site};
+use crate::engine::{Command, Site, TicketRec};
 use crate::frame::{Frame, Frames};
 use crate::metrics::Metrics;
 pub use crate::plan::{DeviceUpdate, HubError, Outcome, Reply};
@@ -204,30 +204,25 @@ impl Hub {
 
     /// The daily report of `day` (default: today).
     pub async fn report(&self, day: Option<String>) -> Result<DailyReport, HubError> {
-        let config = self.shared.config.clone();
-        let (today, tickets) = {
-            let core = self.shared.core.read().await;
-            let st = core.planner.state();
-            let today = st.day().map(|d| d.to_string()).unwrap_or_default();
-            let tickets =
-                (day.is_none() || day.as_ref() == Some(&today)).then(|| st.tickets().to_vec());
-            (today, tickets)
-        };
-        let day = day.unwrap_or(today);
-        if let Some(tickets) = tickets {
-            return tokio::task::spawn_blocking(move || report::daily(&config, &day, &tickets))
-                .await
-                .map_err(|_| stopping());
-        }
-        let d = day.clone();
-        let stored = self.store_read(move |s| s.archived_report(&d)).await?;
-        Ok(stored.unwrap_or_else(|| report::daily(&config, &day, &[])))
+        self.day_report(day, report::daily, |s, d| s.archived_report(d))
+            .await
     }
 
-    /// The visits report of `day` (rule 58; default: today): today's from
-    /// the state, a past day's as the planner stored it when the day ended
-    /// (an empty one for a day with none stored).
+    /// The visits report of `day` (rule 58; default: today).
     pub async fn visits_report(&self, day: Option<String>) -> Result<VisitsReport, HubError> {
+        self.day_report(day, report::visits, |s, d| s.archived_visits(d))
+            .await
+    }
+
+    /// A report of `day` (default: today): today's made from the state off
+    /// the hub's thread, a past day's as the planner stored it when the day
+    /// ended (an empty one for a day with none stored).
+    async fn day_report<R: Send + 'static>(
+        &self,
+        day: Option<String>,
+        make: fn(&SiteConfig, &str, &[TicketRec]) -> R,
+        stored: fn(&dyn Store, &str) -> Result<Option<R>, StoreError>,
+    ) -> Result<R, HubError> {
         let config = self.shared.config.clone();
         let (today, tickets) = {
             let core = self.shared.core.read().await;
@@ -239,13 +234,13 @@ impl Hub {
         };
         let day = day.unwrap_or(today);
         if let Some(tickets) = tickets {
-            return tokio::task::spawn_blocking(move || report::visits(&config, &day, &tickets))
+            return tokio::task::spawn_blocking(move || make(&config, &day, &tickets))
                 .await
                 .map_err(|_| stopping());
         }
         let d = day.clone();
-        let stored = self.store_read(move |s| s.archived_visits(&d)).await?;
-        Ok(stored.unwrap_or_else(|| report::visits(&config, &day, &[])))
+        let kept = self.store_read(move |s| stored(s, &d)).await?;
+        Ok(kept.unwrap_or_else(|| make(&config, &day, &[])))
     }
 
     /// A login session by the sha256 of its token.
