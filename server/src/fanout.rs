@@ -22,7 +22,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Duration, Instant, sleep_until};
 
@@ -123,8 +123,13 @@ impl Window {
         if batches.is_empty() {
             return false;
         }
-        let mut all = Vec::with_capacity(self.all.len() + 2048);
-        all.extend_from_slice(&self.all);
+        // Appended in place while no screen's queue still holds a slice of
+        // the window (the usual case): copying the whole window per batch
+        // cost a tenth of the server's CPU at 5,000 issues a second.
+        let mut all = match std::mem::take(&mut self.all).try_into_mut() {
+            Ok(own) => own,
+            Err(shared) => BytesMut::from(&shared[..]),
+        };
         let mut urgent = false;
         // Screens never get admin frames, and every other frame has a seq.
         for f in batches.iter().flat_map(|b| b.iter()) {
@@ -142,7 +147,7 @@ impl Window {
             }
             urgent |= f.urgent;
         }
-        self.all = Bytes::from(all);
+        self.all = all.freeze();
         urgent
     }
 

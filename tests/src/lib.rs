@@ -7,6 +7,7 @@ pub mod chaos_proxy;
 pub mod escpos;
 pub mod fake_printer;
 pub mod load;
+pub mod ws_pipe;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

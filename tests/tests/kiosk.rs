@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests may panic on a broken server
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use luot_kiosk::render::{TicketView, render_ticket};
 use luot_tests::escpos::{self, Page};
 use luot_tests::fake_printer::FakePrinter;
+use luot_tests::ws_pipe::{self, Verdict};
 use luot_tests::*;
 
 struct Kiosk {
@@ -290,85 +291,17 @@ fn cutting_proxy(server: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<Ato
             let Ok(client) = client else { break };
             let upstream = TcpStream::connect(server).unwrap();
             let (seen, cut_done) = (seen.clone(), cut_done.clone());
-            let cutting = Arc::new(AtomicBool::new(false));
-            // server -> client: stops forwarding once the cut starts
-            {
-                let (mut from, mut to, cutting) = (
-                    upstream.try_clone().unwrap(),
-                    client.try_clone().unwrap(),
-                    cutting.clone(),
-                );
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16384];
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0
-                            || cutting.load(Ordering::SeqCst)
-                            || to.write_all(&buf[..n]).is_err()
-                        {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
-            }
-            // client -> server: reads websocket frames after the HTTP upgrade
-            let (mut from, mut to) = (client, upstream);
-            std::thread::spawn(move || {
-                let mut acc: Vec<u8> = Vec::new();
-                let mut buf = [0u8; 16384];
-                let mut header_done = false;
-                while let Ok(n) = from.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    acc.extend_from_slice(&buf[..n]);
-                    if !header_done {
-                        let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            continue;
-                        };
-                        if to.write_all(&acc[..end + 4]).is_err() {
-                            break;
-                        }
-                        acc.drain(..end + 4);
-                        header_done = true;
-                    }
-                    // Whole masked client frames.
-                    while acc.len() >= 6 {
-                        let len7 = (acc[1] & 0x7F) as usize;
-                        let (len, hdr) = match len7 {
-                            126 => (u16::from_be_bytes([acc[2], acc[3]]) as usize, 4),
-                            127 => break,
-                            l => (l, 2),
-                        };
-                        if acc.len() < hdr + 4 + len {
-                            break;
-                        }
-                        let mask = [acc[hdr], acc[hdr + 1], acc[hdr + 2], acc[hdr + 3]];
-                        let payload: Vec<u8> = acc[hdr + 4..hdr + 4 + len]
-                            .iter()
-                            .enumerate()
-                            .map(|(i, b)| b ^ mask[i % 4])
-                            .collect();
-                        let frame: Vec<u8> = acc.drain(..hdr + 4 + len).collect();
-                        let is_issue =
-                            String::from_utf8_lossy(&payload).contains("\"type\":\"issue\"");
-                        if to.write_all(&frame).is_err() {
-                            return;
-                        }
-                        if is_issue {
-                            seen.fetch_add(1, Ordering::SeqCst);
-                            if !cut_done.swap(true, Ordering::SeqCst) {
-                                // The server gets the issue; its answer never arrives.
-                                cutting.store(true, Ordering::SeqCst);
-                                std::thread::sleep(Duration::from_millis(500));
-                                let _ = from.shutdown(std::net::Shutdown::Both);
-                                let _ = to.shutdown(std::net::Shutdown::Both);
-                                return;
-                            }
-                        }
-                    }
+            ws_pipe::pipe(client, upstream, move |text| {
+                if !text.contains("\"type\":\"issue\"") {
+                    return Verdict::Pass;
                 }
-                let _ = to.shutdown(std::net::Shutdown::Both);
+                seen.fetch_add(1, Ordering::SeqCst);
+                if cut_done.swap(true, Ordering::SeqCst) {
+                    Verdict::Pass
+                } else {
+                    // The server gets the issue; its answer never arrives.
+                    Verdict::PassThenCut
+                }
             });
         }
     });

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may panic on a broken server
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -19,6 +19,7 @@ use chrono::{DateTime, FixedOffset, Timelike, Utc};
 use luot_kiosk::render::{Reprint, TicketView, render_ticket};
 use luot_tests::escpos::{self, Page};
 use luot_tests::fake_printer::FakePrinter;
+use luot_tests::ws_pipe::{self, Verdict};
 use luot_tests::*;
 use serde_json::{Value, json};
 
@@ -627,10 +628,19 @@ impl AnswerEater {
                 }
                 conns.fetch_add(1, Ordering::SeqCst);
                 let upstream = TcpStream::connect(server).unwrap();
-                let cut = Arc::new(AtomicBool::new(false));
-                pipe_down(&upstream, &client, cut.clone());
                 let (seen, eaten) = (seen.clone(), eaten.clone());
-                std::thread::spawn(move || pipe_up(client, upstream, &seen, &eaten, &cut));
+                ws_pipe::pipe(client, upstream, move |text| {
+                    if !text.contains("\"type\":\"printed\"") {
+                        return Verdict::Pass;
+                    }
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if eaten.swap(true, Ordering::SeqCst) {
+                        Verdict::Pass
+                    } else {
+                        // The kiosk printed; the server never hears of it.
+                        Verdict::CutBefore
+                    }
+                });
             }
         });
         AnswerEater {
@@ -639,82 +649,6 @@ impl AnswerEater {
             connections,
         }
     }
-}
-
-/// Server to kiosk: bytes as they come, until the cut.
-fn pipe_down(upstream: &TcpStream, client: &TcpStream, cut: Arc<AtomicBool>) {
-    let (mut from, mut to) = (upstream.try_clone().unwrap(), client.try_clone().unwrap());
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16384];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || cut.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(std::net::Shutdown::Both);
-    });
-}
-
-/// Kiosk to server: the HTTP upgrade, then whole masked websocket frames;
-/// the first `printed` frame of all is held back and the connection cut.
-fn pipe_up(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    seen: &AtomicUsize,
-    eaten: &AtomicBool,
-    cut: &AtomicBool,
-) {
-    let mut acc: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 16384];
-    let mut header_done = false;
-    while let Ok(n) = from.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        acc.extend_from_slice(&buf[..n]);
-        if !header_done {
-            let Some(end) = acc.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            if to.write_all(&acc[..end + 4]).is_err() {
-                break;
-            }
-            acc.drain(..end + 4);
-            header_done = true;
-        }
-        while acc.len() >= 6 {
-            let (len, hdr) = match (acc[1] & 0x7F) as usize {
-                126 => (u16::from_be_bytes([acc[2], acc[3]]) as usize, 4),
-                127 => break,
-                l => (l, 2),
-            };
-            if acc.len() < hdr + 4 + len {
-                break;
-            }
-            let mask = [acc[hdr], acc[hdr + 1], acc[hdr + 2], acc[hdr + 3]];
-            let payload: Vec<u8> = acc[hdr + 4..hdr + 4 + len]
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
-            let frame: Vec<u8> = acc.drain(..hdr + 4 + len).collect();
-            let answer = String::from_utf8_lossy(&payload).contains("\"type\":\"printed\"");
-            if answer {
-                seen.fetch_add(1, Ordering::SeqCst);
-                if !eaten.swap(true, Ordering::SeqCst) {
-                    // The kiosk printed; the server never hears of it.
-                    cut.store(true, Ordering::SeqCst);
-                    let _ = from.shutdown(std::net::Shutdown::Both);
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                    return;
-                }
-            }
-            if to.write_all(&frame).is_err() {
-                return;
-            }
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
 /// Staff reprint ticket A001 at kiosk-sanh-a; its `print_id`.

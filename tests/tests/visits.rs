@@ -490,57 +490,43 @@ async fn console_actions_and_their_refusals() {
     let r = act(&api, &doctor, "quay-13", "next", None).await;
     assert_eq!(r.code(), "queue_empty", "cancelled tickets wait nowhere");
     // Send's order of checks: shape 400, then 404s, then the counter 400, then 409.
-    let r = act(&api, &doctor, "quay-13", "send", Some(json!({"stops": []}))).await;
-    assert_eq!((r.status, r.code()), (400, "bad_request"));
-    let r = act(
-        &api,
-        &doctor,
-        "quay-13",
-        "send",
-        Some(json!({"stops": [{"service": "nope"}]})),
-    )
-    .await;
-    assert_eq!((r.status, r.code()), (404, "unknown_service"));
-    let r = act(
-        &api,
-        &doctor,
-        "quay-13",
-        "send",
-        Some(json!({"stops": [{"service": "x-quang", "counter": "quay-99"}]})),
-    )
-    .await;
-    assert_eq!((r.status, r.code()), (404, "unknown_counter"));
-    let r = act(
-        &api,
-        &doctor,
-        "quay-13",
-        "send",
-        Some(json!({"stops": [{"service": "x-quang", "counter": "quay-34"}]})),
-    )
-    .await;
-    assert_eq!((r.status, r.code()), (400, "bad_request"));
-    let r = act(
-        &api,
-        &doctor,
-        "quay-13",
-        "send",
-        Some(json!({"stops": [{"service": "x-quang"}]})),
-    )
-    .await;
-    assert_eq!((r.status, r.code()), (409, "nothing_called"));
-    let r = act(
-        &api,
-        &doctor,
-        "quay-13",
-        "send",
-        Some(json!({"stops": [{"service": "x-quang"}], "extra": 1})),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (400, "bad_request"),
-        "unknown fields refused"
-    );
+    let checks = [
+        (json!({"stops": []}), 400, "bad_request", "no stops"),
+        (
+            json!({"stops": [{"service": "nope"}]}),
+            404,
+            "unknown_service",
+            "a service the site has not",
+        ),
+        (
+            json!({"stops": [{"service": "x-quang", "counter": "quay-99"}]}),
+            404,
+            "unknown_counter",
+            "a counter the site has not",
+        ),
+        (
+            json!({"stops": [{"service": "x-quang", "counter": "quay-34"}]}),
+            400,
+            "bad_request",
+            "a counter that does not call the service",
+        ),
+        (
+            json!({"stops": [{"service": "x-quang"}]}),
+            409,
+            "nothing_called",
+            "a valid stop with nobody called",
+        ),
+        (
+            json!({"stops": [{"service": "x-quang"}], "extra": 1}),
+            400,
+            "bad_request",
+            "unknown fields refused",
+        ),
+    ];
+    for (body, status, code, why) in checks {
+        let r = act(&api, &doctor, "quay-13", "send", Some(body)).await;
+        assert_eq!((r.status, r.code()), (status, code), "{why}");
+    }
 }
 
 #[tokio::test]
