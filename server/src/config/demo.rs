@@ -132,9 +132,10 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
 }
 
 /// Khám Ngoại's day (which starts at 05:00): bookings 07:00–11:30 and
-/// 13:30–16:30 (30-minute slots); tickets before 07:00 count in the
-/// morning, at noon in the afternoon, after 16:30 in the after-hours session,
-/// which runs to the end of the day.
+/// 13:30–16:30 (30-minute slots). A ticket counts in the session it is
+/// issued in, else the next (rule 73): from 05:00 in the morning's, from
+/// 11:30 in the afternoon's, after 16:30 in the after-hours session, which
+/// runs to the end of the day (its `end` is `day_starts_at`).
 fn demo_sessions() -> Vec<Session> {
     let at = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default();
     let session = |id: &str, start, end, cap, appointment_quota| Session {
