@@ -701,6 +701,10 @@ pub enum EventKind {
 }
 
 /// Messages the server sends on `/api/v1/ws`.
+// An event (with §11's `appointment`) is the largest frame by far; frames
+// are built once and encoded at once, never kept in bulk as this type, so
+// boxing it would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
