@@ -22,8 +22,31 @@ pub struct KioskConfig {
     pub leds: Leds,
     #[serde(default)]
     pub touch: Touch,
+    /// A USB QR scanner (rule 83), if the kiosk has one.
+    #[serde(default)]
+    pub scanner: Option<Scanner>,
     #[serde(default)]
     pub state: State,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scanner {
+    /// The scanner's event device (keyboard mode), e.g.
+    /// `/dev/input/by-id/usb-…-event-kbd`; grabbed, so its keys reach only
+    /// the kiosk.
+    pub device: PathBuf,
+    /// How long a scanned CCCD waits for a press or check-in, in seconds.
+    #[serde(default = "default_hold_s")]
+    pub hold_s: u64,
+    /// Accept a plain `http://` server, over which ID numbers would travel
+    /// unencrypted (only where the network is protected otherwise).
+    #[serde(default)]
+    pub allow_plain: bool,
+}
+
+fn default_hold_s() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,9 +249,46 @@ impl KioskConfig {
                 format!("GPIO {p} is not free (0-27, not a button)"),
             ));
         }
+        if let Some(scanner) = &cfg.scanner {
+            if scanner.device.as_os_str().is_empty() {
+                return Err(err(
+                    "scanner.device",
+                    "Chưa ghi thiết bị của máy quét, ví dụ /dev/input/by-id/usb-…-event-kbd (the scanner's event device is empty)".into(),
+                ));
+            }
+            if !(1..=600).contains(&scanner.hold_s) {
+                return Err(err(
+                    "scanner.hold_s",
+                    format!(
+                        "{} giây không hợp lệ, cần từ 1 đến 600 (hold_s must be 1-600 seconds)",
+                        scanner.hold_s
+                    ),
+                ));
+            }
+            if cfg.server.url.starts_with("http://") && !scanner.allow_plain {
+                return Err(err(
+                    "scanner.allow_plain",
+                    format!(
+                        "Máy quét CCCD gửi số CCCD và ngày sinh tới máy chủ, nhưng server.url \"{}\" là http:// (không mã hóa). \
+                         Hãy dùng https://, hoặc đặt allow_plain = true trong [scanner] nếu đường mạng tới máy chủ đã được bảo vệ. \
+                         (With a CCCD scanner the kiosk refuses a plain http:// server unless [scanner] allow_plain = true.)",
+                        cfg.server.url
+                    ),
+                ));
+            }
+        }
         // No [[buttons]] and no [touch]: a desk printer (rule 66), which
         // only prints the jobs staff send it.
         Ok(cfg)
+    }
+
+    /// How long a scanned CCCD is held (rule 83's `hold_s`, 30 s by default).
+    pub fn hold(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.scanner
+                .as_ref()
+                .map_or_else(default_hold_s, |s| s.hold_s),
+        )
     }
 
     pub fn width_dots(&self) -> u32 {
@@ -298,6 +358,35 @@ ready = 27
         let c = KioskConfig::parse("k.toml", text).unwrap();
         assert!(c.buttons.is_empty());
         assert!(!c.touch.enabled);
+    }
+
+    #[test]
+    fn a_scanner_with_a_plain_server_needs_allow_plain() {
+        let with = |url: &str, extra: &str| {
+            let text = GOOD.replace("http://192.168.1.10:8080", url)
+                + &format!("\n[scanner]\ndevice = \"/dev/input/event3\"\n{extra}");
+            KioskConfig::parse("k.toml", &text)
+        };
+        let e = with("http://192.168.1.10:8080", "").unwrap_err();
+        assert_eq!(e.field, "scanner.allow_plain");
+        assert!(
+            e.message.starts_with("Máy quét CCCD") && e.message.contains("allow_plain = true"),
+            "Vietnamese first, and what to do: {e}"
+        );
+        let c = with("http://192.168.1.10:8080", "allow_plain = true").unwrap();
+        assert_eq!(c.hold(), std::time::Duration::from_secs(30));
+        let c = with("https://luot.benhvien.vn", "hold_s = 45").unwrap();
+        assert_eq!(
+            c.scanner.as_ref().unwrap().device.to_str(),
+            Some("/dev/input/event3")
+        );
+        assert_eq!(c.hold(), std::time::Duration::from_secs(45));
+        let e = with("https://luot.benhvien.vn", "hold_s = 0").unwrap_err();
+        assert_eq!(e.field, "scanner.hold_s");
+        // Without a scanner an http:// server is fine, as before.
+        let c = KioskConfig::parse("k.toml", GOOD).unwrap();
+        assert!(c.scanner.is_none());
+        assert_eq!(c.hold(), std::time::Duration::from_secs(30));
     }
 
     #[test]

@@ -5,19 +5,33 @@
 //! server does not know is never printed. Print jobs from the server (rule
 //! 88) print each `print_id` at most once, written down on disk first
 //! (`printlog.rs`), as rule 67's reprint.
+//!
+//! §11 at the kiosk (rules 83, 84): a booking scanned or typed is checked
+//! in and printed with `Hẹn HH:MM`; a scanned CCCD's two fields wait here,
+//! in memory only, for the next press or check-in within `hold_s` (then
+//! they are wiped), and a check-in refused with `identity_required` waits
+//! as long for a CCCD scan and is tried again with it; a refusal of §11
+//! prints a refusal slip, at most one per button a minute, and logs
+//! `refused CODE`. Nothing of a CCCD is logged, written or shown.
 
 use std::time::{Duration, Instant};
 
-use luot_protocol::{PrinterStatus, Ticket, TicketStatus, valid_request_id};
+use luot_protocol::{Identity, PrinterStatus, Ticket, TicketStatus, valid_request_id};
+use serde::Serialize;
 use tokio::sync::{mpsc, watch};
+use zeroize::Zeroize;
 
-use crate::buttons::{Outcome, Press};
+use crate::buttons::{Outcome, Press, Request};
 use crate::leds::LedMode;
-use crate::link::{Link, PrintJob, Welcome};
+use crate::link::{Booking, IssueError, Issued, Link, PrintJob, Welcome};
 use crate::printer::{Target, can_print, print_page, query_status};
 use crate::printlog::{self, PrintLog};
-use crate::render::{Reprint, TicketView, render_out_of_service, render_ticket};
+use crate::refusal::{self, SlipLimit};
+use crate::render::{
+    RefusalView, Reprint, TicketView, render_out_of_service, render_refusal, render_ticket,
+};
 use crate::reqid::RequestIds;
+use crate::scanner::{Scan, Unreadable, valid_code};
 
 /// How long a press waits for the server (over reconnects) before the slip.
 pub const ISSUE_DEADLINE: Duration = Duration::from_secs(8);
@@ -26,12 +40,16 @@ const HEALTH_EVERY: Duration = Duration::from_secs(60);
 /// How long a kiosk leaving at the end of its presses waits for its last
 /// answers to print jobs to reach the socket.
 const ANSWERS_SENT_WITHIN: Duration = Duration::from_secs(5);
+/// How long a scanned CCCD waits for a press or check-in (rule 83's `hold_s`).
+pub const HOLD: Duration = Duration::from_secs(30);
 
 pub struct Settings {
     pub width: u32,
     pub footer: String,
     pub help: String,
     pub issue_deadline: Duration,
+    /// How long a scanned CCCD (or a check-in waiting for one) is kept.
+    pub hold: Duration,
 }
 
 #[derive(Default, Clone, Debug)]
@@ -41,6 +59,47 @@ pub struct Stats {
     pub out_of_service: u64,
     /// Print jobs printed (rule 88).
     pub jobs: u64,
+    /// Presses and check-ins the server refused with a refusal of §11.
+    pub refusals: u64,
+}
+
+/// What the touch page shows beside its buttons: whether a CCCD is held
+/// (never any of its data), whether a check-in waits for one, and the
+/// outcome of the last press that did not come from the page itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Screen {
+    pub cccd: bool,
+    pub waiting_for_cccd: bool,
+    pub notice: Option<Notice>,
+}
+
+/// An outcome to show once (`seq` tells the page it is new).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    pub seq: u64,
+    pub ok: bool,
+    pub headline: Option<String>,
+    pub message: String,
+}
+
+/// A scanned CCCD's two fields, until `until`; wiped when dropped.
+struct Held {
+    identity: Identity,
+    until: tokio::time::Instant,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.identity.id_number.zeroize();
+        self.identity.birth_date.zeroize();
+    }
+}
+
+/// A check-in refused with `identity_required`, tried again on a CCCD scan
+/// until `until`.
+struct Awaiting {
+    booking: Booking,
+    until: tokio::time::Instant,
 }
 
 pub struct Kiosk {
@@ -54,6 +113,10 @@ pub struct Kiosk {
     printer: Option<PrinterStatus>,
     stats: Stats,
     started: Instant,
+    held: Option<Held>,
+    awaiting: Option<Awaiting>,
+    slips: SlipLimit,
+    screen: watch::Sender<Screen>,
 }
 
 impl Kiosk {
@@ -75,7 +138,16 @@ impl Kiosk {
             printer: None,
             stats: Stats::default(),
             started: Instant::now(),
+            held: None,
+            awaiting: None,
+            slips: SlipLimit::default(),
+            screen: watch::channel(Screen::default()).0,
         }
+    }
+
+    /// What the touch page shows, as it changes.
+    pub fn screen(&self) -> watch::Receiver<Screen> {
+        self.screen.subscribe()
     }
 
     /// Runs until the presses end (end of standard input) or `stop` is set.
@@ -96,12 +168,22 @@ impl Kiosk {
         let link = self.link.clone();
         loop {
             self.update_led();
+            let expiry = self.next_expiry();
+            let forget = async move {
+                match expiry {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 press = presses.recv() => match press {
                     Some(p) => {
-                        let reply = p.reply;
-                        let outcome = self.handle(&p.service, p.priority.as_deref()).await;
-                        if let Some(r) = reply { let _ = r.send(outcome); }
+                        let Press { request, reply } = p;
+                        let outcome = self.press(request).await;
+                        match reply {
+                            Some(r) => { let _ = r.send(outcome); }
+                            None => self.notice(&outcome),
+                        }
                     }
                     None => {
                         self.finish_jobs().await;
@@ -117,12 +199,122 @@ impl Kiosk {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
                 _ = health.tick() => self.health(),
+                () = forget => self.forget_expired(),
                 changed = link_status.changed() => if changed.is_err() { break },
                 _ = stop.changed() => break,
             }
         }
         let _ = self.led.send(LedMode::Off);
+        self.held = None;
+        self.awaiting = None;
         self.stats
+    }
+
+    /// One press of any kind, start to finish.
+    pub async fn press(&mut self, request: Request) -> Outcome {
+        match request {
+            Request::Issue { service, priority } => {
+                self.handle(&service, priority.as_deref()).await
+            }
+            Request::Scan(Scan::Cccd(identity)) => self.cccd(identity).await,
+            Request::Scan(Scan::Booking(id)) => self.check_in(Booking::Appointment(id)).await,
+            Request::Scan(Scan::Unreadable(why)) => {
+                tracing::warn!(reason = why.reason(), "scan refused");
+                Outcome::Unreadable(why.message().into())
+            }
+            Request::Code(code) if valid_code(&code) => self.check_in(Booking::Code(code)).await,
+            Request::Code(_) => {
+                let why = Unreadable::BadCode;
+                tracing::warn!(reason = why.reason(), "typed booking code refused");
+                Outcome::Unreadable(why.message().into())
+            }
+        }
+    }
+
+    /// A scanned CCCD: held for the next press or check-in; a check-in
+    /// that waits for one is tried again with it at once.
+    async fn cccd(&mut self, identity: Identity) -> Outcome {
+        let now = tokio::time::Instant::now();
+        self.held = Some(Held {
+            identity,
+            until: now + self.settings.hold,
+        });
+        tracing::info!(
+            hold_s = self.settings.hold.as_secs(),
+            "CCCD scanned; held in memory for the next press or check-in"
+        );
+        if let Some(a) = self.awaiting.take()
+            && a.until > now
+        {
+            tracing::info!("checking in again with the scanned CCCD");
+            return self.check_in(a.booking).await;
+        }
+        self.show();
+        Outcome::IdentityHeld
+    }
+
+    /// The held CCCD's fields, if any and still within `hold_s`; taken, so
+    /// they go with one request only.
+    fn take_identity(&mut self) -> Option<Identity> {
+        let mut held = self.held.take()?;
+        if held.until <= tokio::time::Instant::now() {
+            return None;
+        }
+        let identity = Identity {
+            id_number: std::mem::take(&mut held.identity.id_number),
+            birth_date: std::mem::take(&mut held.identity.birth_date),
+        };
+        self.show();
+        Some(identity)
+    }
+
+    fn next_expiry(&self) -> Option<tokio::time::Instant> {
+        let held = self.held.as_ref().map(|h| h.until);
+        let awaiting = self.awaiting.as_ref().map(|a| a.until);
+        match (held, awaiting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Wipes a CCCD and drops a waiting check-in once `hold_s` has passed.
+    fn forget_expired(&mut self) {
+        let now = tokio::time::Instant::now();
+        if self.held.as_ref().is_some_and(|h| h.until <= now) {
+            self.held = None;
+            tracing::info!("the scanned CCCD was not used within hold_s; forgotten");
+        }
+        if self.awaiting.as_ref().is_some_and(|a| a.until <= now) {
+            self.awaiting = None;
+            tracing::info!("no CCCD was scanned within hold_s; the check-in stopped waiting");
+        }
+        self.show();
+    }
+
+    /// Tells the touch page whether a CCCD is held or awaited.
+    fn show(&self) {
+        let cccd = self.held.is_some();
+        let waiting = self.awaiting.is_some();
+        self.screen.send_if_modified(|s| {
+            let changed = s.cccd != cccd || s.waiting_for_cccd != waiting;
+            s.cccd = cccd;
+            s.waiting_for_cccd = waiting;
+            changed
+        });
+    }
+
+    /// Shows the outcome of a press that did not come from the touch page.
+    fn notice(&self, outcome: &Outcome) {
+        let (ok, headline, message) = outcome.describe();
+        self.screen.send_modify(|s| {
+            let seq = s.notice.as_ref().map_or(1, |n| n.seq + 1);
+            s.notice = Some(Notice {
+                seq,
+                ok,
+                headline,
+                message,
+            });
+        });
     }
 
     fn update_led(&self) {
@@ -186,14 +378,13 @@ impl Kiosk {
         let status = self.refresh_printer().await;
         if !can_print(status) {
             self.stats.refused += 1;
-            let why = match status {
-                PrinterStatus::PaperOut => "Máy in hết giấy",
-                PrinterStatus::CoverOpen => "Nắp máy in đang mở",
-                _ => "Máy in không hoạt động",
-            };
             tracing::warn!(service, printer = ?status, "press refused: the printer cannot print");
             self.update_led();
-            return Outcome::PrinterNotReady(format!("{why}. {}", self.settings.help));
+            return Outcome::PrinterNotReady(format!(
+                "{}. {}",
+                printer_trouble(status),
+                self.settings.help
+            ));
         }
         let request_id = match self.ids.next_id() {
             Ok(id) => id,
@@ -204,14 +395,146 @@ impl Kiosk {
                     .await;
             }
         };
+        // A press is the newest person at the kiosk: a check-in still
+        // waiting for a CCCD stops waiting.
+        self.awaiting = None;
+        let identity = self.take_identity();
         let answer = self
             .link
-            .issue(&request_id, service, priority, self.settings.issue_deadline)
+            .issue(
+                &request_id,
+                service,
+                priority,
+                identity,
+                self.settings.issue_deadline,
+            )
             .await;
-        let ticket = match answer {
-            Ok(t) => t,
-            Err(e) => return self.out_of_service(service, &e.to_string()).await,
+        self.show();
+        match answer {
+            Ok(issued) => self.print_ticket(issued, &request_id).await,
+            Err(IssueError::Refused { code, extra, .. })
+                if refusal::headline(&code, &extra).is_some() =>
+            {
+                let welcome = self.link.welcome().unwrap_or_default();
+                let key = format!("button {service} {}", priority.unwrap_or(""));
+                self.refused(&code, &extra, Some(welcome.service_name(service)), &key)
+                    .await
+            }
+            Err(e) => self.out_of_service(service, &e.to_string()).await,
+        }
+    }
+
+    /// A booking checked in (§11): printer check, a request id on disk,
+    /// `check_in` with a held CCCD if any; its ticket printed with `Hẹn`.
+    pub async fn check_in(&mut self, booking: Booking) -> Outcome {
+        self.awaiting = None;
+        let status = self.refresh_printer().await;
+        if !can_print(status) {
+            self.stats.refused += 1;
+            tracing::warn!(printer = ?status, "check-in refused: the printer cannot print");
+            self.update_led();
+            self.show();
+            return Outcome::PrinterNotReady(format!(
+                "{}. {}",
+                printer_trouble(status),
+                self.settings.help
+            ));
+        }
+        let request_id = match self.ids.next_id() {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot save the request counter; refusing the check-in");
+                self.show();
+                return self
+                    .out_of_service("(check-in)", "request counter not writable")
+                    .await;
+            }
         };
+        let identity = self.take_identity();
+        let with_identity = identity.is_some();
+        let answer = self
+            .link
+            .check_in(
+                &request_id,
+                booking.clone(),
+                identity,
+                self.settings.issue_deadline,
+            )
+            .await;
+        let outcome = match answer {
+            Ok(issued) => self.print_ticket(issued, &request_id).await,
+            Err(IssueError::Refused { code, extra, .. })
+                if refusal::headline(&code, &extra).is_some() =>
+            {
+                if code == "identity_required" && !with_identity {
+                    self.awaiting = Some(Awaiting {
+                        booking: booking.clone(),
+                        until: tokio::time::Instant::now() + self.settings.hold,
+                    });
+                    tracing::info!(
+                        hold_s = self.settings.hold.as_secs(),
+                        "the booking needs a CCCD; a scan within hold_s checks it in"
+                    );
+                }
+                let key = match &booking {
+                    Booking::Code(c) => format!("code {c} {code}"),
+                    Booking::Appointment(a) => format!("booking {a} {code}"),
+                };
+                self.refused(&code, &extra, None, &key).await
+            }
+            Err(e) => self.out_of_service("(check-in)", &e.to_string()).await,
+        };
+        self.show();
+        outcome
+    }
+
+    /// A refusal of §11 (rule 84): `refused CODE` in the log, and a slip
+    /// unless this button (or booking) had one within the minute.
+    async fn refused(
+        &mut self,
+        code: &str,
+        extra: &serde_json::Map<String, serde_json::Value>,
+        service_name: Option<String>,
+        key: &str,
+    ) -> Outcome {
+        self.stats.refusals += 1;
+        let welcome = self.link.welcome().unwrap_or_default();
+        let headline = refusal::headline(code, extra).unwrap_or_default();
+        let today = welcome
+            .server_now(tokio::time::Instant::now().into_std())
+            .map(|t| t.date_naive());
+        let comeback = refusal::comeback(extra, today);
+        let slip = self
+            .slips
+            .allow(key, tokio::time::Instant::now().into_std());
+        tracing::info!(
+            service = service_name.as_deref().unwrap_or(""),
+            slip,
+            comeback = comeback.as_deref().unwrap_or(""),
+            "refused {code}"
+        );
+        if slip {
+            let view = RefusalView {
+                site_name: welcome.site_name.clone(),
+                service_name,
+                headline: headline.clone(),
+                comeback: comeback.clone(),
+            };
+            let page = render_refusal(&view, self.settings.width);
+            if let Err(e) = self.print(page).await {
+                tracing::error!(error = %e, "the refusal slip could not be printed");
+            }
+        }
+        Outcome::Refused {
+            code: code.to_string(),
+            headline,
+            comeback,
+        }
+    }
+
+    /// Prints the server's ticket (with `Hẹn` for a check-in).
+    async fn print_ticket(&mut self, issued: Issued, request_id: &str) -> Outcome {
+        let Issued { ticket, slot_at } = issued;
         let welcome = self.link.welcome().unwrap_or_default();
         let view = TicketView {
             site_name: welcome.site_name.clone(),
@@ -223,12 +546,15 @@ impl Kiosk {
             url: ticket_url(&welcome, &ticket),
             footer: self.settings.footer.clone(),
             reprint: None,
+            slot_at,
         };
         let page = render_ticket(&view, self.settings.width);
+        let service = ticket.service.as_str();
         match self.print(page).await {
             Ok(()) => {
                 self.stats.printed += 1;
-                tracing::info!(number = %ticket.number, id = %ticket.id, service, request_id = %request_id, "ticket printed");
+                let checked_in = ticket.appointment.is_some();
+                tracing::info!(number = %ticket.number, id = %ticket.id, service, request_id = %request_id, checked_in, "ticket printed");
                 Outcome::Printed {
                     number: ticket.number,
                 }
@@ -319,6 +645,15 @@ impl Kiosk {
     }
 }
 
+/// What is wrong with a printer that cannot print, for the person.
+fn printer_trouble(status: PrinterStatus) -> &'static str {
+    match status {
+        PrinterStatus::PaperOut => "Máy in hết giấy",
+        PrinterStatus::CoverOpen => "Nắp máy in đang mở",
+        _ => "Máy in không hoạt động",
+    }
+}
+
 /// `{public_url}/t/{id}`: the live ticket page the QR code opens.
 fn ticket_url(welcome: &Welcome, ticket: &Ticket) -> String {
     format!(
@@ -346,6 +681,7 @@ pub fn reprint_view(job: &PrintJob, welcome: &Welcome, footer: &str) -> TicketVi
             .then(|| t.position.unwrap_or(1).saturating_sub(1)),
         url: ticket_url(welcome, t),
         footer: footer.to_string(),
+        slot_at: job.slot_at.clone(),
         reprint: Some(Reprint {
             at: job
                 .at
@@ -386,6 +722,7 @@ mod tests {
             footer: "Vui lòng chờ gọi số".into(),
             help: "Xin mời đến Quầy Tiếp đón.".into(),
             issue_deadline: Duration::from_millis(800),
+            hold: HOLD,
         };
         let ids = RequestIds::open(dir).unwrap();
         let jobs = PrintLog::open(dir).unwrap();
@@ -426,6 +763,7 @@ mod tests {
             },
             service_name: Some("Khám Nội".into()),
             at: Some("2026-11-22T09:12:40+07:00".into()),
+            slot_at: None,
         }
     }
 
@@ -598,6 +936,18 @@ mod tests {
         watch::Sender<bool>,
         tokio::task::JoinHandle<Stats>,
     ) {
+        let r = start_kiosk(url, target, dir, HOLD);
+        (r.presses, r.stop, r.handle)
+    }
+
+    struct Running {
+        presses: mpsc::Sender<Press>,
+        stop: watch::Sender<bool>,
+        handle: tokio::task::JoinHandle<Stats>,
+        screen: watch::Receiver<Screen>,
+    }
+
+    fn start_kiosk(url: String, target: Target, dir: &std::path::Path, hold: Duration) -> Running {
         let link = Link::start(url, "t".into());
         let (led, _) = watch::channel(LedMode::Off);
         let settings = Settings {
@@ -605,13 +955,20 @@ mod tests {
             footer: "Vui lòng chờ gọi số".into(),
             help: "Xin mời đến Quầy Tiếp đón.".into(),
             issue_deadline: ISSUE_DEADLINE,
+            hold,
         };
         let ids = RequestIds::open(dir).unwrap();
         let jobs = PrintLog::open(dir).unwrap();
         let k = Kiosk::new(link, target, settings, ids, jobs, led);
+        let screen = k.screen();
         let (presses, presses_rx) = mpsc::channel(4);
         let (stop, stop_rx) = watch::channel(false);
-        (presses, stop, tokio::spawn(k.run(presses_rx, stop_rx)))
+        Running {
+            presses,
+            stop,
+            handle: tokio::spawn(k.run(presses_rx, stop_rx)),
+            screen,
+        }
     }
 
     #[tokio::test]
@@ -720,6 +1077,7 @@ mod tests {
             site_name: "Bệnh viện".into(),
             public_url: "http://luot.test/".into(),
             services: vec![],
+            server_time: None,
         };
         let v = reprint_view(
             &job("pr_1", TicketStatus::Waiting),
@@ -828,5 +1186,510 @@ mod tests {
         // No request id was used up by refused presses.
         let next = k.ids.next_id().unwrap();
         assert!(next.ends_with("-000000"), "{next}");
+    }
+
+    // ------------------------------------------------------- §11 at the kiosk
+
+    use crate::scanner::Scan;
+    use luot_protocol::{ClientMessage, ErrorDetail, Identity, ServerMessage};
+    use tokio::sync::oneshot;
+
+    fn person() -> Identity {
+        Identity {
+            id_number: "001099012345".into(),
+            birth_date: "1950-03-01".into(),
+        }
+    }
+
+    fn ticket(number: &str, appointment: Option<&str>) -> Ticket {
+        let mut t = job("x", TicketStatus::Waiting).ticket;
+        t.id = format!("tk_{number}");
+        t.number = number.into();
+        t.appointment = appointment.map(String::from);
+        t
+    }
+
+    fn issued(request_id: &str, t: Ticket, slot_at: Option<&str>) -> ServerMessage {
+        ServerMessage::Issued {
+            request_id: request_id.into(),
+            ticket: t,
+            slot_at: slot_at.map(String::from),
+        }
+    }
+
+    fn refusal(request_id: &str, code: &str, extra: serde_json::Value) -> ServerMessage {
+        ServerMessage::Error {
+            request_id: Some(request_id.into()),
+            error: ErrorDetail {
+                code: code.into(),
+                message: "Không được (refused)".into(),
+                extra: extra.as_object().cloned().unwrap_or_default(),
+            },
+        }
+    }
+
+    /// Sends a press with a reply channel; the answer comes once the
+    /// stand-in server has answered.
+    fn ask(presses: &mpsc::Sender<Press>, request: Request) -> oneshot::Receiver<Outcome> {
+        let (tx, rx) = oneshot::channel();
+        presses
+            .try_send(Press {
+                request,
+                reply: Some(tx),
+            })
+            .unwrap();
+        rx
+    }
+
+    /// The next issue or check-in the kiosk sends.
+    async fn next_request(c: &mut stand_in::Conn) -> ClientMessage {
+        c.recv(|m| {
+            matches!(
+                m,
+                ClientMessage::Issue { .. } | ClientMessage::CheckIn { .. }
+            )
+        })
+        .await
+    }
+
+    fn request_id(m: &ClientMessage) -> String {
+        match m {
+            ClientMessage::Issue { request_id, .. } | ClientMessage::CheckIn { request_id, .. } => {
+                request_id.clone()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The bytes `pages` make at a printer, one after the other.
+    fn printed_as(pages: &[image::GrayImage]) -> Vec<u8> {
+        let c = CaptureDriver::new();
+        for p in pages {
+            print_page(&Target::Capture(c.clone()), p).unwrap();
+        }
+        c.bytes()
+    }
+
+    fn view(t: &Ticket, slot_at: Option<&str>) -> TicketView {
+        TicketView {
+            site_name: "Bệnh viện Thử nghiệm".into(),
+            service_name: "Khám Nội".into(),
+            number: t.number.clone(),
+            priority: None,
+            issued_at: t.issued_at.clone(),
+            ahead: Some(2),
+            url: format!("http://luot.test/t/{}", t.id),
+            footer: "Vui lòng chờ gọi số".into(),
+            reprint: None,
+            slot_at: slot_at.map(String::from),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scanned_booking_is_checked_in_and_printed_with_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            HOLD,
+        );
+        let mut c = server.welcome().await;
+        let outcome = ask(&k.presses, Request::Scan(Scan::Booking("ap_5Jq2".into())));
+        let sent = next_request(&mut c).await;
+        let ClientMessage::CheckIn {
+            request_id,
+            code,
+            appointment,
+            identity,
+        } = sent.clone()
+        else {
+            panic!("{sent:?}");
+        };
+        assert_eq!(appointment.as_deref(), Some("ap_5Jq2"));
+        assert_eq!((code, identity), (None, None), "no CCCD was scanned");
+        let t = ticket("A007", Some("ap_5Jq2"));
+        let slot = "2026-11-22T08:30:00+07:00";
+        c.send(&issued(&request_id, t.clone(), Some(slot))).await;
+        assert_eq!(
+            outcome.await.unwrap(),
+            Outcome::Printed {
+                number: "A007".into()
+            }
+        );
+        assert_eq!(
+            capture.bytes(),
+            printed_as(&[render_ticket(&view(&t, Some(slot)), 576)]),
+            "the ticket with Hẹn 08:30, printed once"
+        );
+
+        // A typed code: checked in by its code; a mistyped one is refused
+        // without asking the server or printing.
+        let wrong = ask(&k.presses, Request::Code("40817268".into()));
+        assert!(matches!(wrong.await.unwrap(), Outcome::Unreadable(m) if m.contains("8 chữ số")));
+        let typed = ask(&k.presses, Request::Code("40817269".into()));
+        let sent = next_request(&mut c).await;
+        assert!(
+            matches!(&sent, ClientMessage::CheckIn { code: Some(serde_json::Value::String(s)), appointment: None, .. } if s == "40817269"),
+            "{sent:?}"
+        );
+        let t2 = ticket("A008", Some("ap_other"));
+        c.send(&issued(&request_id_of(&sent), t2, Some(slot))).await;
+        assert!(matches!(typed.await.unwrap(), Outcome::Printed { number } if number == "A008"));
+        assert_eq!(cuts(&capture), 2);
+        k.stop.send(true).unwrap();
+        k.handle.await.unwrap();
+    }
+
+    fn request_id_of(m: &ClientMessage) -> String {
+        request_id(m)
+    }
+
+    #[tokio::test]
+    async fn a_scanned_cccd_goes_with_the_next_press_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let mut k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            HOLD,
+        );
+        let mut c = server.welcome().await;
+        let held = ask(&k.presses, Request::Scan(Scan::Cccd(person())));
+        assert_eq!(held.await.unwrap(), Outcome::IdentityHeld);
+        assert!(
+            k.screen.borrow_and_update().cccd,
+            "the page shows a CCCD is held"
+        );
+        assert!(capture.bytes().is_empty(), "a scan alone prints nothing");
+
+        let first = ask(
+            &k.presses,
+            Request::Issue {
+                service: "kham-noi".into(),
+                priority: None,
+            },
+        );
+        let sent = next_request(&mut c).await;
+        assert!(
+            matches!(&sent, ClientMessage::Issue { identity: Some(i), .. } if *i == person()),
+            "{sent:?}"
+        );
+        c.send(&issued(&request_id(&sent), ticket("A001", None), None))
+            .await;
+        assert!(matches!(first.await.unwrap(), Outcome::Printed { .. }));
+        assert!(!k.screen.borrow().cccd, "taken by that press");
+
+        let second = ask(
+            &k.presses,
+            Request::Issue {
+                service: "kham-noi".into(),
+                priority: None,
+            },
+        );
+        let sent = next_request(&mut c).await;
+        assert!(
+            matches!(&sent, ClientMessage::Issue { identity: None, .. }),
+            "the next press carries no identity: {sent:?}"
+        );
+        c.send(&issued(&request_id(&sent), ticket("A002", None), None))
+            .await;
+        assert!(matches!(second.await.unwrap(), Outcome::Printed { .. }));
+        k.stop.send(true).unwrap();
+        k.handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cccd_past_hold_s_is_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        // hold_s 0: the CCCD is already past its time at the next press.
+        let k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            Duration::ZERO,
+        );
+        let mut c = server.welcome().await;
+        ask(&k.presses, Request::Scan(Scan::Cccd(person())))
+            .await
+            .unwrap();
+        let press = ask(
+            &k.presses,
+            Request::Issue {
+                service: "kham-noi".into(),
+                priority: None,
+            },
+        );
+        let sent = next_request(&mut c).await;
+        assert!(
+            matches!(&sent, ClientMessage::Issue { identity: None, .. }),
+            "{sent:?}"
+        );
+        c.send(&issued(&request_id(&sent), ticket("A001", None), None))
+            .await;
+        press.await.unwrap();
+        k.stop.send(true).unwrap();
+        k.handle.await.unwrap();
+    }
+
+    /// Everything the kiosk logs (every level) while `f` runs on this thread.
+    fn logged() -> (
+        tracing::subscriber::DefaultGuard,
+        std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    ) {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Buf(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "trace,tungstenite=info,tokio_tungstenite=info",
+            ))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (tracing::subscriber::set_default(subscriber), buf)
+    }
+
+    #[tokio::test]
+    async fn identity_required_then_a_cccd_scan_checks_the_booking_in() {
+        let (_guard, log) = logged();
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let mut k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            HOLD,
+        );
+        let mut c = server.welcome().await;
+
+        let scan = ask(&k.presses, Request::Scan(Scan::Booking("ap_9".into())));
+        let first = next_request(&mut c).await;
+        assert!(matches!(
+            &first,
+            ClientMessage::CheckIn { identity: None, .. }
+        ));
+        c.send(&refusal(
+            &request_id(&first),
+            "identity_required",
+            serde_json::json!({}),
+        ))
+        .await;
+        let outcome = scan.await.unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::Refused {
+                code: "identity_required".into(),
+                headline: "CẦN QUÉT CCCD".into(),
+                comeback: None
+            }
+        );
+        let slip = render_refusal(
+            &RefusalView {
+                site_name: "Bệnh viện Thử nghiệm".into(),
+                service_name: None,
+                headline: "CẦN QUÉT CCCD".into(),
+                comeback: None,
+            },
+            576,
+        );
+        assert_eq!(
+            capture.bytes(),
+            printed_as(std::slice::from_ref(&slip)),
+            "the refusal slip"
+        );
+        assert!(k.screen.borrow_and_update().waiting_for_cccd);
+
+        // The CCCD scan checks the same booking in, with its fields.
+        let cccd = ask(&k.presses, Request::Scan(Scan::Cccd(person())));
+        let again = next_request(&mut c).await;
+        let ClientMessage::CheckIn {
+            request_id: rid,
+            appointment,
+            identity,
+            ..
+        } = &again
+        else {
+            panic!("{again:?}");
+        };
+        assert_eq!(appointment.as_deref(), Some("ap_9"), "the same booking");
+        assert_eq!(identity.as_ref(), Some(&person()));
+        assert_ne!(
+            *rid,
+            request_id(&first),
+            "a new request: the first was refused"
+        );
+        let t = ticket("A003", Some("ap_9"));
+        c.send(&issued(rid, t.clone(), Some("2026-11-22T09:30:00+07:00")))
+            .await;
+        assert!(matches!(cccd.await.unwrap(), Outcome::Printed { number } if number == "A003"));
+        assert_eq!(
+            capture.bytes(),
+            printed_as(&[
+                slip,
+                render_ticket(&view(&t, Some("2026-11-22T09:30:00+07:00")), 576)
+            ])
+        );
+        let screen = k.screen.borrow_and_update().clone();
+        assert!(!screen.waiting_for_cccd && !screen.cccd, "{screen:?}");
+        k.stop.send(true).unwrap();
+        k.handle.await.unwrap();
+
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("refused identity_required"), "{log}");
+        assert!(log.contains("ticket printed"), "{log}");
+        for secret in ["001099012345", "1950-03-01", "01031950"] {
+            assert!(!log.contains(secret), "the log holds {secret}: {log}");
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_print_one_slip_per_button_a_minute() {
+        let (_guard, log) = logged();
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            HOLD,
+        );
+        let mut c = server.welcome().await;
+        let full = serde_json::json!({"next_open_at": "2026-11-22T13:30:00+07:00"});
+        for _ in 0..3 {
+            let press = ask(
+                &k.presses,
+                Request::Issue {
+                    service: "kham-noi".into(),
+                    priority: None,
+                },
+            );
+            let sent = next_request(&mut c).await;
+            c.send(&refusal(&request_id(&sent), "service_full", full.clone()))
+                .await;
+            assert_eq!(
+                press.await.unwrap(),
+                Outcome::Refused {
+                    code: "service_full".into(),
+                    headline: "HẾT SỐ".into(),
+                    comeback: Some("13:30".into())
+                }
+            );
+        }
+        let slip = render_refusal(
+            &RefusalView {
+                site_name: "Bệnh viện Thử nghiệm".into(),
+                service_name: Some("Khám Nội".into()),
+                headline: "HẾT SỐ".into(),
+                comeback: Some("13:30".into()),
+            },
+            576,
+        );
+        assert_eq!(
+            capture.bytes(),
+            printed_as(&[slip]),
+            "one slip for three presses of one button"
+        );
+        // A booking not found: its own slip, no number, no QR code.
+        let scan = ask(&k.presses, Request::Scan(Scan::Booking("ap_gone".into())));
+        let sent = next_request(&mut c).await;
+        c.send(&refusal(
+            &request_id(&sent),
+            "unknown_appointment",
+            serde_json::json!({}),
+        ))
+        .await;
+        assert!(
+            matches!(scan.await.unwrap(), Outcome::Refused { headline, .. } if headline == "KHÔNG TÌM THẤY LỊCH HẸN")
+        );
+        assert_eq!(cuts(&capture), 2);
+        // A refusal outside §11 is not a refusal slip: the out-of-service one.
+        let press = ask(
+            &k.presses,
+            Request::Issue {
+                service: "kham-noi".into(),
+                priority: None,
+            },
+        );
+        let sent = next_request(&mut c).await;
+        c.send(&refusal(
+            &request_id(&sent),
+            "forbidden",
+            serde_json::json!({}),
+        ))
+        .await;
+        assert!(matches!(press.await.unwrap(), Outcome::OutOfService(_)));
+        k.stop.send(true).unwrap();
+        let stats = k.handle.await.unwrap();
+        assert_eq!(stats.refusals, 4);
+        assert_eq!(stats.printed, 0);
+        let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.matches("refused service_full").count(), 3, "{log}");
+        assert_eq!(
+            log.matches("refused unknown_appointment").count(),
+            1,
+            "{log}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scan_from_the_scanner_shows_on_the_touch_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let mut k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            HOLD,
+        );
+        let _c = server.welcome().await;
+        // No reply channel: a scanner's press; the page learns of it.
+        k.presses
+            .send(Press::scan(Scan::Unreadable(
+                crate::scanner::Unreadable::BadCccd,
+            )))
+            .await
+            .unwrap();
+        k.presses
+            .send(Press::scan(Scan::Cccd(person())))
+            .await
+            .unwrap();
+        let screen = loop {
+            k.screen.changed().await.unwrap();
+            let s = k.screen.borrow_and_update().clone();
+            if s.notice.as_ref().is_some_and(|n| n.seq == 2) {
+                break s;
+            }
+        };
+        assert!(screen.cccd);
+        let n = screen.notice.unwrap();
+        assert_eq!(n.headline.as_deref(), Some("Đã quét CCCD"));
+        let shown = serde_json::to_string(&k.screen.borrow().clone()).unwrap();
+        assert!(
+            !shown.contains("001099012345") && !shown.contains("1950"),
+            "{shown}"
+        );
+        k.stop.send(true).unwrap();
+        k.handle.await.unwrap();
     }
 }

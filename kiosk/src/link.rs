@@ -1,8 +1,8 @@
 //! The link to luot-server: one task that moves frames between a websocket
 //! (tokio-tungstenite 0.29) and a [`Session`], sleeps until the session's
 //! next timer, dials or drops the connection when the session says so, and
-//! hands each answer to the press waiting for it and each print job to the
-//! daemon.
+//! hands each answer to the press or check-in waiting for it and each print
+//! job to the daemon.
 //!
 //! Every rule (hello, resend of unanswered issues with the same
 //! `request_id`, backoff, silence, deadlines, at most one answer per press,
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use luot_protocol::{PrinterStatus, Ticket};
+use luot_protocol::{Identity, PrinterStatus};
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -25,8 +25,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
-use crate::session::{Event, Session, Want};
-pub use crate::session::{IssueError, PrintJob, Welcome};
+use crate::session::{Ask, Event, Session, Want};
+pub use crate::session::{Booking, IssueError, Issued, PrintJob, Welcome};
 
 /// Print jobs received and not yet taken by the daemon.
 const JOBS_WAITING: usize = 64;
@@ -37,13 +37,14 @@ pub struct LinkStatus {
     pub welcome: Option<Welcome>,
 }
 
-type Reply = oneshot::Sender<Result<Ticket, IssueError>>;
+type Reply = oneshot::Sender<Result<Issued, IssueError>>;
 
 enum Cmd {
-    Issue {
+    /// An issue or a check-in.
+    Ask {
         request_id: String,
-        service: String,
-        priority: Option<String>,
+        ask: Ask,
+        identity: Option<Identity>,
         deadline: Instant,
         reply: Reply,
     },
@@ -129,14 +130,41 @@ impl Link {
         request_id: &str,
         service: &str,
         priority: Option<&str>,
+        identity: Option<Identity>,
         deadline: Duration,
-    ) -> Result<Ticket, IssueError> {
-        let deadline = tokio::time::Instant::now() + deadline;
-        let (reply, rx) = oneshot::channel();
-        let cmd = Cmd::Issue {
-            request_id: request_id.to_string(),
+    ) -> Result<Issued, IssueError> {
+        let ask = Ask::Issue {
             service: service.to_string(),
             priority: priority.map(String::from),
+        };
+        self.ask(request_id, ask, identity, deadline).await
+    }
+
+    /// Checks a booking in (§11), as `issue` asks for a ticket.
+    pub async fn check_in(
+        &self,
+        request_id: &str,
+        booking: Booking,
+        identity: Option<Identity>,
+        deadline: Duration,
+    ) -> Result<Issued, IssueError> {
+        self.ask(request_id, Ask::CheckIn(booking), identity, deadline)
+            .await
+    }
+
+    async fn ask(
+        &self,
+        request_id: &str,
+        ask: Ask,
+        identity: Option<Identity>,
+        deadline: Duration,
+    ) -> Result<Issued, IssueError> {
+        let deadline = tokio::time::Instant::now() + deadline;
+        let (reply, rx) = oneshot::channel();
+        let cmd = Cmd::Ask {
+            request_id: request_id.to_string(),
+            ask,
+            identity,
             deadline: deadline.into_std(),
             reply,
         };
@@ -294,7 +322,7 @@ impl Driver {
             match event {
                 Event::Answer { request_id, answer } => {
                     if let Some(reply) = self.replies.remove(&request_id) {
-                        let _ = reply.send(answer.map(|t| *t));
+                        let _ = reply.send(answer.map(|i| *i));
                     }
                 }
                 Event::Welcome(w) => {
@@ -318,15 +346,22 @@ impl Driver {
 
     fn command(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Issue {
+            Cmd::Ask {
                 request_id,
-                service,
-                priority,
+                ask,
+                identity,
                 deadline,
                 reply,
             } => {
                 self.replies.insert(request_id.clone(), reply);
-                self.session.issue(request_id, service, priority, deadline);
+                match ask {
+                    Ask::Issue { service, priority } => self
+                        .session
+                        .issue(request_id, service, priority, identity, deadline),
+                    Ask::CheckIn(booking) => self
+                        .session
+                        .check_in(request_id, booking, identity, deadline),
+                }
             }
             Cmd::Printer(p) => self.session.printer(p),
             Cmd::Printed { print_id, ok } => self.session.printed(print_id, ok),

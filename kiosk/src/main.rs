@@ -1,6 +1,6 @@
 //! `luot-kiosk`: the command line (contract §6). Runs the daemon from
-//! `kiosk.toml`, or `--simulate` with presses on standard input, or renders a
-//! sample ticket to a PNG.
+//! `kiosk.toml`, or `--simulate` with presses, `scan:TEXT` and `code:N` on
+//! standard input (rule 83), or renders a sample ticket to a PNG.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,15 +9,16 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
 
-use luot_kiosk::buttons::{Buttons, GpioButtons, StdinButtons};
+use luot_kiosk::buttons::{Buttons, GpioButtons, Press, StdinButtons};
 use luot_kiosk::config::{KioskConfig, ws_url};
-use luot_kiosk::daemon::{ISSUE_DEADLINE, Kiosk, Settings};
+use luot_kiosk::daemon::{HOLD, ISSUE_DEADLINE, Kiosk, Settings};
 use luot_kiosk::leds::{self, GpioLed, LedMode};
 use luot_kiosk::link::Link;
 use luot_kiosk::printer::Target;
 use luot_kiosk::printlog::PrintLog;
 use luot_kiosk::render::{TicketView, render_ticket};
 use luot_kiosk::reqid::RequestIds;
+use luot_kiosk::scanner::EvdevScanner;
 
 /// luot kiosk: a button press becomes a printed queue ticket.
 #[derive(Parser)]
@@ -26,9 +27,14 @@ struct Cli {
     /// The kiosk configuration.
     #[arg(long, conflicts_with = "simulate")]
     config: Option<PathBuf>,
-    /// Read presses (one service id per line) from standard input.
+    /// Read presses from standard input: a service id per line, or
+    /// `scan:TEXT` (a scanned line) or `code:N` (a typed booking code).
     #[arg(long, requires_all = ["server", "token", "printer"])]
     simulate: bool,
+    /// How long a scanned CCCD waits for a press or check-in, in seconds
+    /// (with --simulate).
+    #[arg(long, default_value_t = HOLD.as_secs())]
+    hold_s: u64,
     /// Server URL, e.g. http://127.0.0.1:8080 (with --simulate).
     #[arg(long)]
     server: Option<String>,
@@ -64,6 +70,9 @@ enum Cmd {
         site: String,
         #[arg(long)]
         priority: Option<String>,
+        /// A check-in's booking time (RFC 3339): prints `Hẹn HH:MM`.
+        #[arg(long)]
+        slot_at: Option<String>,
     },
 }
 
@@ -77,10 +86,8 @@ fn width(paper_mm: u32) -> anyhow::Result<u32> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(luot_kiosk::log_filter("info"))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -114,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         service,
         site,
         priority,
+        slot_at,
     }) = cli.command
     {
         let view = TicketView {
@@ -126,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             url: "http://192.168.1.10:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
             footer: "Vui lòng chờ gọi số".into(),
             reprint: None,
+            slot_at,
         };
         let img = render_ticket(&view, width(paper_mm)?);
         img.save(&png)?;
@@ -159,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             footer: "Vui lòng chờ gọi số".into(),
             help: "Xin mời đến Quầy Tiếp đón để được hỗ trợ.".into(),
             issue_deadline: ISSUE_DEADLINE,
+            hold: Duration::from_secs(cli.hold_s),
         };
         (Kiosk::new(link, target, settings, ids, jobs, led_tx), None)
     } else {
@@ -167,6 +177,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         };
         let cfg = KioskConfig::load(&path)?;
         let target = Target::parse(&cfg.printer.target).map_err(|m| anyhow::anyhow!(m))?;
+        // The scanner first: a wrong device stops start-up before the
+        // kiosk connects.
+        if let Some(scanner) = &cfg.scanner {
+            let tx = presses_tx.clone();
+            EvdevScanner {
+                device: scanner.device.clone(),
+            }
+            .start(Box::new(move |scan| {
+                tx.blocking_send(Press::scan(scan)).is_ok()
+            }))?;
+        }
         let link = Link::start(ws_url(&cfg.server.url), cfg.server.token.clone());
         let ids = RequestIds::open(&cfg.state.dir)?;
         let jobs = PrintLog::open(&cfg.state.dir)?;
@@ -188,6 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             footer: cfg.site.footer.clone(),
             help: cfg.site.help.clone(),
             issue_deadline: ISSUE_DEADLINE,
+            hold: cfg.hold(),
         };
         let touch = cfg.touch.enabled.then_some(cfg.touch.listen);
         (Kiosk::new(link, target, settings, ids, jobs, led_tx), touch)
@@ -195,8 +217,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(listen) = touch {
         let link = kiosk.link.clone();
         let tx = presses_tx.clone();
+        let screen = kiosk.screen();
         tokio::spawn(async move {
-            if let Err(e) = luot_kiosk::touch::serve(listen, link, tx).await {
+            if let Err(e) = luot_kiosk::touch::serve(listen, link, tx, screen).await {
                 tracing::error!(error = %e, "touch-screen page failed");
             }
         });
@@ -218,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         printed = stats.printed,
         refused = stats.refused,
         out_of_service = stats.out_of_service,
+        refusals = stats.refusals,
         print_jobs = stats.jobs,
         "luot-kiosk stopped"
     );

@@ -1,5 +1,6 @@
-//! Draws a printed ticket (contract §7, and its reprint of rule 67) or an
-//! out-of-service slip as a 1-bit
+//! Draws a printed ticket (contract §7, with rule 78's `Hẹn` for a
+//! check-in, and its reprint of rule 67), an out-of-service slip or a
+//! refusal slip (rule 84: no number, no QR code) as a 1-bit
 //! picture the width of the paper (576 dots for 80 mm, 384 for 58 mm), with a
 //! bundled font that covers Vietnamese, so diacritics are exact on any printer.
 //! Pure: text in, pixels out; no I/O.
@@ -33,6 +34,21 @@ pub struct TicketView {
     pub footer: String,
     /// Set when the ticket is printed again (`POST /tickets/{id}/print`).
     pub reprint: Option<Reprint>,
+    /// A check-in's booking time (RFC 3339): printed as `Hẹn 08:30` in the
+    /// offset of `issued_at`, like the ticket's other times (rule 78).
+    pub slot_at: Option<String>,
+}
+
+/// What a refusal slip shows (rule 84).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalView {
+    pub site_name: String,
+    /// The pressed button's service; none for a check-in (the error does
+    /// not say which service the booking is for).
+    pub service_name: Option<String>,
+    pub headline: String,
+    /// When to come back (`HH:MM`), if the error says.
+    pub comeback: Option<String>,
 }
 
 /// What a reprint adds to the ticket (rule 67).
@@ -63,6 +79,19 @@ pub fn local_time(rfc3339: &str) -> String {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
         .map(|t| t.format("%H:%M - %d/%m/%Y").to_string())
         .unwrap_or_else(|_| rfc3339.to_string())
+}
+
+/// `HH:MM` of `rfc3339` in the offset of `like` (the ticket's own time),
+/// or in its own offset when `like` does not parse.
+pub fn clock_time(rfc3339: &str, like: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
+        return rfc3339.to_string();
+    };
+    let t = match chrono::DateTime::parse_from_rfc3339(like) {
+        Ok(l) => t.with_timezone(l.offset()),
+        Err(_) => t,
+    };
+    t.format("%H:%M").to_string()
 }
 
 enum Block {
@@ -287,6 +316,13 @@ pub fn render_ticket(t: &TicketView, width: u32) -> GrayImage {
             bold: true,
         });
     }
+    if let Some(slot) = &t.slot_at {
+        blocks.push(Block::Text {
+            text: format!("Hẹn {}", clock_time(slot, &t.issued_at)),
+            size: 36.0 * k,
+            bold: true,
+        });
+    }
     blocks.push(Block::Text {
         text: local_time(&t.issued_at),
         size: 28.0 * k,
@@ -363,6 +399,45 @@ pub fn render_out_of_service(site_name: &str, help: &str, width: u32) -> GrayIma
     )
 }
 
+/// The slip printed when the server refuses a press or a check-in with a
+/// refusal of §11 (rule 84): site, service, a large headline and when to
+/// come back; no number and no QR code.
+pub fn render_refusal(v: &RefusalView, width: u32) -> GrayImage {
+    let k = width as f32 / 576.0;
+    let mut blocks = vec![
+        Block::Text {
+            text: v.site_name.clone(),
+            size: 26.0 * k,
+            bold: true,
+        },
+        Block::Rule,
+    ];
+    if let Some(service) = &v.service_name {
+        blocks.push(Block::Text {
+            text: service.clone(),
+            size: 40.0 * k,
+            bold: true,
+        });
+    }
+    blocks.extend([
+        Block::Gap(12),
+        Block::Text {
+            text: v.headline.clone(),
+            size: 64.0 * k,
+            bold: true,
+        },
+        Block::Gap(12),
+    ]);
+    if let Some(at) = &v.comeback {
+        blocks.push(Block::Text {
+            text: format!("Mời quay lại lúc {at}"),
+            size: 34.0 * k,
+            bold: true,
+        });
+    }
+    draw(width, blocks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +453,7 @@ mod tests {
             url: "http://192.168.10.5:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
             footer: "Vui lòng chờ gọi số".into(),
             reprint: None,
+            slot_at: None,
         }
     }
 
@@ -586,6 +662,56 @@ mod tests {
                 out.display()
             );
         }
+    }
+
+    #[test]
+    fn a_check_in_shows_its_booking_time_in_the_tickets_offset() {
+        let mut t = sample();
+        // The booking's time sent in UTC: printed in the site's time, as
+        // the time of issue is.
+        t.slot_at = Some("2026-11-22T01:30:00Z".into());
+        let img = render_ticket(&t, 576);
+        assert!(shows(&img, "Hẹn 08:30", 36.0, true));
+        assert!(shows(&img, "07:31 - 22/11/2026", 28.0, false));
+        assert_eq!(decode_qr(&img), t.url);
+        assert!(!shows(
+            &render_ticket(&sample(), 576),
+            "Hẹn 08:30",
+            36.0,
+            true
+        ));
+        assert_eq!(clock_time("2026-11-22T08:30:00+07:00", "x"), "08:30");
+    }
+
+    #[test]
+    fn a_refusal_slip_has_its_headline_and_no_number_or_qr() {
+        let v = RefusalView {
+            site_name: "Bệnh viện".into(),
+            service_name: Some("Khám Nội".into()),
+            headline: "HẾT SỐ".into(),
+            comeback: Some("13:30".into()),
+        };
+        for width in [576, 384] {
+            let img = render_refusal(&v, width);
+            assert_eq!(img.width(), width);
+            assert_eq!(img.height() % 8, 0);
+            let k = width as f32 / 576.0;
+            assert!(shows(&img, "HẾT SỐ", 64.0 * k, true));
+            assert!(shows(&img, "Khám Nội", 40.0 * k, true));
+            assert!(shows(&img, "Mời quay lại lúc 13:30", 34.0 * k, true));
+            let mut prepared = rqrr::PreparedImage::prepare(img);
+            assert!(prepared.detect_grids().is_empty(), "no QR code");
+        }
+        // No time given, no service known (a check-in): those lines are left out.
+        let bare = RefusalView {
+            service_name: None,
+            comeback: None,
+            headline: "KHÔNG TÌM THẤY LỊCH HẸN".into(),
+            ..v
+        };
+        let img = render_refusal(&bare, 576);
+        assert!(!shows(&img, "Khám Nội", 40.0, true));
+        assert!(!shows(&img, "Mời quay lại lúc 13:30", 34.0, true));
     }
 
     #[test]

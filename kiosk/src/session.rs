@@ -6,21 +6,27 @@
 //!
 //! It owns the kiosk's promise on the wire (ARCHITECTURE.md, "The kiosk's
 //! promise"): hello with the device token, nothing else before `welcome`,
-//! every unanswered issue sent again with the same `request_id` once per
-//! connection, one answer per issue at most, a ticket only from the server's
-//! `issued` for that `request_id`, an issue past its deadline forgotten (a late
+//! every unanswered issue or check-in (§11: answered as `issue` is) sent
+//! again with the same `request_id` once per connection, one answer per
+//! request at most, a ticket only from the server's `issued` for that
+//! `request_id`, a request past its deadline forgotten (a late
 //! answer is dropped), printer status after each welcome, backoff 0.5 s
 //! doubling to 10 s with jitter, a connection silent for 45 s dropped;
 //! print jobs (rule 88) reported as they come and their `printed` answers
 //! sent on a welcomed connection (an answer that cannot be sent is not
 //! kept: the server sends the job again after the next hello).
 //!
+//! A scanned CCCD's fields ride in a request's `identity` only: never
+//! logged (`Identity`'s `Debug` prints nothing of it), dropped with the
+//! request once it is answered or forgotten.
+//!
 //! It never touches a socket, a clock, a task or a printer.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use luot_protocol::{ClientMessage, ErrorDetail, PrinterStatus, ServerMessage, Ticket};
+use chrono::{DateTime, FixedOffset};
+use luot_protocol::{ClientMessage, ErrorDetail, Identity, PrinterStatus, ServerMessage, Ticket};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -44,9 +50,19 @@ pub struct Welcome {
     pub public_url: String,
     /// This kiosk's buttons: (service id, name), in order.
     pub services: Vec<(String, String)>,
+    /// The server's clock at the welcome (with the site's offset), and when
+    /// the welcome came: the site's time now, as far as the kiosk can tell.
+    pub server_time: Option<(DateTime<FixedOffset>, Instant)>,
 }
 
 impl Welcome {
+    /// The server's time at `now` (the site's offset), if it gave one.
+    pub fn server_now(&self, now: Instant) -> Option<DateTime<FixedOffset>> {
+        let (at, heard) = self.server_time?;
+        let since = chrono::Duration::from_std(now.saturating_duration_since(heard)).ok()?;
+        Some(at + since)
+    }
+
     pub fn service_name(&self, id: &str) -> String {
         self.services
             .iter()
@@ -58,10 +74,41 @@ impl Welcome {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IssueError {
+    /// The server's error for this request; `extra` holds what §11 adds
+    /// (`next_open_at`, `number`, `checkin_opens_at`).
     #[error("the server refused: {code}: {message}")]
-    Refused { code: String, message: String },
+    Refused {
+        code: String,
+        message: String,
+        extra: serde_json::Map<String, serde_json::Value>,
+    },
     #[error("no answer from the server in time")]
     Timeout,
+}
+
+/// The server's `issued`: the ticket, and for a check-in its booking's
+/// `slot_at` (rule 78's `Hẹn`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issued {
+    pub ticket: Ticket,
+    pub slot_at: Option<String>,
+}
+
+/// Which booking a check-in names (§11): its 8-digit code or its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Booking {
+    Code(String),
+    Appointment(String),
+}
+
+/// What a waiting request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    Issue {
+        service: String,
+        priority: Option<String>,
+    },
+    CheckIn(Booking),
 }
 
 /// A print job from the server (rule 88): print `ticket` once per `print_id`.
@@ -73,16 +120,19 @@ pub struct PrintJob {
     pub service_name: Option<String>,
     /// The server's time when it sent the job (the reprint's time).
     pub at: Option<String>,
+    /// For a checked-in ticket, its booking's `slot_at` (rule 78's `Hẹn`).
+    pub slot_at: Option<String>,
 }
 
 /// What the session reports to its owner.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// The one answer to an issue: a ticket from the server's `issued`, the
-    /// server's refusal, or the deadline passed. Never two for one request.
+    /// The one answer to an issue or check-in: a ticket from the server's
+    /// `issued`, the server's refusal, or the deadline passed. Never two for
+    /// one request.
     Answer {
         request_id: String,
-        answer: Result<Box<Ticket>, IssueError>,
+        answer: Result<Box<Issued>, IssueError>,
     },
     /// The server welcomed this kiosk; issues can be had.
     Welcome(Welcome),
@@ -128,8 +178,9 @@ enum Phase {
 #[derive(Debug)]
 struct Pending {
     request_id: String,
-    service: String,
-    priority: Option<String>,
+    ask: Ask,
+    /// A scanned CCCD's fields, sent with it (`Debug` prints none of it).
+    identity: Option<Identity>,
     deadline: Instant,
     /// The connection it was last sent on, if any.
     sent_on: Option<u64>,
@@ -202,16 +253,40 @@ impl Session {
         request_id: String,
         service: String,
         priority: Option<String>,
+        identity: Option<Identity>,
         deadline: Instant,
     ) {
+        self.ask(
+            request_id,
+            Ask::Issue { service, priority },
+            identity,
+            deadline,
+        );
+    }
+
+    /// Checks a booking in (§11), with the same rules as [`Session::issue`]:
+    /// sent after a welcome, again with the same `request_id` after each
+    /// reconnect, answered at most once (`issued` or an error), forgotten at
+    /// `deadline`.
+    pub fn check_in(
+        &mut self,
+        request_id: String,
+        booking: Booking,
+        identity: Option<Identity>,
+        deadline: Instant,
+    ) {
+        self.ask(request_id, Ask::CheckIn(booking), identity, deadline);
+    }
+
+    fn ask(&mut self, request_id: String, ask: Ask, identity: Option<Identity>, deadline: Instant) {
         if self.pending.iter().any(|p| p.request_id == request_id) {
             tracing::warn!(request_id, "this request is already waiting; ignored");
             return;
         }
         self.pending.push(Pending {
             request_id,
-            service,
-            priority,
+            ask,
+            identity,
             deadline,
             sent_on: None,
         });
@@ -306,14 +381,24 @@ impl Session {
 
     fn on_server_message(&mut self, msg: ServerMessage, now: Instant) {
         match msg {
-            ServerMessage::Welcome { site, services, .. } => self.on_welcome(Welcome {
+            ServerMessage::Welcome {
+                site,
+                services,
+                server_time,
+                ..
+            } => self.on_welcome(Welcome {
                 site_name: site.name,
                 public_url: site.public_url,
                 services: services.into_iter().map(|s| (s.id, s.name)).collect(),
+                server_time: DateTime::parse_from_rfc3339(&server_time)
+                    .ok()
+                    .map(|t| (t, now)),
             }),
             ServerMessage::Issued {
-                request_id, ticket, ..
-            } => self.answer(&request_id, Ok(Box::new(ticket))),
+                request_id,
+                ticket,
+                slot_at,
+            } => self.answer(&request_id, Ok(Box::new(Issued { ticket, slot_at }))),
             ServerMessage::Error {
                 request_id: Some(request_id),
                 error,
@@ -321,6 +406,7 @@ impl Session {
                 let refused = IssueError::Refused {
                     code: error.code,
                     message: error.message,
+                    extra: error.extra,
                 };
                 self.answer(&request_id, Err(refused));
             }
@@ -333,12 +419,13 @@ impl Session {
                 ticket,
                 service_name,
                 at,
-                ..
+                slot_at,
             } if self.is_ready() => self.events.push_back(Event::Print(Box::new(PrintJob {
                 print_id,
                 ticket,
                 service_name,
                 at,
+                slot_at,
             }))),
             _ => {}
         }
@@ -381,7 +468,7 @@ impl Session {
 
     /// Reports the answer to `request_id` if it is waiting and was sent;
     /// anything else (a duplicate, a late or a stray answer) is dropped.
-    fn answer(&mut self, request_id: &str, answer: Result<Box<Ticket>, IssueError>) {
+    fn answer(&mut self, request_id: &str, answer: Result<Box<Issued>, IssueError>) {
         let Some(i) = self
             .pending
             .iter()
@@ -394,18 +481,41 @@ impl Session {
         self.events.push_back(Event::Answer { request_id, answer });
     }
 
-    /// Queues every waiting issue not yet sent on connection `conn`.
+    /// Queues every waiting request not yet sent on connection `conn`.
     fn send_unsent(&mut self, conn: u64) {
         for p in self.pending.iter_mut().filter(|p| p.sent_on != Some(conn)) {
             if p.sent_on.is_some() {
-                tracing::info!(request_id = %p.request_id, "sending an unanswered issue again");
+                match p.ask {
+                    Ask::Issue { .. } => {
+                        tracing::info!(request_id = %p.request_id, "sending an unanswered issue again")
+                    }
+                    Ask::CheckIn(_) => {
+                        tracing::info!(request_id = %p.request_id, "sending an unanswered check-in again")
+                    }
+                }
             }
             p.sent_on = Some(conn);
-            self.outbox.push_back(ClientMessage::Issue {
-                request_id: p.request_id.clone(),
-                service: p.service.clone(),
-                priority: p.priority.clone(),
-                identity: None,
+            let request_id = p.request_id.clone();
+            let identity = p.identity.clone();
+            self.outbox.push_back(match &p.ask {
+                Ask::Issue { service, priority } => ClientMessage::Issue {
+                    request_id,
+                    service: service.clone(),
+                    priority: priority.clone(),
+                    identity,
+                },
+                Ask::CheckIn(booking) => ClientMessage::CheckIn {
+                    request_id,
+                    code: match booking {
+                        Booking::Code(c) => Some(serde_json::Value::String(c.clone())),
+                        Booking::Appointment(_) => None,
+                    },
+                    appointment: match booking {
+                        Booking::Appointment(a) => Some(a.clone()),
+                        Booking::Code(_) => None,
+                    },
+                    identity,
+                },
             });
         }
     }

@@ -546,18 +546,20 @@ pub enum ClientMessage {
         service: String,
         #[serde(default)]
         priority: Option<String>,
-        /// A scanned CCCD's fields (rule 80).
-        #[serde(default)]
+        /// A scanned CCCD's fields (rule 80). Left out when none, so an
+        /// issue without one is §5's frame exactly.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         identity: Option<Identity>,
     },
     /// A booking checked in at the kiosk (§11), answered as `issue` is.
+    /// Fields not given are left out (`"code"` or `"appointment"`).
     CheckIn {
         request_id: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<serde_json::Value>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         appointment: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         identity: Option<Identity>,
     },
     DeviceStatus {
@@ -699,6 +701,10 @@ pub enum EventKind {
 }
 
 /// Messages the server sends on `/api/v1/ws`.
+// An event (with §11's `appointment`) is the largest frame by far; frames
+// are built once and encoded at once, never kept in bulk as this type, so
+// boxing it would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
@@ -936,6 +942,39 @@ mod tests {
         let r: Result<PrintRequest, _> =
             serde_json::from_str(r#"{"kiosk":"k","request_id":"r","x":1}"#);
         assert!(r.is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn issue_and_check_in_frames_leave_out_what_they_lack() {
+        let issue = ClientMessage::Issue {
+            request_id: "k-1".into(),
+            service: "kham-noi".into(),
+            priority: None,
+            identity: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&issue).unwrap(),
+            r#"{"type":"issue","request_id":"k-1","service":"kham-noi","priority":null}"#,
+            "§5's issue frame, as before §11"
+        );
+        let check_in = ClientMessage::CheckIn {
+            request_id: "k-2".into(),
+            code: None,
+            appointment: Some("ap_1".into()),
+            identity: None,
+        };
+        let text = serde_json::to_string(&check_in).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"check_in","request_id":"k-2","appointment":"ap_1"}"#
+        );
+        let back: ClientMessage = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, check_in);
+        let with_nulls: ClientMessage = serde_json::from_str(
+            r#"{"type":"check_in","request_id":"k-2","code":null,"appointment":"ap_1","identity":null}"#,
+        )
+        .unwrap();
+        assert_eq!(with_nulls, check_in, "nulls read as absent");
     }
 
     #[test]

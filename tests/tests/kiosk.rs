@@ -1,7 +1,9 @@
 //! The kiosk daemon as a real process (`--simulate`) against a real server:
 //! presses become tickets the server knows, printed as ESC/POS raster whose
 //! QR code opens the ticket; a dead printer refuses presses; a server killed
-//! mid-rush and a connection cut after `issue` never cause a double print.
+//! mid-rush and a connection cut after `issue` never cause a double print;
+//! scans and typed codes on standard input (rule 83) are used or refused and
+//! never logged; a scanner with a plain `http://` server needs `allow_plain`.
 
 #![allow(clippy::unwrap_used)] // tests may panic on a broken server
 
@@ -28,6 +30,11 @@ struct Kiosk {
 
 impl Kiosk {
     fn start(server_url: &str, printer: &str, state: &Path) -> Kiosk {
+        Kiosk::start_logging(server_url, printer, state, "info")
+    }
+
+    /// As `start`, with `RUST_LOG` set to `rust_log`.
+    fn start_logging(server_url: &str, printer: &str, state: &Path, rust_log: &str) -> Kiosk {
         let log = state.with_extension("log");
         let child = Command::new(binary("luot-kiosk"))
             .args([
@@ -41,7 +48,7 @@ impl Kiosk {
             ])
             .arg("--state-dir")
             .arg(state)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -58,6 +65,11 @@ impl Kiosk {
 
     fn press(&mut self, service: &str) {
         writeln!(self.stdin.as_mut().unwrap(), "{service}").unwrap();
+    }
+
+    /// Any line of standard input (`scan:TEXT`, `code:N`).
+    fn line(&mut self, line: &str) {
+        self.press(line);
     }
 
     /// Closes standard input and waits for the kiosk to finish its presses.
@@ -152,6 +164,7 @@ async fn presses_print_tickets_the_server_knows() {
             url: url.clone(),
             footer: "Vui lòng chờ gọi số".into(),
             reprint: None,
+            slot_at: None,
         };
         *n += 1;
         let expected = render_ticket(&view, 576);
@@ -516,5 +529,74 @@ async fn sigterm_stops_the_kiosk_cleanly() {
         std::fs::read_to_string(&k.log)
             .unwrap()
             .contains("luot-kiosk stopped")
+    );
+}
+
+/// Scans and typed codes on standard input (rule 83): a CCCD goes with the
+/// next press, which prints as always; unreadable scans and a mistyped code
+/// are refused by kind; and nothing of the CCCD reaches the log, even at
+/// `trace`.
+#[tokio::test]
+async fn scans_on_stdin_are_used_or_refused_and_never_logged() {
+    let site = Site::hospital();
+    let server = site.start();
+    let api = Api::new(&server);
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start_logging(
+        &server.url(""),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+        "trace",
+    );
+    k.line("scan:001099012345|123456789|Nguyễn Văn An|01031950|Nam|Số 1 Hàng Bài, Hà Nội|15082021");
+    k.press("kham-noi");
+    k.line("scan:WIFI:S:khach;T:WPA;P:matkhau;;");
+    k.line("scan:001099012345|123456789|Nguy");
+    k.line("code:12345678");
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    assert!(log.contains("CCCD scanned"), "{log}");
+    assert_eq!(log.matches("scan refused").count(), 2, "{log}");
+    assert!(log.contains("typed booking code refused"), "{log}");
+    let tickets = printed(&log);
+    assert_eq!(tickets.len(), 1, "the press printed its ticket: {log}");
+    let pages = pages(&out);
+    assert_eq!(pages.len(), 1, "scans and a bad code print nothing");
+    let id = ticket_id(&escpos::qr(&pages[0].image()).unwrap());
+    assert_eq!(id, tickets[0].1);
+    let t = api.get(&format!("/api/v1/tickets/{id}"), None).await;
+    assert_eq!(t.status, 200);
+    for secret in [
+        "001099012345",
+        "1950-03-01",
+        "01031950",
+        "Nguyễn Văn An",
+        "matkhau",
+    ] {
+        assert!(!log.contains(secret), "the log holds {secret}");
+    }
+}
+
+/// With a scanner and a plain http:// server the kiosk does not start,
+/// and says why in Vietnamese first.
+#[test]
+fn a_scanner_with_a_plain_server_needs_allow_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("kiosk.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nurl = \"http://127.0.0.1:9\"\ntoken = \"t\"\n[printer]\ntarget = \"file:/dev/null\"\n[scanner]\ndevice = \"/dev/input/event0\"\n",
+    )
+    .unwrap();
+    let out = Command::new(binary("luot-kiosk"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scanner.allow_plain") && err.contains("Máy quét CCCD"),
+        "{err}"
     );
 }

@@ -308,6 +308,7 @@ async fn staff_reprint_a_kiosk_ticket_at_the_kiosk_named_and_it_is_the_same_tick
         url,
         footer: "Vui lòng chờ gọi số".into(),
         reprint: None,
+        slot_at: None,
     };
     let plain = render_ticket(&view, 576);
     assert!(
@@ -394,6 +395,7 @@ async fn a_desk_printer_prints_a_visit_with_where_to_go_and_issues_nothing() {
         url: format!("http://luot.test/t/{id}"),
         footer: "Vui lòng chờ gọi số".into(),
         reprint: None,
+        slot_at: None,
     };
     assert_reprint(&pages[0], view, &places, &minutes(before, after));
 }

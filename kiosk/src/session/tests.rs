@@ -124,7 +124,7 @@ impl Kiosk {
     fn press(&mut self, request_id: &str) -> Vec<ClientMessage> {
         let deadline = self.now + DEADLINE;
         self.s
-            .issue(request_id.into(), "kham-noi".into(), None, deadline);
+            .issue(request_id.into(), "kham-noi".into(), None, None, deadline);
         self.sent()
     }
 
@@ -147,7 +147,9 @@ impl Kiosk {
         self.events()
             .into_iter()
             .filter_map(|e| match e {
-                Event::Answer { request_id, answer } => Some((request_id, answer.map(|t| *t))),
+                Event::Answer { request_id, answer } => {
+                    Some((request_id, answer.map(|i| i.ticket)))
+                }
                 _ => None,
             })
             .collect()
@@ -197,6 +199,7 @@ fn the_issue_frame_is_the_contracts() {
     k.s.issue(
         "kiosk-sanh-a-000173".into(),
         "kham-noi".into(),
+        None,
         None,
         k.now + DEADLINE,
     );
@@ -477,7 +480,13 @@ impl World {
             Step::Press => {
                 let rid = format!("r{}", self.pressed.len());
                 self.pressed.push(rid.clone());
-                k.s.issue(rid, "kham-noi".into(), None, k.now + DEADLINE);
+                if self.pressed.len() % 3 == 2 {
+                    // Every third request a check-in: the same rules.
+                    let booking = Booking::Appointment(format!("ap_{rid}"));
+                    k.s.check_in(rid, booking, None, k.now + DEADLINE);
+                } else {
+                    k.s.issue(rid, "kham-noi".into(), None, None, k.now + DEADLINE);
+                }
             }
             Step::Advance(ms) => k.advance(Duration::from_millis(*ms)),
             Step::Dial(true) => k.s.on_connected(k.now),
@@ -667,5 +676,170 @@ fn a_job_resent_after_a_reconnect_is_reported_and_answered_on_the_new_connection
     assert_eq!(
         v,
         serde_json::json!({"type": "printed", "print_id": "pr_1", "ok": true})
+    );
+}
+
+// ------------------------------------------------------------ check-in (§11)
+
+fn person() -> Identity {
+    Identity {
+        id_number: "001099012345".into(),
+        birth_date: "1950-03-01".into(),
+    }
+}
+
+fn check_ins(sent: &[ClientMessage]) -> Vec<&str> {
+    sent.iter()
+        .filter_map(|m| match m {
+            ClientMessage::CheckIn { request_id, .. } => Some(request_id.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_check_in_frames_are_the_contracts() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    let deadline = k.now + DEADLINE;
+    k.s.check_in(
+        "kiosk-sanh-a-000174".into(),
+        Booking::Appointment("ap_5Jq2".into()),
+        None,
+        deadline,
+    );
+    k.s.check_in(
+        "kiosk-sanh-a-000175".into(),
+        Booking::Code("40817269".into()),
+        Some(person()),
+        deadline,
+    );
+    k.s.issue(
+        "kiosk-sanh-a-000176".into(),
+        "kham-noi".into(),
+        None,
+        Some(person()),
+        deadline,
+    );
+    let frames: Vec<serde_json::Value> = std::iter::from_fn(|| k.s.poll_transmit())
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .collect();
+    // Fields not given are absent or null, which the server reads alike.
+    let without_nulls = |v: &serde_json::Value| -> serde_json::Value {
+        let mut o = v.as_object().unwrap().clone();
+        o.retain(|k, v| !v.is_null() || k == "priority");
+        serde_json::Value::Object(o)
+    };
+    assert_eq!(
+        without_nulls(&frames[0]),
+        serde_json::json!({"type": "check_in", "request_id": "kiosk-sanh-a-000174", "appointment": "ap_5Jq2"})
+    );
+    assert_eq!(
+        without_nulls(&frames[1]),
+        serde_json::json!({"type": "check_in", "request_id": "kiosk-sanh-a-000175", "code": "40817269",
+            "identity": {"id_number": "001099012345", "birth_date": "1950-03-01"}})
+    );
+    assert_eq!(
+        without_nulls(&frames[2]),
+        serde_json::json!({"type": "issue", "request_id": "kiosk-sanh-a-000176", "service": "kham-noi", "priority": null,
+            "identity": {"id_number": "001099012345", "birth_date": "1950-03-01"}})
+    );
+}
+
+#[test]
+fn a_check_in_is_sent_again_with_its_identity_and_answered_once_with_its_slot() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.s.check_in(
+        "c1".into(),
+        Booking::Appointment("ap_1".into()),
+        Some(person()),
+        k.now + DEADLINE,
+    );
+    let first = k.sent();
+    assert_eq!(check_ins(&first), ["c1"]);
+    k.drop_connection();
+    let again = k.connect_and_welcome();
+    assert_eq!(check_ins(&again), ["c1"], "the same request_id once more");
+    assert!(
+        again.iter().any(
+            |m| matches!(m, ClientMessage::CheckIn { identity: Some(i), .. } if *i == person())
+        ),
+        "with the same identity"
+    );
+    let slot = "2026-11-22T08:30:00+07:00";
+    let answer = ServerMessage::Issued {
+        request_id: "c1".into(),
+        ticket: ticket("t1", "A001"),
+        slot_at: Some(slot.into()),
+    };
+    k.receive(answer.clone());
+    k.receive(answer);
+    let ev = k.events();
+    let answers: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Answer { request_id, answer } => Some((request_id.clone(), answer.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "one answer: {ev:?}");
+    let issued = answers[0].1.clone().unwrap();
+    assert_eq!(issued.ticket.number, "A001");
+    assert_eq!(issued.slot_at.as_deref(), Some(slot));
+    k.drop_connection();
+    assert!(
+        check_ins(&k.connect_and_welcome()).is_empty(),
+        "answered: not sent again"
+    );
+}
+
+#[test]
+fn a_refused_check_in_carries_the_errors_extra_fields() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.s.check_in(
+        "c1".into(),
+        Booking::Code("40817269".into()),
+        None,
+        k.now + DEADLINE,
+    );
+    k.sent();
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "checkin_opens_at".into(),
+        "2026-11-22T08:00:00+07:00".into(),
+    );
+    k.receive(ServerMessage::Error {
+        request_id: Some("c1".into()),
+        error: ErrorDetail {
+            code: "too_early".into(),
+            message: "Chưa đến giờ".into(),
+            extra: extra.clone(),
+        },
+    });
+    assert_eq!(
+        k.answers(),
+        vec![(
+            "c1".into(),
+            Err(IssueError::Refused {
+                code: "too_early".into(),
+                message: "Chưa đến giờ".into(),
+                extra
+            })
+        )]
+    );
+}
+
+#[test]
+fn the_welcome_gives_the_sites_time() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    let w = k.s.welcome().unwrap().clone();
+    let later = k.now + Duration::from_secs(90);
+    assert_eq!(
+        w.server_now(later).unwrap().to_rfc3339(),
+        "2026-11-22T07:31:30+07:00",
+        "the server's clock at the welcome, moved on by the kiosk's"
     );
 }

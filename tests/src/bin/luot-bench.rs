@@ -380,6 +380,7 @@ async fn bench_kiosk(presses: usize, f: &mut Figures) {
         url: "http://192.168.10.5:8080/t/tk_5Jq2xYz8AbCdEfGhIjKlMn".into(),
         footer: "Vui lòng chờ gọi số".into(),
         reprint: None,
+        slot_at: None,
     };
     let mut render = Histogram::<u64>::new(3).unwrap();
     let mut job = Histogram::<u64>::new(3).unwrap();
