@@ -703,6 +703,9 @@ pub enum EventKind {
 }
 
 /// Messages the server sends on `/api/v1/ws`.
+// An event with a booking (§11) is large; boxing it would change the type
+// every client matches on, for a value built once per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
