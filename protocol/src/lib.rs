@@ -245,7 +245,11 @@ impl AppointmentStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Appointment {
     pub id: String,
+    /// Empty (and then absent) in events: rule 85 never sends it there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub code: String,
+    /// Empty (and then absent) in events, as `code`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub qr: String,
     pub service: String,
     pub session: String,

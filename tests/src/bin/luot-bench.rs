@@ -6,7 +6,8 @@
 //!
 //! - `issue`: durable issue throughput and latency with K concurrent kiosk websockets;
 //! - `fanout`: staff call → event at every one of W connected screens; server RSS;
-//! - `restart`: time from start to ready with N events in the log.
+//! - `restart`: time from start to ready with N events in the log;
+//! - `book`: bookings (§11) acknowledged durably per second over HTTP.
 //!
 //! Everything runs against a real `luot-server` process on 127.0.0.1 with a
 //! temporary data directory; every loop is bounded.
@@ -84,6 +85,15 @@ enum What {
         visits: usize,
         #[arg(long, default_value_t = 2_000)]
         calls: usize,
+    },
+    /// Bookings (§11): `POST /appointments` by an integration from C
+    /// concurrent HTTP clients (keep-alive), each answered once durable;
+    /// half carry a card (the person's keyed hash).
+    Book {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 50_000)]
+        bookings: usize,
     },
     /// Kiosk: ticket render time, press → first byte at the printer, RSS.
     Kiosk {
@@ -214,6 +224,78 @@ async fn bench_issue(kiosks: usize, tickets: usize, f: &mut Figures) {
         "issue: {flushes} group commits (fsyncs) in total, mean write+flush {:.3} ms",
         flush_sum / n * 1000.0
     );
+}
+
+const INTEGRATION_TOKEN: &str = "bench-integration-token-dddddddd";
+
+/// The test hospital with bookings on `kham-noi`: one long session a day
+/// (05:00–23:00) in slots of one minute, room for a million bookings a
+/// day, and an integration.
+fn booking_site_toml() -> String {
+    test_site_toml(false).replacen(
+        "prefix = \"A\"\ndigits = 3\n",
+        "prefix = \"A\"\ndigits = 3\nsessions = [{ id = \"ngay\", start = \"05:00\", end = \"23:00\", cap = 1000000, appointment_quota = 1000000, slot_minutes = 1, slot_capacity = 1000 }]\n",
+        1,
+    ) + &format!(
+        "\n[[devices]]\nid = \"his\"\nrole = \"integration\"\ntoken_sha256 = \"{}\"\n",
+        sha(INTEGRATION_TOKEN)
+    )
+}
+
+/// `n` bookings from `clients` concurrent HTTP clients, for tomorrow's
+/// slots in turn: (bookings per second, latency histogram in µs).
+async fn book_load(server: &Server, clients: usize, n: usize, tag: &str) -> (f64, Histogram<u64>) {
+    let api = Api::new(server);
+    // Tomorrow in Hanoi (UTC+7): a day whose session has not begun.
+    let day =
+        (chrono::Utc::now() + chrono::Duration::hours(7)).date_naive() + chrono::Duration::days(1);
+    let per = n.div_ceil(clients);
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let t0 = Instant::now();
+    let mut tasks = vec![];
+    for c in 0..clients {
+        let (api, hist, tag) = (api.clone(), hist.clone(), tag.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new(3).unwrap();
+            for i in 0..per {
+                let k = c * per + i;
+                let minute = 5 * 60 + (k % (18 * 60));
+                let slot = format!("{day}T{:02}:{:02}:00+07:00", minute / 60, minute % 60);
+                let mut body = json!({"service": "kham-noi", "slot_at": slot, "request_id": format!("{tag}-{c}-{i}"), "external_ref": format!("HIS-{k}")});
+                if k.is_multiple_of(2) {
+                    body["identity"] = json!({"id_number": format!("{:012}", 1_000_000 + k), "birth_date": "1950-03-01"});
+                }
+                let sent = Instant::now();
+                let a = api.post("/appointments", Some(INTEGRATION_TOKEN), Some(body)).await;
+                assert_eq!(a.status, 201, "booking failed: {}", a.text);
+                local.record(sent.elapsed().as_micros() as u64).unwrap();
+            }
+            hist.lock().await.add(&local).unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = t0.elapsed().as_secs_f64();
+    let h = hist.lock().await.clone();
+    ((per * clients) as f64 / took, h)
+}
+
+async fn bench_book(clients: usize, bookings: usize, f: &mut Figures) {
+    let site = Site::new(&booking_site_toml());
+    let server = site.start();
+    book_load(&server, clients, clients * 20, "warm").await;
+    let (rate, h) = book_load(&server, clients, bookings, "run").await;
+    println!(
+        "book: {clients} HTTP clients, {} durable bookings: {rate:.0} bookings/s; ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        h.len(),
+        ms(&h, 0.5),
+        ms(&h, 0.99),
+        h.max() as f64 / 1000.0
+    );
+    f.insert("book_per_s".into(), rate.round());
+    f.insert("book_p50_ms".into(), ms(&h, 0.5));
+    f.insert("book_p99_ms".into(), ms(&h, 0.99));
 }
 
 async fn bench_fanout(screens: usize, calls: usize, f: &mut Figures) {
@@ -705,6 +787,9 @@ fn bench_engine(waiting: usize, visits: usize, calls: usize, f: &mut Figures) {
             service: format!("s{service}"),
             priority: (n % 10 == 0).then(|| "pregnant".to_string()),
             ticket_id: format!("tk_{n}"),
+            identity: None,
+            limited: false,
+            fresh: luot_server::engine::identity::Fresh([0; 32]),
         };
         st.apply(cmd, now);
     };
@@ -774,6 +859,7 @@ async fn main() {
         What::Issue { kiosks, tickets } => bench_issue(kiosks, tickets, &mut f).await,
         What::Fanout { screens, calls } => bench_fanout(screens, calls, &mut f).await,
         What::Restart { events } => bench_restart(events, &mut f).await,
+        What::Book { clients, bookings } => bench_book(clients, bookings, &mut f).await,
         What::Kiosk { presses } => bench_kiosk(presses, &mut f).await,
         What::Screens { calls } => bench_screens(calls, &mut f).await,
         What::Engine {
