@@ -245,7 +245,11 @@ impl AppointmentStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Appointment {
     pub id: String,
+    /// Empty (and then absent) in events: rule 85 never sends it there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub code: String,
+    /// Empty (and then absent) in events, as `code`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub qr: String,
     pub service: String,
     pub session: String,
@@ -699,6 +703,9 @@ pub enum EventKind {
 }
 
 /// Messages the server sends on `/api/v1/ws`.
+// An event with a booking (§11) is large; boxing it would change the type
+// every client matches on, for a value built once per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {

@@ -3,7 +3,10 @@
 //! request fields in the order of rule 12 (the transports call its checks
 //! in that order), and turns requests into hub commands and queries. It
 //! knows nothing of HTTP status lines or websocket frames beyond the
-//! contract's errors (`ApiError`).
+//! contract's errors (`ApiError`). Appointments (§11) are in
+//! `app/appointments.rs`.
+
+pub mod appointments;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::auth::{self, LoginLimiter, Principal};
 use crate::config::{DeviceRole, SiteConfig, UserRole};
+use crate::engine::identity::Fresh;
 use crate::engine::{Command, Named, Rejection, StopReq};
 use crate::error::ApiError;
 use crate::fanout::Fanout;
@@ -257,45 +261,52 @@ impl App {
         })
     }
 
-    /// Issues a ticket: role 403, then 400 (request id, priority), 404
-    /// (service), the kiosk's buttons 403, then the hub (409).
+    /// Issues a ticket: role 403, then 400 (request id, priority,
+    /// identity), 404 (service), the kiosk's buttons 403, then the hub
+    /// (rule 75's 409s for a kiosk's or integration's walk-in, rule 24's).
     pub async fn issue(&self, who: &Principal, req: IssueRequest) -> Result<Issued, ApiError> {
         Self::may_issue(who)?;
-        self.check_issue(who, &req)?;
+        self.check_issue(who, &req).await?;
         let cmd = Command::Issue {
             scope: who.scope(),
             request_id: req.request_id,
             service: req.service,
             priority: req.priority,
             ticket_id: auth::new_ticket_id(),
+            identity: req.identity,
+            limited: who.limited(),
+            fresh: Fresh(auth::random_bytes()),
         };
-        match self.hub.command(cmd).await? {
-            Outcome::Ticket(t) => Ok(Issued {
-                ticket: *t,
-                created: true,
-            }),
-            Outcome::Replayed(t) => Ok(Issued {
-                ticket: *t,
-                created: false,
-            }),
-            _ => Err(ApiError::unavailable("no ticket was made")),
-        }
+        let (ticket, created) = match self.hub.command(cmd).await? {
+            Outcome::Ticket(t) => (*t, true),
+            Outcome::Replayed(t) => (*t, false),
+            _ => return Err(ApiError::unavailable("no ticket was made")),
+        };
+        Ok(Issued {
+            ticket: Self::ticket_view(Some(who), ticket),
+            created,
+        })
     }
 
-    /// An issue request's fields, in contract order after who-checks: 400, 404, 403.
-    fn check_issue(&self, who: &Principal, req: &IssueRequest) -> Result<(), ApiError> {
-        if !valid_request_id(&req.request_id) {
-            return Err(ApiError::bad_request(
-                "request_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
-            ));
-        }
-        if let Some(p) = &req.priority
+    /// 400 for a priority class the site does not list.
+    fn check_class(&self, priority: Option<&str>) -> Result<(), ApiError> {
+        if let Some(p) = priority
             && !self.config.priority.classes.iter().any(|c| c == p)
         {
             return Err(ApiError::bad_request(format!(
                 "Không có diện ưu tiên \"{p}\" (unknown priority class)"
             )));
         }
+        Ok(())
+    }
+
+    /// An issue request's fields, in contract order after who-checks: 400, 404, 403.
+    async fn check_issue(&self, who: &Principal, req: &IssueRequest) -> Result<(), ApiError> {
+        if !valid_request_id(&req.request_id) {
+            return Err(bad_request_id());
+        }
+        self.check_class(req.priority.as_deref())?;
+        self.check_person(req.identity.as_ref()).await?;
         if self.config.service(&req.service).is_none() {
             return Err(Rejection::UnknownService.into());
         }
@@ -353,6 +364,11 @@ impl App {
             .ok_or_else(|| Rejection::UnknownTicket.into())
     }
 
+    /// `GET /tickets/{id}` in the caller's view (rule 87).
+    pub async fn ticket_as(&self, who: Option<&Principal>, id: &str) -> Result<Ticket, ApiError> {
+        Ok(Self::ticket_view(who, self.ticket(id).await?))
+    }
+
     pub async fn site(&self) -> SiteInfo {
         self.hub.site().await
     }
@@ -381,8 +397,9 @@ impl App {
         }
     }
 
-    /// The `welcome` of a websocket connection for `who`.
-    pub fn welcome(&self, who: &Principal) -> ServerMessage {
+    /// The `welcome` of a websocket connection for `who`, with each
+    /// service's capacity now (rule 74).
+    pub async fn welcome(&self, who: &Principal) -> ServerMessage {
         let cfg = &self.config;
         let services: Vec<&str> = match who {
             Principal::Device {
@@ -390,7 +407,20 @@ impl App {
                 services,
                 ..
             } => services.iter().map(String::as_str).collect(),
+            Principal::Device {
+                role: DeviceRole::Integration,
+                services,
+                ..
+            } if !services.is_empty() => services.iter().map(String::as_str).collect(),
             _ => cfg.services.iter().map(|s| s.id.as_str()).collect(),
+        };
+        let capacities = self.hub.capacities().await;
+        let capacity = |id: &str| {
+            capacities
+                .iter()
+                .find(|(s, _)| s == id)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default()
         };
         ServerMessage::Welcome {
             role: who.role_str().into(),
@@ -408,7 +438,7 @@ impl App {
                     id: s.id.clone(),
                     name: s.name.clone(),
                     prefix: s.prefix.clone(),
-                    capacity: Default::default(),
+                    capacity: capacity(&s.id),
                 })
                 .collect(),
             name: who.name(),
@@ -419,13 +449,13 @@ impl App {
 /// Print jobs (rules 66, 67 and 88): who may ask, the checks in rule 88's
 /// order, and the `print` frames for a kiosk's connections.
 impl App {
-    /// 403 unless staff or an admin (rule 88 names integrations too; this
-    /// site model has no integration devices yet).
+    /// 403 unless staff, an admin or an integration (rule 88).
     pub fn may_print(who: &Principal) -> Result<(), ApiError> {
         match who {
             Principal::User { .. } => Ok(()),
+            w if w.is_integration() => Ok(()),
             _ => Err(ApiError::forbidden(
-                "Chỉ nhân viên và quản trị viên được in lại vé (only staff and admins print tickets)",
+                "Chỉ nhân viên, quản trị viên và hệ thống tích hợp được in lại vé (only staff, admins and integrations print tickets)",
             )),
         }
     }
@@ -492,7 +522,7 @@ impl App {
             .map_err(refused)?;
         if accepted.created {
             tracing::info!(print_id = %accepted.print_id, ticket = %ticket.id, number = %ticket.number, kiosk = %req.kiosk, by = ?who.name(), "print job");
-            let frame = crate::frame::text(&self.print_message(&accepted.print_id, ticket));
+            let frame = crate::frame::text(&self.print_message(&accepted.print_id, ticket).await);
             for tx in self.prints.connections(&req.kiosk) {
                 let frame = frame.clone();
                 tokio::spawn(async move { tx.send(frame).await });
@@ -519,7 +549,7 @@ impl App {
                         continue;
                     };
                     tracing::info!(%print_id, number = %ticket.number, "print job sent again");
-                    let frame = crate::frame::text(&app.print_message(&print_id, ticket));
+                    let frame = crate::frame::text(&app.print_message(&print_id, ticket).await);
                     if tx.send(frame).await.is_err() {
                         return;
                     }
@@ -547,8 +577,15 @@ impl App {
         }
     }
 
-    fn print_message(&self, print_id: &str, ticket: Ticket) -> ServerMessage {
+    /// A `print` job: the ticket as kiosks see it (rule 87), with its
+    /// booking's slot for a check-in (rule 78's `Hẹn`).
+    async fn print_message(&self, print_id: &str, ticket: Ticket) -> ServerMessage {
         let cfg = &self.config;
+        let slot_at = match &ticket.appointment {
+            Some(a) => self.hub.appointment(a).await.map(|(a, _)| a.slot_at),
+            None => None,
+        };
+        let ticket = crate::frame::public_ticket(ticket);
         ServerMessage::Print {
             print_id: print_id.to_string(),
             service_name: cfg.service(&ticket.service).map(|s| s.name.clone()),
@@ -558,9 +595,13 @@ impl App {
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
             ),
             ticket,
-            slot_at: None,
+            slot_at,
         }
     }
+}
+
+fn bad_request_id() -> ApiError {
+    ApiError::bad_request("request_id must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -")
 }
 
 fn refused(r: Refusal) -> ApiError {

@@ -83,6 +83,13 @@ pub fn random_b64(n: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// 256 random bits, for the engine (day keys, booking codes).
+pub fn random_bytes() -> [u8; 32] {
+    let mut buf = [0u8; 32];
+    rand::rng().fill_bytes(&mut buf);
+    buf
+}
+
 /// A new unguessable ticket id: `tk_` + 128 random bits.
 pub fn new_ticket_id() -> String {
     format!("tk_{}", random_b64(16))
@@ -146,11 +153,44 @@ impl Principal {
         )
     }
 
-    /// Staff, admins and kiosks with buttons: a desk printer (a kiosk with
-    /// no services, rule 66) only prints.
+    /// An integration (§2, §11): a portal or hospital app.
+    pub fn is_integration(&self) -> bool {
+        matches!(
+            self,
+            Principal::Device {
+                role: DeviceRole::Integration,
+                ..
+            }
+        )
+    }
+
+    /// An integration's scope: it sees, lists, cancels and checks in only
+    /// the bookings it made (rule 76).
+    pub fn only_own(&self) -> Option<String> {
+        self.is_integration().then(|| self.scope())
+    }
+
+    /// A kiosk's or integration's issue: rules 73–75 and 82 apply to it
+    /// (never to staff or admins).
+    pub fn limited(&self) -> bool {
+        matches!(
+            self,
+            Principal::Device {
+                role: DeviceRole::Kiosk | DeviceRole::Integration,
+                ..
+            }
+        )
+    }
+
+    /// Staff, admins, integrations and kiosks with buttons: a desk printer
+    /// (a kiosk with no services, rule 66) only prints.
     pub fn may_issue(&self) -> bool {
         match self {
             Principal::User { .. } => true,
+            Principal::Device {
+                role: DeviceRole::Integration,
+                ..
+            } => true,
             Principal::Device {
                 role: DeviceRole::Kiosk,
                 services,
@@ -176,7 +216,9 @@ impl Principal {
         }
     }
 
-    /// For a kiosk, whether `service` is one of its buttons; others may issue any.
+    /// For a kiosk, whether `service` is one of its buttons; for an
+    /// integration, one of its services (none listed: all); staff and
+    /// admins may issue any.
     pub fn may_issue_for(&self, service: &str) -> bool {
         match self {
             Principal::Device {
@@ -184,6 +226,11 @@ impl Principal {
                 services,
                 ..
             } => services.iter().any(|s| s == service),
+            Principal::Device {
+                role: DeviceRole::Integration,
+                services,
+                ..
+            } => services.is_empty() || services.iter().any(|s| s == service),
             Principal::User { .. } => true,
             _ => false,
         }

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Duration, Instant, sleep_until};
 
-use crate::frame::{Audience, Frames};
+use crate::frame::{Audience, Frames, View};
 use crate::hub::Hub;
 use crate::wire::{Fanned, Wire, encode};
 
@@ -137,7 +137,7 @@ impl Window {
             self.seqs.push(seq);
             self.urgent.push(f.urgent);
             self.starts.push(all.len());
-            for part in encode(f.text_for(true)) {
+            for part in encode(f.text_for(&View::Display)) {
                 all.extend_from_slice(&part);
             }
             urgent |= f.urgent;
@@ -363,7 +363,9 @@ mod tests {
                 audience: Audience::Everyone,
                 urgent: *urgent,
                 text: Utf8Bytes::from(format!(r#"{{"type":"event","seq":{seq}}}"#)),
+                kiosk: None,
                 public: None,
+                maker: None,
             })
             .collect()
     }
@@ -392,7 +394,9 @@ mod tests {
             audience: Audience::Admins,
             urgent: true,
             text: Utf8Bytes::from("{}"),
+            kiosk: None,
             public: None,
+            maker: None,
         }]
         .into();
         assert!(!w.extend(&[batch(&[(12, true)]), admin]));

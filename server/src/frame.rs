@@ -6,11 +6,17 @@
 //! facts), and everything downstream (resume ring, fan-out, each
 //! connection) reads those facts from the frame, never from its text. The
 //! websocket bytes of a frame are made by `wire::encode`.
+//!
+//! Who sees what (rules 85, 87, §10): staff and admins get the frame whole;
+//! kiosks get tickets without `external_ref` and bookings as their brief;
+//! displays get that less `reason`s; an integration gets the frame whole
+//! but another maker's booking as its brief. Each text is made once, and
+//! only when it differs.
 
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
-use luot_protocol::ServerMessage;
+use luot_protocol::{AppointmentView, ServerMessage, Ticket};
 
 /// Who may receive a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +36,21 @@ pub struct Outgoing {
     /// once. Other events (list updates) may wait a moment to share a write
     /// with the next ones (rule 46, `fanout.rs`).
     pub urgent: bool,
+    /// For a booking's event: the `request_id` scope of who made it (an
+    /// integration sees other makers' bookings only as their brief).
+    pub maker: Option<String>,
+}
+
+/// Whose view of a frame a connection gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum View {
+    /// Staff and admins.
+    Full,
+    Kiosk,
+    /// Display devices and public boards.
+    Display,
+    /// An integration, by its `request_id` scope.
+    Integration(String),
 }
 
 /// An encoded frame with what its readers need to know about it.
@@ -40,8 +61,13 @@ pub struct Frame {
     pub audience: Audience,
     pub urgent: bool,
     pub text: Utf8Bytes,
-    /// The text display connections get when it differs (no `reason`, §10).
+    /// The text kiosks get when it differs (no `external_ref`, bookings brief).
+    pub kiosk: Option<Utf8Bytes>,
+    /// The text display connections get when it differs from the kiosks'
+    /// (no `reason`, §10).
     pub public: Option<Utf8Bytes>,
+    /// For a booking's event, the scope of its maker.
+    pub maker: Option<Arc<str>>,
 }
 
 /// What one group commit broadcasts: its frames, in order. One message per
@@ -64,33 +90,81 @@ pub fn text(m: &ServerMessage) -> Utf8Bytes {
 impl Frame {
     /// Encodes a planned frame.
     pub fn encode(o: &Outgoing) -> Frame {
-        Frame {
-            seq: seq_of(&o.message),
-            audience: o.audience,
-            urgent: o.urgent,
-            text: text(&o.message),
-            public: o.message.for_displays().map(|m| text(&m)),
-        }
+        let mut f = Frame::of(&o.message);
+        f.audience = o.audience;
+        f.urgent = o.urgent;
+        f.maker = o.maker.as_deref().map(Arc::from);
+        f
     }
 
     /// A frame for everyone that is not urgent (a snapshot, a reply).
     pub fn of(m: &ServerMessage) -> Frame {
+        let kiosk = for_kiosks(m);
+        let base = kiosk.as_ref().unwrap_or(m);
         Frame {
             seq: seq_of(m),
             audience: Audience::Everyone,
             urgent: false,
             text: text(m),
-            public: m.for_displays().map(|m| text(&m)),
+            kiosk: kiosk.as_ref().map(text),
+            public: base.for_displays().map(|m| text(&m)),
+            maker: None,
         }
     }
 
-    /// The text a connection gets: display connections (`public`) get
-    /// tickets without reasons.
-    pub fn text_for(&self, public: bool) -> &Utf8Bytes {
-        match (&self.public, public) {
-            (Some(p), true) => p,
-            _ => &self.text,
+    /// The text a connection with this view gets.
+    pub fn text_for(&self, view: &View) -> &Utf8Bytes {
+        let kiosk = self.kiosk.as_ref().unwrap_or(&self.text);
+        match view {
+            View::Full => &self.text,
+            View::Kiosk => kiosk,
+            View::Display => self.public.as_ref().unwrap_or(kiosk),
+            View::Integration(me) => match &self.maker {
+                Some(m) if **m != **me => kiosk,
+                _ => &self.text,
+            },
         }
+    }
+}
+
+/// A ticket as kiosks, displays and public pages see it: no `external_ref`
+/// (rule 87).
+pub fn public_ticket(mut t: Ticket) -> Ticket {
+    t.external_ref = None;
+    t
+}
+
+/// The message as kiosks must see it, when that differs (rules 85, 87).
+pub fn for_kiosks(m: &ServerMessage) -> Option<ServerMessage> {
+    match m {
+        ServerMessage::Event { seq, event } => {
+            let has_ref = event
+                .ticket
+                .as_ref()
+                .is_some_and(|t| t.external_ref.is_some());
+            let full = matches!(event.appointment, Some(AppointmentView::Full(_)));
+            if !has_ref && !full {
+                return None;
+            }
+            let mut event = event.clone();
+            event.ticket = event.ticket.map(public_ticket);
+            if let Some(AppointmentView::Full(a)) = &event.appointment {
+                event.appointment = Some(AppointmentView::Brief(a.brief()));
+            }
+            Some(ServerMessage::Event { seq: *seq, event })
+        }
+        ServerMessage::Snapshot { seq, state } => {
+            let serving = || state.counters.iter().filter_map(|c| c.serving.as_ref());
+            if !serving().any(|t| t.external_ref.is_some()) {
+                return None;
+            }
+            let mut state = state.clone();
+            for c in &mut state.counters {
+                c.serving = c.serving.take().map(public_ticket);
+            }
+            Some(ServerMessage::Snapshot { seq: *seq, state })
+        }
+        _ => None,
     }
 }
 

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use luot_protocol::{
-    CounterInfo, DeviceInfo, EventKind, PrinterStatus, ServerMessage, Ticket, WireEvent,
+    Appointment, CounterInfo, DeviceInfo, EventKind, PrinterStatus, ServerMessage, Ticket,
+    WireEvent,
 };
 
 use crate::config::SiteConfig;
@@ -29,6 +30,12 @@ pub enum Outcome {
     /// A replay of a ticket of a past day: the hub looks it up in the store.
     ReplayedArchived(String),
     Counter(Box<CounterInfo>),
+    /// A booking as its maker sees it; `created` false for a replay or a
+    /// cancel that changed nothing.
+    Booking {
+        appointment: Box<Appointment>,
+        created: bool,
+    },
     Nothing,
 }
 
@@ -178,6 +185,9 @@ impl Planner {
             archives,
             result,
         } = self.state.apply(cmd, now);
+        let booked = events
+            .iter()
+            .any(|e| matches!(e, Event::AppointmentBooked { .. }));
         for (e, w) in events.into_iter().zip(wire) {
             self.record(e, w, plan);
         }
@@ -191,7 +201,7 @@ impl Planner {
             plan.batch.archived.extend(a.tickets);
         }
         match result {
-            Some(Ok(subject)) => Ok(self.outcome(subject)),
+            Some(Ok(subject)) => Ok(self.outcome(subject, booked)),
             Some(Err(r)) => Err(HubError::Rejected(r)),
             None => Ok(Outcome::Nothing),
         }
@@ -200,9 +210,20 @@ impl Planner {
     /// Numbers an applied event, adds its frame (as the engine rendered it)
     /// and adds it to the batch.
     fn record(&mut self, e: Event, w: Option<WireEvent>, plan: &mut Plan) {
-        if matches!(e, Event::TicketIssued { .. }) {
-            plan.issued += 1;
+        match &e {
+            Event::TicketIssued { .. } => plan.issued += 1,
+            // Day keys live apart from the log and die with their day (rule 81).
+            Event::DayKey { day, key } => {
+                plan.batch.day_keys.push((*day, key.0));
+                return;
+            }
+            Event::DayStarted { day, .. } => plan.batch.drop_keys_before = Some(*day),
+            _ => {}
         }
+        let maker = e
+            .appointment_id()
+            .and_then(|id| self.state.appointment(id))
+            .map(|a| a.scope.clone());
         let seq = e.is_public().then(|| {
             self.last_seq += 1;
             self.last_seq
@@ -212,13 +233,15 @@ impl Planner {
                 urgent: urgent(&w),
                 message: ServerMessage::Event { seq, event: w },
                 audience: Audience::Everyone,
+                maker,
             });
         }
         plan.batch.records.push(Record { seq, event: e });
     }
 
     /// The answer for a successful command, rendered right after it.
-    fn outcome(&self, subject: Subject) -> Outcome {
+    /// `booked`: the command made a booking (201, not 200).
+    fn outcome(&self, subject: Subject, booked: bool) -> Outcome {
         let st = &self.state;
         match subject {
             Subject::Ticket(id) => match st.ticket(&id) {
@@ -233,7 +256,19 @@ impl Planner {
                 Some(c) => Outcome::Counter(Box::new(c)),
                 None => Outcome::Nothing,
             },
+            Subject::Booking(id) => self.booking(&id, booked),
+            Subject::BookingReplayed(id) => self.booking(&id, false),
             Subject::Nothing => Outcome::Nothing,
+        }
+    }
+
+    fn booking(&self, id: &str, created: bool) -> Outcome {
+        match self.state.appointment(id) {
+            Some(a) => Outcome::Booking {
+                appointment: Box::new(self.state.render_appointment(a)),
+                created,
+            },
+            None => Outcome::Nothing,
         }
     }
 
@@ -261,6 +296,7 @@ impl Planner {
             },
             audience: Audience::Admins,
             urgent: true,
+            maker: None,
         })
     }
 
@@ -294,6 +330,10 @@ fn urgent(w: &WireEvent) -> bool {
             | EventKind::TicketNoShow
             | EventKind::TicketTransferred
             | EventKind::TicketRequeued
+            | EventKind::AppointmentBooked
+            | EventKind::AppointmentCancelled
+            | EventKind::AppointmentCheckedIn
+            | EventKind::AppointmentExpired
     )
 }
 
@@ -304,6 +344,12 @@ fn rebuild(site: &Arc<Site>, loaded: Loaded) -> Result<(State, u64), StoreError>
         Some(s) => (State::from_snapshot(site.clone(), s.state), s.seq),
         None => (State::new(site.clone()), 0),
     };
+    for (day, key) in loaded.day_keys {
+        state.apply_event(&Event::DayKey {
+            day,
+            key: crate::engine::identity::Fresh(key),
+        });
+    }
     for rec in loaded.records {
         if let Some(seq) = rec.seq {
             if seq != last_seq + 1 {

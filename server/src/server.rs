@@ -210,7 +210,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// upgrades, and the peer address for `ConnectInfo`. HTTP/1.1 only, served
 /// by hyper directly so that an upgraded websocket is still a `TcpStream`
 /// (see `wire.rs`).
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,

@@ -1,6 +1,8 @@
 //! The websocket API of contract §5 (`GET /api/v1/ws`): the upgrade,
-//! hello/welcome, snapshot or missed events, live events, kiosk `issue` and
-//! `device_status`, pings. One task per connection; it only ever awaits its
+//! hello/welcome, snapshot or missed events, live events, kiosk `issue`,
+//! `check_in` (§11) and `device_status`, pings. Each connection gets the
+//! frames of its view (`frame::View`: staff and admins whole, kiosks,
+//! displays, integrations). One task per connection; it only ever awaits its
 //! own socket, so a slow client slows nobody else. Data frames go out through
 //! the connection's `Wire` (encoded once, non-blocking `send`); tungstenite
 //! reads the client's frames and writes control frames. Kiosks, staff and
@@ -26,13 +28,15 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, handshake::derive_accept_key};
 
-use luot_protocol::{ClientMessage, IssueRequest, MAX_BODY_BYTES, PrinterStatus, ServerMessage};
+use luot_protocol::{
+    CheckInRequest, ClientMessage, IssueRequest, MAX_BODY_BYTES, PrinterStatus, ServerMessage,
+};
 
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::config::DeviceRole;
 use crate::error::ApiError;
-use crate::frame::{Audience, Frame, Frames, text};
+use crate::frame::{Audience, Frame, Frames, View, text};
 use crate::hub::DeviceUpdate;
 use crate::wire::{Pushed, Wire, WireIo, encode};
 
@@ -364,11 +368,12 @@ impl Client {
     }
 }
 
-/// The `request_id` of a message that looks like an `issue` but does not
-/// parse, so its error frame can carry it (rule 27).
+/// The `request_id` of a message that looks like an `issue` or a
+/// `check_in` but does not parse, so its error frame can carry it (rules
+/// 27, 85).
 fn issue_request_id(raw: &str) -> Option<String> {
     let v = serde_json::from_str::<serde_json::Value>(raw).ok()?;
-    if v.get("type")?.as_str()? != "issue" {
+    if !matches!(v.get("type")?.as_str()?, "issue" | "check_in") {
         return None;
     }
     v.get("request_id")?.as_str().map(String::from)
@@ -481,7 +486,10 @@ impl Conn {
         let msg: ClientMessage = match serde_json::from_str(raw) {
             Ok(m) => m,
             Err(e) => {
-                let err = ApiError::bad_request(format!("invalid message: {e}"));
+                let err = ApiError::bad_request(format!(
+                    "invalid message: {}",
+                    crate::error::json_error(&e)
+                ));
                 return send(wire, error_frame(issue_request_id(raw), &err)).await;
             }
         };
@@ -511,10 +519,24 @@ impl Conn {
                 self.issue(req, replies);
                 Ok(Flow::Continue)
             }
-            ClientMessage::CheckIn { request_id, .. } => {
-                // Check-in arrives with issue 15's appointments (§11).
-                let err = ApiError::bad_request("check-in is not served yet");
-                send(wire, error_frame(Some(request_id), &err)).await?;
+            ClientMessage::CheckIn {
+                request_id,
+                code,
+                appointment,
+                identity,
+            } => {
+                if self.kiosk().is_none() {
+                    let e = ApiError::forbidden("only kiosks check bookings in on the websocket");
+                    return send(wire, error_frame(Some(request_id), &e)).await;
+                }
+                let req = CheckInRequest {
+                    code,
+                    appointment,
+                    request_id,
+                    identity,
+                    print_at: None,
+                };
+                self.check_in(req, replies);
                 Ok(Flow::Continue)
             }
             ClientMessage::DeviceStatus { printer } => self.device_status(printer, wire).await,
@@ -584,6 +606,29 @@ impl Conn {
         });
     }
 
+    /// A kiosk's `check_in` (§11), answered as `issue` is: `issued` with
+    /// the booking's `slot_at`, or an error frame with its request id.
+    fn check_in(&self, req: CheckInRequest, replies: &mpsc::Sender<Utf8Bytes>) {
+        self.seen();
+        let Some(who) = self.who.clone() else {
+            return;
+        };
+        let app = self.app.clone();
+        let replies = replies.clone();
+        tokio::spawn(async move {
+            let request_id = req.request_id.clone();
+            let m = match app.check_in(&who, req).await {
+                Ok(done) => text(&ServerMessage::Issued {
+                    request_id,
+                    ticket: done.issued.ticket,
+                    slot_at: done.slot_at,
+                }),
+                Err(e) => error_frame(Some(request_id), &e),
+            };
+            let _ = replies.send(m).await;
+        });
+    }
+
     /// A kiosk's printer status (rule 41: others get `forbidden`).
     async fn device_status(&self, printer: PrinterStatus, wire: &Wire) -> Result<Flow, ()> {
         let kiosk = matches!(
@@ -602,6 +647,18 @@ impl Conn {
                 let e = ApiError::forbidden("only kiosks report a printer");
                 send(wire, error_frame(None, &e)).await
             }
+        }
+    }
+
+    /// Which text of each frame this connection gets (rules 85, 87, §10).
+    fn view(&self) -> View {
+        if self.is_screen() {
+            return View::Display;
+        }
+        match &self.who {
+            Some(w) if w.is_integration() => View::Integration(w.scope()),
+            Some(Principal::Device { .. }) => View::Kiosk,
+            _ => View::Full,
         }
     }
 
@@ -664,7 +721,7 @@ impl Conn {
         } else {
             self.seen();
         }
-        let welcome = self.app.welcome(&who);
+        let welcome = self.app.welcome(&who).await;
         self.who = Some(who);
         send(wire, text(&welcome)).await?;
         self.resubscribe(since, wire).await
@@ -679,12 +736,13 @@ impl Conn {
             self.fanned = false;
         }
         let catchup = self.app.hub.subscribe(since).await;
-        // Display connections get tickets without reasons (§10).
-        let public = self.is_screen();
+        // Each connection its view: displays get tickets without reasons
+        // (§10), kiosks and displays without `external_ref` (rule 87).
+        let view = self.view();
         let parts: Vec<bytes::Bytes> = catchup
             .frames
             .iter()
-            .flat_map(|f| encode(f.text_for(public)))
+            .flat_map(|f| encode(f.text_for(&view)))
             .collect();
         send_parts(wire, &parts).await?;
         self.last_seq = catchup.last_seq;
@@ -697,11 +755,11 @@ impl Conn {
     async fn forward(&mut self, first: Frames, wire: &Wire) -> Result<Flow, ()> {
         let mut next = Some(first);
         let mut parts = Vec::new();
-        let public = self.is_screen();
+        let view = self.view();
         while let Some(batch) = next.take() {
             for f in batch.iter() {
                 if self.wants(f) {
-                    parts.extend(encode(f.text_for(public)));
+                    parts.extend(encode(f.text_for(&view)));
                 }
             }
             if parts.len() >= 2 * FORWARD_BURST {

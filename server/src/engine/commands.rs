@@ -5,13 +5,37 @@
 //! here changes `State`: the events decided here are applied by
 //! `State::apply_event` (in `events.rs`), the only code that does.
 
-use luot_protocol::{MAX_STOPS, TicketStatus};
+use luot_protocol::{Identity, MAX_STOPS, TicketStatus};
 
+use super::identity::Fresh;
+use super::ledger::WalkIn;
 use super::lines::LineKey;
 use super::{
     Command, Event, IdemRec, Millis, Named, NewStep, Rejection, State, StepRec, StepRef, StopReq,
     Subject, TicketRec,
 };
+
+/// What a ticket carries beyond its service and class (§11).
+pub(super) struct TicketExtra {
+    pub person: Option<String>,
+    pub session: Option<String>,
+    pub appointment: Option<String>,
+    pub external_ref: Option<String>,
+    /// Its place time (rule 79): now for a walk-in, the slot for a check-in.
+    pub place_at: Millis,
+}
+
+/// An issue as asked (the fields of `Command::Issue`).
+struct IssueAsk {
+    scope: String,
+    request_id: String,
+    service: String,
+    priority: Option<String>,
+    ticket_id: String,
+    identity: Option<Identity>,
+    limited: bool,
+    fresh: Fresh,
+}
 
 /// The events a command causes and what it is about, or why it is refused.
 pub(super) type Decision = Result<(Vec<Event>, Subject), Rejection>;
@@ -20,14 +44,34 @@ impl State {
     /// Decides the events of a command without changing anything.
     pub(super) fn decide(&self, cmd: Command, now: Millis) -> Decision {
         match cmd {
-            Command::Tick => Ok((vec![], Subject::Nothing)),
+            Command::Tick => Ok((self.expiries(now), Subject::Nothing)),
             Command::Issue {
                 scope,
                 request_id,
                 service,
                 priority,
                 ticket_id,
-            } => self.decide_issue(scope, request_id, service, priority, ticket_id, now),
+                identity,
+                limited,
+                fresh,
+            } => {
+                let ask = IssueAsk {
+                    scope,
+                    request_id,
+                    service,
+                    priority,
+                    ticket_id,
+                    identity,
+                    limited,
+                    fresh,
+                };
+                self.decide_issue(ask, now)
+            }
+            Command::Book(cmd) => self.decide_book(*cmd, now),
+            Command::CancelBooking { id, only, by } => {
+                self.decide_cancel_booking(id, only, by, now)
+            }
+            Command::CheckIn(cmd) => self.decide_check_in(*cmd, now),
             Command::Next { counter, by } => self.decide_next(counter, by, now),
             Command::Recall { counter, by } => self.decide_called(counter, by, now, Act::Recall),
             Command::Done { counter, by } => self.decide_called(counter, by, now, Act::Done),
@@ -109,33 +153,50 @@ impl State {
 
     // ------------------------------------------------------------ issue
 
-    fn decide_issue(
-        &self,
-        scope: String,
-        request_id: String,
-        service: String,
-        priority: Option<String>,
-        ticket_id: String,
-        now: Millis,
-    ) -> Decision {
-        if let Some(rec) = self.idem.get(&(scope.clone(), request_id.clone())) {
-            return replay(rec, &service, &priority);
+    /// Rule 24's replay, the 400s and 404, then rules 73–75 and 82 for a
+    /// kiosk's or integration's walk-in (`limited`).
+    fn decide_issue(&self, ask: IssueAsk, now: Millis) -> Decision {
+        let birth = self.check_identity(ask.identity.as_ref(), now)?;
+        let derived = self.derived_class(birth, self.today(now));
+        let priority = self.resolved_class(ask.priority.as_deref(), derived.as_deref());
+        if let Some(rec) = self.idem.get(&(ask.scope.clone(), ask.request_id.clone())) {
+            return replay(rec, &ask.service, &priority);
         }
-        self.check_priority(priority.as_deref())?;
+        self.check_priority(ask.priority.as_deref())?;
         let s = self
             .site
-            .service_idx(&service)
+            .service_idx(&ask.service)
             .ok_or(Rejection::UnknownService)?;
-        if self.by_id.contains_key(&ticket_id) {
+        if self.by_id.contains_key(&ask.ticket_id) {
             return Err(Rejection::BadRequest("duplicate ticket id".into()));
         }
-        let ticket = self.new_ticket(ticket_id.clone(), s, service, priority, now);
-        let issued = Event::TicketIssued {
-            ticket,
-            scope,
-            request_id,
+        let mut events = Vec::new();
+        let person = ask.identity.as_ref().map(|i| {
+            let (p, made) = self.person_of(i, self.today(now), &ask.fresh);
+            events.extend(made);
+            p
+        });
+        let walk_in = WalkIn {
+            limited: ask.limited,
+            priority: priority.as_deref(),
+            identity: ask.identity.is_some(),
+            person: person.as_deref(),
         };
-        Ok((vec![issued], Subject::Ticket(ticket_id)))
+        let session = self.walk_in(s, &walk_in, now)?;
+        let extra = TicketExtra {
+            person,
+            session: Some(session),
+            appointment: None,
+            external_ref: None,
+            place_at: now,
+        };
+        let ticket = self.new_ticket(ask.ticket_id.clone(), s, ask.service, priority, now, extra);
+        events.push(Event::TicketIssued {
+            ticket,
+            scope: ask.scope,
+            request_id: ask.request_id,
+        });
+        Ok((events, Subject::Ticket(ask.ticket_id)))
     }
 
     fn check_priority(&self, priority: Option<&str>) -> Result<(), Rejection> {
@@ -148,15 +209,17 @@ impl State {
     }
 
     /// The next ticket of service `s` (index of `service`), issued at `now`:
-    /// one step, waiting in the service's shared line.
-    fn new_ticket(
+    /// one step, waiting in the service's shared line from its place time.
+    pub(super) fn new_ticket(
         &self,
         id: String,
         s: usize,
         service: String,
         priority: Option<String>,
         now: Millis,
+        extra: TicketExtra,
     ) -> TicketRec {
+        let place_at = extra.place_at;
         let n = self.numbers[s] + 1;
         let step = StepRec {
             stage: 1,
@@ -166,10 +229,10 @@ impl State {
             returning: false,
             status: TicketStatus::Waiting,
             front: false,
-            place_at: now,
+            place_at,
             join: self.order_seq + 1,
-            waiting_since: Some(now),
-            first_joined_at: Some(now),
+            waiting_since: Some(place_at),
+            first_joined_at: Some(place_at),
             first_called_at: None,
             called_at: None,
             finished_at: None,
@@ -192,6 +255,10 @@ impl State {
             steps: vec![step],
             rating: None,
             comment: None,
+            appointment: extra.appointment,
+            external_ref: extra.external_ref,
+            person: extra.person,
+            session: extra.session,
         }
     }
 
@@ -658,9 +725,9 @@ fn check_stops(stops: &[StopReq]) -> Result<u32, Rejection> {
 }
 
 /// The same `request_id` again: the ticket it made when it asks for the same
-/// thing, else a refusal.
+/// thing (an issue, not a check-in), else a refusal.
 fn replay(rec: &IdemRec, service: &str, priority: &Option<String>) -> Decision {
-    if rec.service == service && rec.priority == *priority {
+    if rec.service == service && rec.priority == *priority && rec.appointment.is_none() {
         Ok((vec![], Subject::Replayed(rec.ticket.clone())))
     } else {
         Err(Rejection::RequestIdReused)

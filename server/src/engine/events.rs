@@ -6,7 +6,7 @@
 //! service that is gone is applied as far as it still can be.
 
 use chrono::NaiveDate;
-use luot_protocol::TicketStatus;
+use luot_protocol::{AppointmentStatus, TicketStatus};
 
 use super::lines::{LineKey, Place};
 use super::order::runs_after_call;
@@ -90,6 +90,18 @@ impl State {
                 comment,
                 ..
             } => self.on_feedback_given(id, *rating, comment),
+            Event::AppointmentBooked { appointment } => self.book.insert(appointment.clone()),
+            Event::AppointmentCancelled { id, .. } => {
+                self.book.set_status(id, AppointmentStatus::Cancelled, None)
+            }
+            Event::AppointmentCheckedIn { id, ticket, .. } => {
+                self.book
+                    .set_status(id, AppointmentStatus::CheckedIn, Some(ticket))
+            }
+            Event::AppointmentExpired { id, .. } => {
+                self.book.set_status(id, AppointmentStatus::Expired, None)
+            }
+            Event::DayKey { day, key } => self.book.set_key(*day, key.0),
         }
         None
     }
@@ -105,9 +117,12 @@ impl State {
             tickets: close_day(std::mem::take(&mut self.tickets), at),
         });
         let idem = std::mem::take(&mut self.idem);
+        let book = std::mem::take(&mut self.book);
         let order_seq = self.order_seq;
         *self = State::new(self.site.clone());
         self.idem = idem;
+        self.book = book;
+        self.book.start_day(day);
         self.idem.retain(|_, r| at - r.at < IDEMPOTENCY_KEEP_MS);
         self.order_seq = order_seq;
         self.day = Some(day);
@@ -126,6 +141,8 @@ impl State {
         }
         let join = t.steps.iter().map(|s| s.join).max().unwrap_or(0);
         self.order_seq = self.order_seq.max(join);
+        self.counted
+            .add(&t.issued_service, t.session.as_deref(), t.person.as_deref());
     }
 
     fn on_ticket_issued(&mut self, ticket: &TicketRec, scope: &str, request_id: &str) {
@@ -139,6 +156,7 @@ impl State {
                 service: ticket.issued_service.clone(),
                 priority: ticket.priority.clone(),
                 at: ticket.issued_at,
+                appointment: ticket.appointment.clone(),
             },
         );
         for k in 0..self.tickets[i].steps.len() {
@@ -461,7 +479,11 @@ fn new_step(stop: &NewStep) -> StepRec {
 
 /// The day's tickets as the rollover closes them (rule 54): every open
 /// step, held and pending ones too, becomes a no-show; cancelled stays.
+/// The person hashes go with the day (rule 81).
 fn close_day(mut tickets: Vec<TicketRec>, at: Millis) -> Vec<TicketRec> {
+    for t in &mut tickets {
+        t.person = None;
+    }
     for s in tickets.iter_mut().flat_map(|t| t.steps.iter_mut()) {
         if s.status.is_open() {
             s.status = TicketStatus::NoShow;

@@ -13,10 +13,20 @@
 //! one line (`lines.rs`). This file holds the types, `State`'s accessors,
 //! `apply` and the snapshots; `commands.rs` decides commands, `events.rs`
 //! applies events, `lines.rs` keeps the waiting lines, `order.rs` is the call
-//! order and `render.rs` the wire views.
+//! order and `render.rs` the wire views. §11 (appointments, identity,
+//! capacity): `ledger.rs` keeps the bookings and what is counted,
+//! `identity.rs` the checks, hashes and codes, `capacity.rs` sessions,
+//! caps and slots, `appointments.rs` booking, cancelling, check-in and
+//! expiry.
 
+#[cfg(test)]
+mod appointment_tests;
+mod appointments;
+mod capacity;
 mod commands;
 mod events;
+pub mod identity;
+pub mod ledger;
 mod lines;
 mod order;
 pub mod render;
@@ -33,8 +43,12 @@ use chrono_tz::Tz;
 use luot_protocol::{TicketStatus, WireEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Policy, SiteConfig};
+use crate::config::{AgeClass, Appointments, IdentityRule, Policy, Session, SiteConfig, WalkIns};
+use identity::Fresh;
+pub use ledger::ListFilter;
+use ledger::{AppointmentRec, Bookings, Counted};
 use lines::Lines;
+use luot_protocol::Identity;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
@@ -65,6 +79,12 @@ pub struct Site {
     pub no_show_grace_ms: Millis,
     /// Calls a ticket needs before a no-show (rule 63).
     pub min_calls: u32,
+    /// `[appointments]` (rule 76).
+    pub appointments: Appointments,
+    /// `max_tickets_per_person_per_day` (rule 82; 0: no cap).
+    pub person_cap: u32,
+    /// `age_priority`, less classes the site does not list (rule 80).
+    pub age_priority: Vec<AgeClass>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +93,12 @@ pub struct ServiceDef {
     pub name: String,
     pub prefix: String,
     pub digits: u8,
+    /// Tickets a day, all sessions together (rule 74).
+    pub daily_cap: Option<u32>,
+    pub walk_ins: WalkIns,
+    pub identity: IdentityRule,
+    /// Never empty: a service without sessions has one, `day`, all day.
+    pub sessions: Vec<Session>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +122,13 @@ impl Site {
                 name: s.name.clone(),
                 prefix: s.prefix.clone(),
                 digits: s.digits,
+                daily_cap: s.daily_cap,
+                walk_ins: s.walk_ins,
+                identity: s.identity,
+                sessions: match s.sessions.is_empty() {
+                    true => vec![whole_day(cfg.site.day_starts_at)],
+                    false => s.sessions.clone(),
+                },
             })
             .collect();
         let counters = cfg
@@ -124,6 +157,15 @@ impl Site {
             ratio: cfg.priority.ratio,
             no_show_grace_ms: Millis::from(cfg.queue.no_show_grace_min) * 60_000,
             min_calls: cfg.queue.min_calls_before_no_show,
+            appointments: cfg.appointments.clone(),
+            person_cap: cfg.identity.max_tickets_per_person_per_day,
+            age_priority: cfg
+                .identity
+                .age_priority
+                .iter()
+                .filter(|a| cfg.priority.classes.contains(&a.class))
+                .cloned()
+                .collect(),
         })
     }
 
@@ -189,6 +231,19 @@ impl Site {
     }
 }
 
+/// The one session of a service that sets none (rule 73): the whole day.
+fn whole_day(day_starts_at: NaiveTime) -> Session {
+    Session {
+        id: "day".into(),
+        start: day_starts_at,
+        end: day_starts_at,
+        cap: None,
+        appointment_quota: 0,
+        slot_minutes: 30,
+        slot_capacity: None,
+    }
+}
+
 /// One step of a visit (§9): a stop in one service, maybe at one counter.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct StepRec {
@@ -244,6 +299,19 @@ pub struct TicketRec {
     pub steps: Vec<StepRec>,
     pub rating: Option<u8>,
     pub comment: Option<String>,
+    /// The booking it checked in (rule 78).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appointment: Option<String>,
+    /// The booking's reference (rule 87).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_ref: Option<String>,
+    /// The person's hash under the day's key (rule 81); erased when the day
+    /// closes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// The session it counts in (rule 73).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// A ticket as stored, of any age: records written before visits had one
@@ -269,6 +337,14 @@ struct StoredTicket {
     rating: Option<u8>,
     #[serde(default)]
     comment: Option<String>,
+    #[serde(default)]
+    appointment: Option<String>,
+    #[serde(default)]
+    external_ref: Option<String>,
+    #[serde(default)]
+    person: Option<String>,
+    #[serde(default)]
+    session: Option<String>,
     #[serde(flatten)]
     legacy: LegacyStep,
 }
@@ -320,6 +396,10 @@ impl From<StoredTicket> for TicketRec {
             steps,
             rating: s.rating,
             comment: s.comment,
+            appointment: s.appointment,
+            external_ref: s.external_ref,
+            person: s.person,
+            session: s.session,
         }
     }
 }
@@ -476,12 +556,47 @@ pub enum Event {
         comment: Option<String>,
         at: Millis,
     },
+    AppointmentBooked {
+        appointment: AppointmentRec,
+    },
+    AppointmentCancelled {
+        id: String,
+        by: Option<String>,
+        at: Millis,
+    },
+    AppointmentCheckedIn {
+        id: String,
+        ticket: String,
+        at: Millis,
+    },
+    AppointmentExpired {
+        id: String,
+        at: Millis,
+    },
+    /// A day's key for person hashes (rule 81). Not a queue event and never
+    /// in the log: the store keeps it apart and erases it when the next day
+    /// starts.
+    DayKey {
+        day: NaiveDate,
+        key: Fresh,
+    },
 }
 
 impl Event {
     /// Queue events get a `seq` and go to every client; the rest are private.
     pub fn is_public(&self) -> bool {
-        !matches!(self, Event::FeedbackGiven { .. })
+        !matches!(self, Event::FeedbackGiven { .. } | Event::DayKey { .. })
+    }
+
+    /// The booking an `appointment_*` event is about.
+    pub fn appointment_id(&self) -> Option<&str> {
+        match self {
+            Event::AppointmentBooked { appointment } => Some(&appointment.id),
+            Event::AppointmentCancelled { id, .. }
+            | Event::AppointmentCheckedIn { id, .. }
+            | Event::AppointmentExpired { id, .. } => Some(id),
+            _ => None,
+        }
     }
 
     /// The ticket an event is about.
@@ -501,6 +616,48 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// A booking as asked (rule 76), fields checked by the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookCmd {
+    pub scope: String,
+    pub request_id: String,
+    /// The device id or username that books.
+    pub by: String,
+    pub service: String,
+    pub slot_at: Millis,
+    pub priority: Option<String>,
+    pub external_ref: Option<String>,
+    pub identity: Option<Identity>,
+    /// A fresh unguessable booking id chosen by the caller.
+    pub appointment_id: String,
+    /// Random bytes for a day key, if one is needed.
+    pub fresh: Fresh,
+    /// Random bytes for its code.
+    pub code_seed: Fresh,
+}
+
+/// The booking a check-in names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Booking {
+    Code(String),
+    Id(String),
+}
+
+/// A check-in as asked (rule 78), fields checked by the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckInCmd {
+    pub scope: String,
+    pub request_id: String,
+    pub booking: Booking,
+    pub identity: Option<Identity>,
+    /// An integration's scope: it checks in only bookings it made.
+    pub only: Option<String>,
+    /// At a kiosk: a booking made with an identity needs one (rule 82).
+    pub kiosk: bool,
+    pub ticket_id: String,
+    pub fresh: Fresh,
 }
 
 /// A ticket named in a counter action: by id or by today's number (rule 60).
@@ -530,7 +687,25 @@ pub enum Command {
         priority: Option<String>,
         /// A fresh unguessable id chosen by the caller.
         ticket_id: String,
+        /// A scanned CCCD's fields (rule 80), checked by the caller.
+        identity: Option<Identity>,
+        /// A kiosk's or integration's walk-in: sessions, caps, `walk_ins`,
+        /// `identity` and the per-person cap apply (rules 73–75, 82).
+        limited: bool,
+        /// Random bytes for a day key, if one is needed.
+        fresh: Fresh,
     },
+    /// `POST /appointments` (rule 76).
+    Book(Box<BookCmd>),
+    /// `POST /appointments/{id}/cancel`.
+    CancelBooking {
+        id: String,
+        /// An integration's scope: it sees only bookings it made.
+        only: Option<String>,
+        by: Option<String>,
+    },
+    /// `POST /appointments/check-in` and the kiosk's `check_in` (rule 78).
+    CheckIn(Box<CheckInCmd>),
     Next {
         counter: String,
         by: Option<String>,
@@ -633,6 +808,38 @@ pub enum Rejection {
     NotRequeueable,
     #[error("Cần gọi thêm trước khi đánh dấu vắng mặt (too few calls before a no-show)")]
     TooFewCalls,
+    #[error("Dịch vụ đã hết giờ lấy số hôm nay (the service takes no more walk-ins today)")]
+    ServiceClosed,
+    #[error(
+        "Dịch vụ này chỉ nhận người có lịch hẹn (this service takes walk-ins only with an appointment or a priority class)"
+    )]
+    AppointmentRequired,
+    #[error("Cần quét CCCD để lấy số dịch vụ này (this service needs the citizen ID card scanned)")]
+    IdentityRequired,
+    #[error(
+        "Đã đủ số lượt lấy số hôm nay cho người này (this person holds as many numbers as allowed today)"
+    )]
+    PersonLimit,
+    #[error("Dịch vụ đã hết số (the service is full)")]
+    ServiceFull { next_open_at: Option<String> },
+    #[error("Không có khung giờ hẹn này (no slot of this service starts then)")]
+    UnknownSlot,
+    #[error("Không tìm thấy lịch hẹn (unknown appointment)")]
+    UnknownAppointment,
+    #[error("Không còn nhận đặt lịch cho khung giờ này (booking is closed for that slot)")]
+    BookingClosed,
+    #[error("Khung giờ này đã kín lịch (the slot is full)")]
+    SlotFull,
+    #[error("Lịch hẹn đã bị huỷ (the appointment was cancelled)")]
+    AppointmentCancelled,
+    #[error("Lịch hẹn đã được lấy số {number} (already checked in)")]
+    AlreadyCheckedIn { number: String },
+    #[error("Lịch hẹn đã hết hạn (the appointment expired)")]
+    AppointmentExpired,
+    #[error("Chưa đến giờ nhận số cho lịch hẹn này (too early to check in)")]
+    TooEarly { checkin_opens_at: String },
+    #[error("CCCD không khớp với lịch hẹn (the identity does not match the booking)")]
+    IdentityMismatch,
 }
 
 impl Rejection {
@@ -652,7 +859,55 @@ impl Rejection {
             Rejection::NotCallable => "not_callable",
             Rejection::NotRequeueable => "not_requeueable",
             Rejection::TooFewCalls => "too_few_calls",
+            Rejection::ServiceClosed => "service_closed",
+            Rejection::AppointmentRequired => "appointment_required",
+            Rejection::IdentityRequired => "identity_required",
+            Rejection::PersonLimit => "person_limit",
+            Rejection::ServiceFull { .. } => "service_full",
+            Rejection::UnknownSlot => "unknown_slot",
+            Rejection::UnknownAppointment => "unknown_appointment",
+            Rejection::BookingClosed => "booking_closed",
+            Rejection::SlotFull => "slot_full",
+            Rejection::AppointmentCancelled => "appointment_cancelled",
+            Rejection::AlreadyCheckedIn { .. } => "already_checked_in",
+            Rejection::AppointmentExpired => "appointment_expired",
+            Rejection::TooEarly { .. } => "too_early",
+            Rejection::IdentityMismatch => "identity_mismatch",
         }
+    }
+
+    /// What the error object adds (§11): `next_open_at`, `number`,
+    /// `checkin_opens_at`.
+    pub fn extra(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        match self {
+            Rejection::ServiceFull { next_open_at } => {
+                m.insert("next_open_at".into(), next_open_at.clone().into());
+            }
+            Rejection::ServiceClosed => {
+                m.insert("next_open_at".into(), serde_json::Value::Null);
+            }
+            Rejection::AlreadyCheckedIn { number } => {
+                m.insert("number".into(), number.clone().into());
+            }
+            Rejection::TooEarly { checkin_opens_at } => {
+                m.insert("checkin_opens_at".into(), checkin_opens_at.clone().into());
+            }
+            _ => {}
+        }
+        m
+    }
+
+    /// Whether it is a 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Rejection::UnknownService
+                | Rejection::UnknownCounter
+                | Rejection::UnknownTicket
+                | Rejection::UnknownSlot
+                | Rejection::UnknownAppointment
+        )
     }
 }
 
@@ -663,6 +918,10 @@ pub enum Subject {
     Ticket(String),
     /// The same `request_id` again: the ticket it made, as it is now (may be archived).
     Replayed(String),
+    /// A booking made or changed (or left as it was by a cancel).
+    Booking(String),
+    /// The same `request_id` again: the booking it made, as it is now.
+    BookingReplayed(String),
     Counter(String),
     Nothing,
 }
@@ -694,6 +953,9 @@ struct IdemRec {
     service: String,
     priority: Option<String>,
     at: Millis,
+    /// The booking a check-in named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    appointment: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -740,6 +1002,10 @@ pub struct State {
     /// Per service: service times (ms) of the last done steps, and today's count.
     service_times: Vec<VecDeque<Millis>>,
     done_today: Vec<u32>,
+    /// Bookings kept and day keys (§11); they outlive the day.
+    book: Bookings,
+    /// The day's tickets per session and person (§11).
+    counted: Counted,
 }
 
 /// The portable form of `State`, keyed by ids rather than indexes, so a
@@ -756,6 +1022,9 @@ pub struct StateSnapshot {
     order_seq: u64,
     recent: Vec<RecentCallRec>,
     service_times: Vec<(String, Vec<Millis>, u32)>,
+    /// Bookings kept (§11); day keys are never in a snapshot.
+    #[serde(default)]
+    appointments: Vec<AppointmentRec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -789,6 +1058,8 @@ impl State {
             recent: VecDeque::new(),
             service_times: vec![VecDeque::new(); ns],
             done_today: vec![0; ns],
+            book: Bookings::default(),
+            counted: Counted::default(),
             site,
         }
     }
@@ -843,11 +1114,11 @@ impl State {
         let mut out = Applied::default();
         if self.rollover_due(now) {
             let day = self.site.day_of(now);
-            self.record(Event::DayStarted { day, at: now }, &mut out);
+            self.record(Event::DayStarted { day, at: now }, now, &mut out);
         }
         let result = self.decide(cmd, now).map(|(events, subject)| {
             for e in events {
-                self.record(e, &mut out);
+                self.record(e, now, &mut out);
             }
             subject
         });
@@ -857,9 +1128,12 @@ impl State {
 
     /// Applies `e`, renders it with the services it changed, and adds it
     /// (and the day it closes, if any) to `out`.
-    fn record(&mut self, e: Event, out: &mut Applied) {
+    fn record(&mut self, e: Event, now: Millis, out: &mut Applied) {
         let touched = self.touched_services(&e);
-        let before: Vec<_> = touched.iter().map(|&s| self.board_service(s)).collect();
+        let before: Vec<_> = touched
+            .iter()
+            .map(|&s| self.board_service(s, now))
+            .collect();
         if let Some(a) = self.apply_event(&e) {
             out.archives.push(a);
         }
@@ -867,8 +1141,8 @@ impl State {
             .iter()
             .zip(before)
             .filter_map(|(&s, b)| {
-                let now = self.board_service(s);
-                (now != b).then_some(now)
+                let after = self.board_service(s, now);
+                (after != b).then_some(after)
             })
             .collect();
         out.wire.push(self.render_event(&e, changed));
@@ -896,7 +1170,11 @@ impl State {
         match e {
             Event::TicketTransferred { service, .. } => add(service),
             Event::TicketSent { stops, .. } => stops.iter().for_each(|s| add(&s.service)),
+            Event::AppointmentBooked { appointment } => add(&appointment.service),
             _ => {}
+        }
+        if let Some(a) = e.appointment_id().and_then(|id| self.book.get(id)) {
+            add(&a.service);
         }
         out
     }
@@ -942,7 +1220,15 @@ impl State {
                     (d.id.clone(), times, self.done_today[i])
                 })
                 .collect(),
+            appointments: self.appointment_list(),
         }
+    }
+
+    /// Every booking kept, by slot, then creation, then id.
+    fn appointment_list(&self) -> Vec<AppointmentRec> {
+        let mut all: Vec<AppointmentRec> = self.book.all().cloned().collect();
+        all.sort_by(|a, b| (a.slot_at, a.created_at, &a.id).cmp(&(b.slot_at, b.created_at, &b.id)));
+        all
     }
 
     pub fn from_snapshot(site: Arc<Site>, snap: StateSnapshot) -> State {
@@ -979,6 +1265,9 @@ impl State {
                 st.service_times[s] = times.into_iter().collect();
                 st.done_today[s] = done;
             }
+        }
+        for a in snap.appointments {
+            st.book.insert(a);
         }
         st
     }

@@ -4,8 +4,8 @@
 //! here changes it.
 
 use luot_protocol::{
-    BoardCounter, BoardService, BoardState, CounterInfo, EventKind, RecentCall, Returning,
-    SiteCounter, SiteInfo, SiteService, Step, Ticket, TicketStatus, Visit, WireEvent,
+    AppointmentView, BoardCounter, BoardService, BoardState, CounterInfo, EventKind, RecentCall,
+    Returning, SiteCounter, SiteInfo, SiteService, Step, Ticket, TicketStatus, Visit, WireEvent,
 };
 
 use super::lines::LineKey;
@@ -102,21 +102,21 @@ impl State {
             .collect()
     }
 
-    /// The board view of the named services.
-    pub fn board_services(&self, ids: &[&str]) -> Vec<BoardService> {
+    /// The board view of the named services at `now`.
+    pub fn board_services(&self, ids: &[&str], now: Millis) -> Vec<BoardService> {
         let mut out: Vec<BoardService> = Vec::with_capacity(ids.len());
         for id in ids {
             if out.iter().any(|s| s.id == *id) {
                 continue;
             }
             if let Some(i) = self.site.service_idx(id) {
-                out.push(self.board_service(i));
+                out.push(self.board_service(i, now));
             }
         }
         out
     }
 
-    pub(super) fn board_service(&self, i: usize) -> BoardService {
+    pub(super) fn board_service(&self, i: usize, now: Millis) -> BoardService {
         let s = &self.site.services[i];
         BoardService {
             id: s.id.clone(),
@@ -125,7 +125,7 @@ impl State {
             waiting: self.waiting_count(i),
             next_numbers: self.next_numbers(i, 5),
             returning: self.returning(i),
-            capacity: Default::default(),
+            capacity: self.capacity(i, now),
         }
     }
 
@@ -138,12 +138,13 @@ impl State {
             .collect()
     }
 
-    pub fn board(&self) -> BoardState {
+    /// The snapshot's state at `now` (capacities depend on the time).
+    pub fn board(&self, now: Millis) -> BoardState {
         let site = &self.site;
         BoardState {
             day: self.day.map(|d| d.to_string()).unwrap_or_default(),
             services: (0..site.services.len())
-                .map(|i| self.board_service(i))
+                .map(|i| self.board_service(i, now))
                 .collect(),
             counters: site
                 .counters
@@ -177,7 +178,8 @@ impl State {
         }
     }
 
-    pub fn site_info(&self) -> SiteInfo {
+    /// `GET /site` at `now`.
+    pub fn site_info(&self, now: Millis) -> SiteInfo {
         let site = &self.site;
         SiteInfo {
             name: site.name.clone(),
@@ -192,7 +194,7 @@ impl State {
                     name: s.name.clone(),
                     prefix: s.prefix.clone(),
                     waiting: self.waiting_count(i),
-                    capacity: Default::default(),
+                    capacity: self.capacity(i, now),
                 })
                 .collect(),
             counters: site
@@ -269,10 +271,38 @@ impl State {
                 };
                 (kind, *at)
             }
-            Event::FeedbackGiven { .. } => return None,
+            Event::FeedbackGiven { .. } | Event::DayKey { .. } => return None,
+            Event::AppointmentBooked { .. }
+            | Event::AppointmentCancelled { .. }
+            | Event::AppointmentCheckedIn { .. }
+            | Event::AppointmentExpired { .. } => return self.render_appointment_event(e, w),
             _ => return self.render_ticket_event(e, w),
         };
         (w.kind, w.at) = (kind, Some(self.site.fmt_time(at)));
+        Some(w)
+    }
+
+    /// Rule 85: the booking whole (the hub gives others its brief), its
+    /// service's name, and the time; never its ticket (that comes with
+    /// `ticket_issued` in the same commit).
+    fn render_appointment_event(&self, e: &Event, mut w: WireEvent) -> Option<WireEvent> {
+        let (kind, at) = match e {
+            Event::AppointmentBooked { appointment } => {
+                (EventKind::AppointmentBooked, appointment.created_at)
+            }
+            Event::AppointmentCancelled { at, .. } => (EventKind::AppointmentCancelled, *at),
+            Event::AppointmentCheckedIn { at, .. } => (EventKind::AppointmentCheckedIn, *at),
+            Event::AppointmentExpired { at, .. } => (EventKind::AppointmentExpired, *at),
+            _ => return None,
+        };
+        let rec = self.appointment(e.appointment_id()?)?;
+        w.kind = kind;
+        w.at = Some(self.site.fmt_time(at));
+        w.service_name = Some(self.service_name(&rec.service));
+        // Events never carry the code or its QR (rule 85).
+        let mut a = self.render_appointment(rec);
+        (a.code, a.qr) = (String::new(), String::new());
+        w.appointment = Some(AppointmentView::Full(a));
         Some(w)
     }
 
@@ -536,8 +566,8 @@ fn render_with(
                 .map(|k| render_step(site, &t.steps[k], busy, at(k)))
                 .collect(),
         }),
-        appointment: None,
-        external_ref: None,
+        appointment: t.appointment.clone(),
+        external_ref: t.external_ref.clone(),
     }
 }
 

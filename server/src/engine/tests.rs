@@ -85,6 +85,9 @@ impl Fx {
                 service: service.into(),
                 priority: priority.map(|p| p.to_string()),
                 ticket_id: id.clone(),
+                identity: None,
+                limited: false,
+                fresh: crate::engine::identity::Fresh([0; 32]),
             },
             now,
         );
@@ -202,6 +205,9 @@ fn idempotent_issue_and_reuse() {
         service: service.into(),
         priority: None,
         ticket_id: id.into(),
+        identity: None,
+        limited: false,
+        fresh: crate::engine::identity::Fresh([0; 32]),
     };
     assert_eq!(
         f.run(issue("a", "x1"), t(0)),
@@ -223,6 +229,9 @@ fn idempotent_issue_and_reuse() {
         service: "b".into(),
         priority: None,
         ticket_id: "x4".into(),
+        identity: None,
+        limited: false,
+        fresh: crate::engine::identity::Fresh([0; 32]),
     };
     assert_eq!(f.run(other, t(3)), Ok(Subject::Ticket("x4".into())));
 }
@@ -236,6 +245,9 @@ fn replay_is_recognised_across_the_day_start() {
         service: "a".into(),
         priority: None,
         ticket_id: id.into(),
+        identity: None,
+        limited: false,
+        fresh: crate::engine::identity::Fresh([0; 32]),
     };
     f.run(issue("x1"), t(21 * 60 + 59)).unwrap();
     assert_eq!(
@@ -254,6 +266,9 @@ fn unknown_service_priority_counter() {
             service: "zz".into(),
             priority: None,
             ticket_id: "x".into(),
+            identity: None,
+            limited: false,
+            fresh: crate::engine::identity::Fresh([0; 32]),
         },
         t(0),
     );
@@ -265,6 +280,9 @@ fn unknown_service_priority_counter() {
             service: "a".into(),
             priority: Some("vip".into()),
             ticket_id: "x".into(),
+            identity: None,
+            limited: false,
+            fresh: crate::engine::identity::Fresh([0; 32]),
         },
         t(0),
     );
@@ -552,6 +570,9 @@ fn run_ops(ratio: u32, ops: &[Op]) -> Run {
                     service: services[*s].into(),
                     priority: p.map(|p| classes[p].to_string()),
                     ticket_id: format!("tk_{}", f.n),
+                    identity: None,
+                    limited: false,
+                    fresh: crate::engine::identity::Fresh([0; 32]),
                 }
             }
             Op::Next(c) => Command::Next {
@@ -695,11 +716,11 @@ proptest! {
             replayed.apply_event(e);
         }
         prop_assert_eq!(replayed.to_snapshot(), r.f.st.to_snapshot());
-        prop_assert_eq!(replayed.board(), r.f.st.board());
+        prop_assert_eq!(replayed.board(0), r.f.st.board(0));
         // And through a snapshot.
         let back = State::from_snapshot(r.f.st.site().clone(), r.f.st.to_snapshot());
         prop_assert_eq!(back.to_snapshot(), r.f.st.to_snapshot());
-        prop_assert_eq!(back.board(), r.f.st.board());
+        prop_assert_eq!(back.board(0), r.f.st.board(0));
         for t in r.f.st.tickets() {
             prop_assert_eq!(back.render_ticket(t), r.f.st.render_ticket(t));
         }

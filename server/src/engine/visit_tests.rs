@@ -104,6 +104,9 @@ impl Day {
             service: service.into(),
             priority: priority.map(String::from),
             ticket_id: id.clone(),
+            identity: None,
+            limited: false,
+            fresh: crate::engine::identity::Fresh([0; 32]),
         });
         assert_eq!(r, Ok(Subject::Ticket(id.clone())));
         id
@@ -220,7 +223,7 @@ fn a_doctor_sends_to_lab_and_xray_and_the_patient_returns_ahead_of_new_ones() {
         (back.status, back.counter.as_deref()),
         (TicketStatus::Waiting, Some("p13"))
     );
-    let board = d.st.board();
+    let board = d.st.board(0);
     let kham = board.services.iter().find(|s| s.id == "kham").unwrap();
     assert_eq!(kham.returning.len(), 1);
     assert_eq!(kham.next_numbers, ["C002"], "the shared line only");
@@ -230,7 +233,7 @@ fn a_doctor_sends_to_lab_and_xray_and_the_patient_returns_ahead_of_new_ones() {
         "another room cannot call it"
     );
     assert_eq!(d.next("p13").unwrap(), p);
-    assert!(d.st.board().recent_calls[0].returning);
+    assert!(d.st.board(0).recent_calls[0].returning);
     d.done("p13").unwrap();
     assert_eq!(d.last_kind(), EventKind::TicketDone);
     let v = d.view(&p);
@@ -360,7 +363,7 @@ fn call_hold_resume_requeue_and_cancel() {
         (v.status, v.reason.as_deref()),
         (TicketStatus::Held, Some("Thiếu bản sao thẻ BHYT"))
     );
-    assert_eq!(d.st.board().counters[0].held, ["A002"]);
+    assert_eq!(d.st.board(0).counters[0].held, ["A002"]);
     assert_eq!(d.next("q1").unwrap(), a);
     // Another counter cannot call a ticket held here.
     assert_eq!(
@@ -585,6 +588,9 @@ fn command(op: &Op, n: &mut u32) -> Command {
                 service: SERVICES[*s].into(),
                 priority: p.then(|| "pregnant".to_string()),
                 ticket_id: format!("tk_{n}"),
+                identity: None,
+                limited: false,
+                fresh: crate::engine::identity::Fresh([0; 32]),
             }
         }
         Op::Next(c) => Command::Next {
@@ -824,12 +830,12 @@ proptest! {
             replayed.apply_event(e);
         }
         prop_assert_eq!(replayed.to_snapshot(), d.st.to_snapshot());
-        prop_assert_eq!(replayed.board(), d.st.board());
+        prop_assert_eq!(replayed.board(0), d.st.board(0));
         for t in d.st.tickets() {
             prop_assert_eq!(replayed.render_ticket(t), d.st.render_ticket(t));
         }
         let back = State::from_snapshot(d.st.site.clone(), d.st.to_snapshot());
-        prop_assert_eq!(back.board(), d.st.board());
+        prop_assert_eq!(back.board(0), d.st.board(0));
         if let Some((len, snap)) = at_cut {
             let mut prefix = State::new(d.st.site.clone());
             for e in &d.log[..len] {

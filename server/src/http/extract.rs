@@ -108,5 +108,7 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Body) -> Result<T,
             "Send the body as Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(&body.0).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+    serde_json::from_slice(&body.0).map_err(|e| {
+        ApiError::bad_request(format!("invalid body: {}", crate::error::json_error(&e)))
+    })
 }

@@ -7,6 +7,9 @@
 
 pub mod extract;
 
+#[cfg(test)]
+mod appointment_tests;
+
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
@@ -16,9 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use luot_protocol::{
-    FeedbackRequest, IssueRequest, LoginRequest, MAX_BODY_BYTES, PrintAccepted, PrintRequest,
+    BookRequest, CheckInRequest, FeedbackRequest, IssueRequest, LoginRequest, MAX_BODY_BYTES,
+    PrintAccepted, PrintRequest,
 };
 
+use crate::app::appointments::{ListQuery, SlotsQuery};
 use crate::app::{App, AppState, CounterAction};
 use crate::error::ApiError;
 use crate::hub::Outcome;
@@ -36,6 +41,11 @@ pub fn router(app: AppState) -> Router {
         .route("/reports/daily", get(daily_report))
         .route("/reports/visits", get(visits_report))
         .route("/devices", get(devices))
+        .route("/appointments", post(book).get(appointments))
+        .route("/appointments/slots", get(slots))
+        .route("/appointments/check-in", post(check_in))
+        .route("/appointments/{id}", get(appointment))
+        .route("/appointments/{id}/cancel", post(cancel_booking))
         .route("/ws", get(crate::ws::upgrade))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { method_not_allowed() });
@@ -84,6 +94,7 @@ fn ticket_response(outcome: Outcome) -> Response {
     match outcome {
         Outcome::Ticket(t) | Outcome::Replayed(t) => Json(*t).into_response(),
         Outcome::Counter(c) => Json(*c).into_response(),
+        Outcome::Booking { appointment, .. } => Json(*appointment).into_response(),
         Outcome::ReplayedArchived(_) | Outcome::Nothing => StatusCode::NO_CONTENT.into_response(),
     }
 }
@@ -146,8 +157,101 @@ async fn issue(
     Ok((status, Json(issued.ticket)).into_response())
 }
 
-async fn ticket(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(app.ticket(&id).await?).into_response())
+/// `GET /tickets/{id}`: anyone; a token of staff, an admin or an
+/// integration shows `external_ref` (rule 87).
+async fn ticket(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = extract::principal(&app, &headers).await.ok();
+    Ok(Json(app.ticket_as(who.as_ref(), &id).await?).into_response())
+}
+
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// A query string, 400 when it does not parse.
+fn query<T: serde::de::DeserializeOwned>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// `GET /appointments/slots` (rule 76).
+async fn slots(
+    State(app): State<AppState>,
+    Authed(who): Authed,
+    q: Result<Query<SlotsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    App::may_read_bookings(&who)?;
+    Ok(Json(app.slots(&who, query(q)?).await?).into_response())
+}
+
+/// `POST /appointments`: 201, or 200 for a replay.
+async fn book(
+    State(app): State<AppState>,
+    Authed(who): Authed,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    App::may_book(&who)?;
+    let req: BookRequest = parse(&headers, &body)?;
+    let (a, created) = app.book(&who, req).await?;
+    Ok((created_or_ok(created), Json(a)).into_response())
+}
+
+/// `GET /appointments`.
+async fn appointments(
+    State(app): State<AppState>,
+    Authed(who): Authed,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    App::may_read_bookings(&who)?;
+    Ok(Json(app.appointments(&who, query(q)?).await?).into_response())
+}
+
+/// `GET /appointments/{id}`: anyone holding the id (a wrong token: 401).
+async fn appointment(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = match headers.contains_key(header::AUTHORIZATION) {
+        true => Some(extract::principal(&app, &headers).await?),
+        false => None,
+    };
+    Ok(Json(app.appointment(who.as_ref(), &id).await?).into_response())
+}
+
+/// `POST /appointments/{id}/cancel`.
+async fn cancel_booking(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Authed(who): Authed,
+) -> Result<Response, ApiError> {
+    App::may_book(&who)?;
+    Ok(Json(app.cancel_booking(&who, id).await?).into_response())
+}
+
+/// `POST /appointments/check-in`: 201 Ticket, or 200 for a replay.
+async fn check_in(
+    State(app): State<AppState>,
+    Authed(who): Authed,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    App::may_check_in(&who)?;
+    let req: CheckInRequest = parse(&headers, &body)?;
+    let done = app.check_in(&who, req).await?;
+    let status = created_or_ok(done.issued.created);
+    Ok((status, Json(done.issued.ticket)).into_response())
 }
 
 async fn feedback(

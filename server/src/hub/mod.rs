@@ -22,13 +22,17 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use luot_protocol::{DailyReport, DeviceInfo, ServerMessage, SiteInfo, Ticket, VisitsReport};
+use chrono::NaiveDate;
+use luot_protocol::{
+    Appointment, Capacity, DailyReport, DeviceInfo, ServerMessage, SiteInfo, SlotsResponse, Ticket,
+    VisitsReport,
+};
 use tokio::sync::{RwLock, broadcast, mpsc, oneshot};
 
 use crate::clock::Knobs;
 use crate::config::SiteConfig;
 use crate::engine::render::render_record;
-use crate::engine::{Command, Site};
+use crate::engine::{Command, ListFilter, Site};
 use crate::frame::{Frame, Frames};
 use crate::metrics::Metrics;
 pub use crate::plan::{DeviceUpdate, HubError, Outcome, Reply};
@@ -68,10 +72,14 @@ struct Shared {
     site: Arc<Site>,
     config: Arc<SiteConfig>,
     metrics: Arc<Metrics>,
+    /// The queue's clock, for queries whose answer depends on the time
+    /// (capacities, slots).
+    clock: crate::clock::Clock,
 }
 
 enum Request {
-    Input(Input, Option<oneshot::Sender<Reply>>),
+    /// Boxed: a command with a card and random bytes is large, a shutdown small.
+    Input(Box<Input>, Option<oneshot::Sender<Reply>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -104,6 +112,7 @@ impl Hub {
             store: store.clone(),
             config,
             metrics,
+            clock: knobs.clock,
         });
         let (tx, rx) = mpsc::channel(64 * 1024);
         let writer = Writer {
@@ -124,7 +133,7 @@ impl Hub {
     async fn send(&self, input: Input) -> Result<Reply, HubError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Input(input, Some(reply)))
+            .send(Request::Input(Box::new(input), Some(reply)))
             .await
             .map_err(|_| stopping())?;
         rx.await.map_err(|_| stopping())
@@ -157,7 +166,7 @@ impl Hub {
             id: id.to_string(),
             update,
         };
-        let _ = self.tx.try_send(Request::Input(input, None));
+        let _ = self.tx.try_send(Request::Input(Box::new(input), None));
     }
 
     /// Finishes what is queued, flushes, and stops the hub thread.
@@ -199,7 +208,50 @@ impl Hub {
 
     /// `GET /api/v1/site`.
     pub async fn site(&self) -> SiteInfo {
-        self.shared.core.read().await.planner.state().site_info()
+        let now = self.shared.clock.now_ms();
+        self.shared.core.read().await.planner.state().site_info(now)
+    }
+
+    /// The queue's day now (rule 6).
+    pub async fn today(&self) -> NaiveDate {
+        let now = self.shared.clock.now_ms();
+        self.shared.core.read().await.planner.state().today(now)
+    }
+
+    /// Every service's capacity now (rule 74), by id.
+    pub async fn capacities(&self) -> Vec<(String, Capacity)> {
+        let now = self.shared.clock.now_ms();
+        let core = self.shared.core.read().await;
+        let st = core.planner.state();
+        st.site()
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), st.capacity(i, now)))
+            .collect()
+    }
+
+    /// A kept booking, whole, with the scope of its maker.
+    pub async fn appointment(&self, id: &str) -> Option<(Appointment, String)> {
+        let core = self.shared.core.read().await;
+        let st = core.planner.state();
+        let rec = st.appointment(id)?;
+        Some((st.render_appointment(rec), rec.scope.clone()))
+    }
+
+    /// `GET /appointments`.
+    pub async fn appointments(&self, filter: ListFilter<'_>) -> Vec<Appointment> {
+        let core = self.shared.core.read().await;
+        core.planner.state().appointments(&filter)
+    }
+
+    /// `GET /appointments/slots` of a known service on `day`.
+    pub async fn slots(&self, service: &str, day: NaiveDate) -> Option<SlotsResponse> {
+        let now = self.shared.clock.now_ms();
+        let core = self.shared.core.read().await;
+        let st = core.planner.state();
+        let s = st.site().service_idx(service)?;
+        Some(st.slots(s, day, now))
     }
 
     /// The daily report of `day` (default: today).
@@ -308,7 +360,7 @@ impl Hub {
             }
             _ => vec![Frame::of(&ServerMessage::Snapshot {
                 seq: last,
-                state: core.planner.state().board(),
+                state: core.planner.state().board(self.shared.clock.now_ms()),
             })],
         };
         Catchup {
@@ -366,7 +418,7 @@ impl Writer {
         for r in requests.drain(..) {
             match r {
                 Request::Input(input, reply) => {
-                    inputs.push(input);
+                    inputs.push(*input);
                     waiting.push(reply);
                 }
                 Request::Shutdown(tx) => shutdown = Some(tx),

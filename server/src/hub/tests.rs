@@ -29,6 +29,9 @@ fn issue(n: usize) -> Command {
         service: "kham-noi".into(),
         priority: None,
         ticket_id: format!("tk_{n}"),
+        identity: None,
+        limited: false,
+        fresh: crate::engine::identity::Fresh([0; 32]),
     }
 }
 
@@ -74,7 +77,7 @@ async fn answers_wait_for_the_store_and_a_burst_shares_one_write() {
     let (reply, tick) = oneshot::channel();
     let input = Input::Command(Command::Tick);
     hub.tx
-        .send(Request::Input(input, Some(reply)))
+        .send(Request::Input(Box::new(input), Some(reply)))
         .await
         .unwrap();
     while queued(&hub) > 0 {

@@ -204,6 +204,10 @@ mod tests {
             steps,
             rating: None,
             comment: None,
+            appointment: None,
+            external_ref: None,
+            person: None,
+            session: None,
         }
     }
 

@@ -5,6 +5,8 @@
 //! outcome is unknown but which did land.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use chrono::NaiveDate;
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -37,6 +39,7 @@ struct Inner {
     archived: HashMap<String, TicketRec>,
     reports: BTreeMap<String, DailyReport>,
     visits: BTreeMap<String, VisitsReport>,
+    day_keys: BTreeMap<NaiveDate, [u8; 32]>,
     faults: VecDeque<Fault>,
     /// `recover` calls that fail before one succeeds.
     recover_failures: usize,
@@ -74,6 +77,11 @@ impl MemStore {
         self.lock().appends
     }
 
+    /// The days whose keys are kept.
+    pub fn key_days(&self) -> Vec<NaiveDate> {
+        self.lock().day_keys.keys().copied().collect()
+    }
+
     /// Every record stored, in order.
     pub fn records(&self) -> Vec<Record> {
         self.lock().log.iter().map(|(_, r)| r.clone()).collect()
@@ -99,6 +107,10 @@ impl MemStore {
         for (d, r) in &batch.visits {
             inner.visits.insert(d.clone(), r.clone());
         }
+        if let Some(day) = batch.drop_keys_before {
+            inner.day_keys.retain(|d, _| *d >= day);
+        }
+        inner.day_keys.extend(batch.day_keys.iter().copied());
         last
     }
 }
@@ -117,6 +129,7 @@ impl Store for MemStore {
             snapshot: inner.snapshot.clone(),
             records,
             index: inner.next_index.checked_sub(1),
+            day_keys: inner.day_keys.iter().map(|(d, k)| (*d, *k)).collect(),
         })
     }
 

@@ -15,6 +15,11 @@
 //! - login sessions, the tickets and reports (daily and visits) of past days;
 //! - `backup` in one backend-neutral format (`backup.rs`), and restore.
 //!
+//! Day keys of person hashes (rule 81) are kept apart from the log, in the
+//! same atomic commit: a batch adds the keys it made and, when a day starts,
+//! erases every key of a day before it, so nothing links a person across
+//! days. They never go into a backup.
+//!
 //! The request-id table (`(scope, request_id)` → ticket, rule 24) is durable
 //! through the log itself: every `TicketIssued` record carries its scope and
 //! request id, and snapshots carry the table, so every backend keeps it
@@ -31,6 +36,7 @@ mod tests;
 
 use std::io::Write;
 
+use chrono::NaiveDate;
 use luot_protocol::{DailyReport, VisitsReport};
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +116,10 @@ pub struct WriteBatch {
     pub reports: Vec<(String, DailyReport)>,
     /// Visits reports (rule 58) of days that just ended, by day.
     pub visits: Vec<(String, VisitsReport)>,
+    /// Day keys made by this batch (rule 81).
+    pub day_keys: Vec<(NaiveDate, [u8; 32])>,
+    /// A day started: erase the keys of every day before this one.
+    pub drop_keys_before: Option<NaiveDate>,
 }
 
 impl WriteBatch {
@@ -126,6 +136,8 @@ impl WriteBatch {
             && self.archived.is_empty()
             && self.reports.is_empty()
             && self.visits.is_empty()
+            && self.day_keys.is_empty()
+            && self.drop_keys_before.is_none()
     }
 
     /// The last public seq once the batch is stored.
@@ -166,6 +178,8 @@ pub struct Loaded {
     pub records: Vec<Record>,
     /// The store's position of the last record (or of the snapshot's).
     pub index: Option<u64>,
+    /// The day keys kept (today's and days ahead).
+    pub day_keys: Vec<(NaiveDate, [u8; 32])>,
 }
 
 /// What became of a write that failed (`Store::recover`).

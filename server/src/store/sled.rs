@@ -281,7 +281,40 @@ impl SledStore {
             snapshot,
             records,
             index,
+            day_keys: Self::day_keys(t)?,
         })
+    }
+
+    /// The day keys kept (`K` + day), rule 81.
+    fn day_keys(t: &Trees) -> Result<Vec<(chrono::NaiveDate, [u8; 32])>, StoreError> {
+        let mut out = Vec::new();
+        for kv in t.db.scan_prefix(b"K") {
+            let (k, v) = kv?;
+            let day = std::str::from_utf8(&k[1..])
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt("day key".into()))?;
+            let key: [u8; 32] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("day key".into()))?;
+            out.push((day, key));
+        }
+        Ok(out)
+    }
+
+    /// Erases the keys of days before `day` in batch `b` (rule 81).
+    fn drop_keys(
+        t: &Trees,
+        b: &mut ::sled::Batch,
+        day: chrono::NaiveDate,
+    ) -> Result<(), StoreError> {
+        for (d, _) in Self::day_keys(t)? {
+            if d < day {
+                b.remove(prefixed(b'K', d.to_string().as_bytes()));
+            }
+        }
+        Ok(())
     }
 
     /// The sled batch of `batch`, the keys it writes and its last position.
@@ -312,6 +345,9 @@ impl SledStore {
         }
         for (day, r) in &batch.visits {
             put(prefixed(b'V', day.as_bytes()), json(r));
+        }
+        for (day, k) in &batch.day_keys {
+            put(prefixed(b'K', day.to_string().as_bytes()), k.to_vec());
         }
         (b, keys, last)
     }
@@ -380,11 +416,14 @@ impl Store for SledStore {
                 found: head.last_seq,
             });
         }
-        let (b, keys, last) = Self::sled_batch(batch, head.next_index);
+        let (mut b, keys, last) = Self::sled_batch(batch, head.next_index);
         if let Ok(mut f) = self.failed_at.lock() {
             *f = Some(head.next_index);
         }
         self.with(|t| {
+            if let Some(day) = batch.drop_keys_before {
+                Self::drop_keys(t, &mut b, day)?;
+            }
             if let Err(e) = t.db.apply_batch(b) {
                 let mut undo = ::sled::Batch::default();
                 for k in keys {
@@ -518,7 +557,8 @@ impl Store for SledStore {
             let mut w = backup::Writer::new(out)?;
             for kv in t.db.iter() {
                 let (k, v) = kv?;
-                if k.as_ref() != b"Mhealth" {
+                // Day keys never leave the data directory (rule 81).
+                if k.as_ref() != b"Mhealth" && !k.starts_with(b"K") {
                     w.entry(&k, &v)?;
                 }
             }

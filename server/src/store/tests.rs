@@ -220,3 +220,35 @@ fn a_visits_report_travels_in_a_backup() {
         assert!(r.archived_visits("2026-11-21").unwrap().is_some());
     });
 }
+
+#[test]
+fn day_keys_load_back_go_with_their_day_and_never_into_a_backup() {
+    each(|s| {
+        let d = |n: u32| NaiveDate::from_ymd_opt(2026, 11, n).unwrap();
+        let mut b = WriteBatch::new(0);
+        b.day_keys = vec![(d(22), [7; 32]), (d(24), [9; 32])];
+        b.records.push(Record {
+            seq: Some(1),
+            event: ev(1),
+        });
+        s.append(&b).unwrap();
+        let mut keys = s.load().unwrap().day_keys;
+        keys.sort();
+        assert_eq!(keys, [(d(22), [7; 32]), (d(24), [9; 32])]);
+        let mut out = Vec::new();
+        s.backup(&mut out).unwrap();
+        let needle = [7u8; 32];
+        assert!(
+            !out.windows(32).any(|w| w == needle),
+            "a day key in a backup"
+        );
+        // The commit that starts the 23rd erases the 22nd's key.
+        let mut b = WriteBatch::new(1);
+        b.drop_keys_before = Some(d(23));
+        b.day_keys = vec![(d(23), [8; 32])];
+        s.append(&b).unwrap();
+        let mut keys = s.load().unwrap().day_keys;
+        keys.sort();
+        assert_eq!(keys, [(d(23), [8; 32]), (d(24), [9; 32])]);
+    });
+}
