@@ -120,6 +120,10 @@ fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {
                 secrets.display_token
             );
             eprintln!(
+                "!!! demo integration token (device app-dat-lich): {}",
+                secrets.integration_token
+            );
+            eprintln!(
                 "!!! demo staff user {} password: {}",
                 secrets.staff.0, secrets.staff.1
             );

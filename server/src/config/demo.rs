@@ -1,6 +1,12 @@
 //! The demo site: what `luot-server` runs when no configuration is given
 //! (contract §1, rule 5), with its public secrets. Built in code, so it
-//! never goes through the file checks.
+//! never goes through the file checks (a test checks it would pass them).
+//!
+//! It shows §11 on "Khám Ngoại" only: a daily cap, bookings in the morning
+//! and afternoon sessions, and an after-hours session to the end of the
+//! day, so a walk-in is never refused for a closed session at any hour and
+//! the caps are far above what a test issues. "Khám Nội" (the first
+//! service, which tests and benchmarks copy) stays as before.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +15,7 @@ use chrono::NaiveTime;
 
 use super::types::{
     Appointments, Counter, DEFAULT_PRIORITY_CLASSES, Device, DeviceRole, Identity, IdentityRule,
-    Priority, Queue, Reports, Server, Service, Site, SiteConfig, User, UserRole, WalkIns,
+    Priority, Queue, Reports, Server, Service, Session, Site, SiteConfig, User, UserRole, WalkIns,
 };
 use crate::secret::{hash_password, sha256_hex};
 
@@ -17,6 +23,8 @@ use crate::secret::{hash_password, sha256_hex};
 pub struct DemoSecrets {
     pub kiosk_token: String,
     pub display_token: String,
+    /// Of the integration device `app-dat-lich` (a booking app, §11).
+    pub integration_token: String,
     pub staff: (String, String),
     pub admin: (String, String),
 }
@@ -26,6 +34,7 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
     let secrets = DemoSecrets {
         kiosk_token: "demo-kiosk-token".into(),
         display_token: "demo-display-token".into(),
+        integration_token: "demo-integration-token".into(),
         staff: ("nhanvien".into(), "demo-nhanvien".into()),
         admin: ("admin".into(), "demo-admin".into()),
     };
@@ -60,7 +69,11 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         },
         services: vec![
             svc("kham-noi", "Khám Nội", "A"),
-            svc("kham-ngoai", "Khám Ngoại", "B"),
+            Service {
+                daily_cap: Some(500),
+                sessions: demo_sessions(),
+                ..svc("kham-ngoai", "Khám Ngoại", "B")
+            },
             svc("xet-nghiem", "Xét nghiệm", "C"),
         ],
         counters: vec![
@@ -81,6 +94,12 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
                 role: DeviceRole::Display,
                 token_sha256: sha256_hex(&secrets.display_token),
                 services: vec![],
+            },
+            Device {
+                id: "app-dat-lich".into(),
+                role: DeviceRole::Integration,
+                token_sha256: sha256_hex(&secrets.integration_token),
+                services: vec!["kham-noi".into(), "kham-ngoai".into(), "xet-nghiem".into()],
             },
         ],
         users: vec![
@@ -110,4 +129,26 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         },
     };
     (cfg, secrets)
+}
+
+/// Khám Ngoại's day (which starts at 05:00): bookings 07:00–11:30 and
+/// 13:30–16:30 (30-minute slots); tickets before 07:00 count in the
+/// morning, at noon in the afternoon, after 16:30 in the after-hours session,
+/// which runs to the end of the day.
+fn demo_sessions() -> Vec<Session> {
+    let at = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap_or_default();
+    let session = |id: &str, start, end, cap, appointment_quota| Session {
+        id: id.into(),
+        start,
+        end,
+        cap,
+        appointment_quota,
+        slot_minutes: 30,
+        slot_capacity: None,
+    };
+    vec![
+        session("sang", at(7, 0), at(11, 30), Some(200), 40),
+        session("chieu", at(13, 30), at(16, 30), Some(150), 20),
+        session("ngoai-gio", at(16, 30), at(5, 0), None, 0),
+    ]
 }

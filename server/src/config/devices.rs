@@ -1,5 +1,7 @@
 //! `[[devices]]`: kiosks (with their service buttons, or none for a desk
-//! printer) and displays, each known by the sha256 of its token.
+//! printer), displays, and integrations (a portal or hospital app, §11: the
+//! services it books and issues for, by default all), each known by the
+//! sha256 of its token.
 
 use super::check::{Ctx, IdList, Seen};
 use super::raw::RawDevice;
@@ -9,6 +11,12 @@ const SERVICES: IdList = IdList {
     field: "devices.services",
     names: "service",
     duplicate: "service on this kiosk",
+};
+
+const INTEGRATION_SERVICES: IdList = IdList {
+    field: "devices.services",
+    names: "service",
+    duplicate: "service of this integration",
 };
 
 pub(super) fn parse(
@@ -36,11 +44,14 @@ fn device<'a>(
     let role = match d.role.get_ref().as_str() {
         "kiosk" => DeviceRole::Kiosk,
         "display" => DeviceRole::Display,
+        "integration" => DeviceRole::Integration,
         other => {
             return Err(ctx.err(
                 d.role.span(),
                 "devices.role",
-                format!("\"{other}\" is not a device role (\"kiosk\" or \"display\")"),
+                format!(
+                    "\"{other}\" is not a device role (\"kiosk\", \"display\" or \"integration\")"
+                ),
             ));
         }
     };
@@ -65,27 +76,35 @@ fn device<'a>(
     })
 }
 
-/// A kiosk's services (its buttons; none for a desk printer); a display has none.
+/// A kiosk's services (its buttons; none for a desk printer); an
+/// integration's (those listed, else all); a display has none.
 fn buttons(
     ctx: &Ctx,
     d: &RawDevice,
     role: DeviceRole,
     services: &[Service],
 ) -> Result<Vec<String>, ConfigError> {
-    let mut buttons = Vec::new();
-    if let Some(list) = &d.services {
-        if role == DeviceRole::Display && !list.get_ref().is_empty() {
-            return Err(ctx.err(
-                list.span(),
-                "devices.services",
-                "only a kiosk has buttons for services".into(),
-            ));
-        }
-        let owner = format!("device \"{}\"", d.id.get_ref());
-        let known = |id: &str| services.iter().any(|s| s.id == id);
-        buttons = SERVICES.read(ctx, &owner, list.get_ref(), known)?;
+    let Some(list) = &d.services else {
+        // A kiosk with no services is a desk printer (rule 66): it prints the
+        // jobs of `POST /tickets/{id}/print` and issues nothing.
+        return Ok(match role {
+            DeviceRole::Integration => services.iter().map(|s| s.id.clone()).collect(),
+            DeviceRole::Kiosk | DeviceRole::Display => Vec::new(),
+        });
+    };
+    if role == DeviceRole::Display && !list.get_ref().is_empty() {
+        return Err(ctx.err(
+            list.span(),
+            "devices.services",
+            "a display has no services: only kiosks (their buttons) and integrations list them"
+                .into(),
+        ));
     }
-    // A kiosk with no services is a desk printer (rule 66): it prints the
-    // jobs of `POST /tickets/{id}/print` and issues nothing.
-    Ok(buttons)
+    let ids = match role {
+        DeviceRole::Integration => &INTEGRATION_SERVICES,
+        DeviceRole::Kiosk | DeviceRole::Display => &SERVICES,
+    };
+    let owner = format!("device \"{}\"", d.id.get_ref());
+    let known = |id: &str| services.iter().any(|s| s.id == id);
+    ids.read(ctx, &owner, list.get_ref(), known)
 }

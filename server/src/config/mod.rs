@@ -8,10 +8,13 @@
 //! Here: loading and environment overrides; the typed configuration is in
 //! `types`. Each
 //! section is checked in its own file (`site`, `priority`, `queue`,
-//! `services`, `counters`, `devices`, `users`, `reports`) from the spanned TOML of `raw`, with the
+//! `services` with its `sessions` and caps, `counters`, `devices`, `users`,
+//! `reports`, and `appointments` for `[appointments]` and `[identity]`) from
+//! the spanned TOML of `raw`, with the
 //! shared checks of `check`; `syntax` names the field of an error TOML
 //! itself reports; `demo` builds the demo site.
 
+mod appointments;
 mod check;
 mod counters;
 mod demo;
@@ -21,6 +24,7 @@ mod queue;
 mod raw;
 mod reports;
 mod services;
+mod sessions;
 mod site;
 mod syntax;
 #[cfg(test)]
@@ -80,11 +84,13 @@ impl SiteConfig {
         let (site, server) = site::parse(&ctx, raw.site.get_ref(), server)?;
         let priority = priority::parse(&ctx, raw.priority.as_ref())?;
         let queue = queue::parse(&ctx, raw.queue.as_ref())?;
-        let services = services::parse(&ctx, &raw.services)?;
+        let services = services::parse(&ctx, &raw.services, site.day_starts_at)?;
         let counters = counters::parse(&ctx, &raw.counters, &services)?;
         let devices = devices::parse(&ctx, &raw.devices, &services)?;
         let users = users::parse(&ctx, &raw.users, &counters)?;
         let reports = reports::parse(&ctx, raw.reports.as_ref(), &services)?;
+        let appointments = appointments::appointments(&ctx, raw.appointments.as_ref())?;
+        let identity = appointments::identity(&ctx, raw.identity.as_ref(), &priority)?;
         Ok(SiteConfig {
             site,
             server,
@@ -95,8 +101,8 @@ impl SiteConfig {
             priority,
             queue,
             reports,
-            appointments: Appointments::default(),
-            identity: Identity::default(),
+            appointments,
+            identity,
         })
     }
 

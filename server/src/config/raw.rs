@@ -2,6 +2,8 @@
 //! can name its line. Unknown fields are refused here (serde); every other
 //! rule is checked by the section modules.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -28,6 +30,10 @@ pub(super) struct Raw {
     pub queue: Option<RawQueue>,
     #[serde(default)]
     pub reports: Option<RawReports>,
+    #[serde(default)]
+    pub appointments: Option<RawAppointments>,
+    #[serde(default)]
+    pub identity: Option<RawIdentity>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +67,31 @@ pub(super) struct RawService {
     pub prefix: Spanned<String>,
     #[serde(default)]
     pub digits: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub daily_cap: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub walk_ins: Option<Spanned<String>>,
+    #[serde(default)]
+    pub identity: Option<Spanned<String>>,
+    #[serde(default)]
+    pub sessions: Option<Spanned<Vec<Spanned<RawSession>>>>,
+}
+
+/// One entry of a service's `sessions` (an inline table).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSession {
+    pub id: Spanned<String>,
+    pub start: Spanned<String>,
+    pub end: Spanned<String>,
+    #[serde(default)]
+    pub cap: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub appointment_quota: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub slot_minutes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub slot_capacity: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -124,4 +155,35 @@ pub(super) struct RawReports {
     pub test_services: Option<RawIds>,
     #[serde(default)]
     pub visit_limits_min: Option<Spanned<Vec<Spanned<i64>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAppointments {
+    #[serde(default)]
+    pub book_ahead_days: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub checkin_early_min: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub checkin_late_min: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentity {
+    #[serde(default)]
+    pub max_tickets_per_person_per_day: Option<Spanned<i64>>,
+    /// class → bounds; TOML refuses a class given twice.
+    #[serde(default)]
+    pub age_priority: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawAge>>>>,
+}
+
+/// The ages of one class in `age_priority`: `min <= age <= max`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAge {
+    #[serde(default)]
+    pub min: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max: Option<Spanned<i64>>,
 }

@@ -1,16 +1,25 @@
 //! `[[services]]`: what a kiosk issues tickets for, each with its own id,
-//! prefix and number of digits. A site has at least one.
+//! prefix and number of digits, and its capacity settings (`sessions`: §11).
+//! A site has at least one.
+
+use chrono::NaiveTime;
 
 use super::check::{Ctx, Seen};
 use super::raw::RawService;
-use super::types::{ConfigError, IdentityRule, Service, WalkIns};
+use super::sessions;
+use super::types::{ConfigError, Service};
 
-pub(super) fn parse(ctx: &Ctx, raw: &[RawService]) -> Result<Vec<Service>, ConfigError> {
+/// The services in their order; `day_starts_at` places their sessions.
+pub(super) fn parse(
+    ctx: &Ctx,
+    raw: &[RawService],
+    day_starts_at: NaiveTime,
+) -> Result<Vec<Service>, ConfigError> {
     let mut ids = Seen::new("service id", "services.id");
     let mut prefixes = Seen::new("prefix", "services.prefix");
     let mut services = Vec::with_capacity(raw.len());
     for s in raw {
-        services.push(service(ctx, s, &mut ids, &mut prefixes)?);
+        services.push(service(ctx, s, &mut ids, &mut prefixes, day_starts_at)?);
     }
     if services.is_empty() {
         return Err(ctx.err(
@@ -27,6 +36,7 @@ fn service<'a>(
     s: &'a RawService,
     ids: &mut Seen<'a>,
     prefixes: &mut Seen<'a>,
+    day_starts_at: NaiveTime,
 ) -> Result<Service, ConfigError> {
     ids.check_id(ctx, &s.id)?;
     let p = s.prefix.get_ref();
@@ -58,14 +68,15 @@ fn service<'a>(
             }
         },
     };
+    let capacity = sessions::parse(ctx, s, day_starts_at)?;
     Ok(Service {
         id: s.id.get_ref().clone(),
         name: s.name.get_ref().trim().to_string(),
         prefix: p.clone(),
         digits,
-        daily_cap: None,
-        walk_ins: WalkIns::All,
-        identity: IdentityRule::Optional,
-        sessions: Vec::new(),
+        daily_cap: capacity.daily_cap,
+        walk_ins: capacity.walk_ins,
+        identity: capacity.identity,
+        sessions: capacity.sessions,
     })
 }

@@ -1,4 +1,8 @@
 //! Tests of `site.toml` parsing: every error names its file, line and field.
+//! Sessions, caps, `[appointments]`, `[identity]` and integrations (§11) are
+//! tested in `capacity`.
+
+mod capacity;
 
 use super::*;
 
@@ -127,6 +131,19 @@ fn syntax_error_names_the_key_of_its_line() {
     assert_eq!(e.field, "server.listen");
     let e = err_of(&GOOD.replace("name = \"Bệnh viện Demo\"", "name = \"Bệnh viện Demo"));
     assert_eq!((e.line, e.field.as_str()), (3, "site.name"));
+}
+
+#[test]
+fn a_missing_field_is_named_under_its_table() {
+    let text = GOOD.replace("prefix = \"B\"\n", "");
+    let e = err_of(&text);
+    assert_eq!(e.message, "missing field `prefix`");
+    assert_eq!(e.field, "services.prefix");
+    assert_eq!(e.line, nth_line(&text, "[[services]]", 1));
+    let e = err_of("[site]\n[[services]]\nid = \"a\"\nname = \"b\"\nprefix = \"A\"\n");
+    assert_eq!((e.line, e.field.as_str()), (1, "site.name"), "{e}");
+    let e = err_of("[server]\nlisten = \"0.0.0.0:1\"\n");
+    assert_eq!((e.line, e.field.as_str()), (1, "site"), "{e}");
 }
 
 #[test]
@@ -309,37 +326,32 @@ fn lists_of_ids_name_known_ones_once() {
     }
 }
 
+/// An example site of the repository's `examples/`, its `REPLACE`
+/// secrets filled in as its README says: each device its own token hash,
+/// each user a password hash.
+fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let hash = crate::secret::hash_password("x");
+    let mut n = 0;
+    text.lines()
+        .map(|l| match l {
+            l if l.starts_with("token_sha256") => {
+                n += 1;
+                format!("token_sha256 = \"{n:064x}\"")
+            }
+            l => l.replace("\"REPLACE\"", &format!("'{hash}'")),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
-fn shared_examples_parse_once_secrets_are_filled() {
+fn examples_parse_once_secrets_are_filled() {
     for name in ["benh-vien.toml", "mot-cua.toml"] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/examples")
-            .join(name);
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let hash = crate::secret::hash_password("x");
-        let text = text
-            .replace(
-                "token_sha256 = \"REPLACE\"",
-                &format!("token_sha256 = \"{}\"", "ab".repeat(32)),
-            )
-            .replace("\"REPLACE\"", &format!("'{hash}'"));
-        // Two devices would share the placeholder token: give each its own.
-        let mut n = 0;
-        let text: String = text
-            .lines()
-            .map(|l| {
-                if l.starts_with("token_sha256") {
-                    n += 1;
-                    format!("token_sha256 = \"{:064x}\"", n)
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let c = SiteConfig::parse(name, &text).unwrap();
+        let c = SiteConfig::parse(name, &example(name)).unwrap();
         assert!(c.services.len() >= 7);
     }
 }
@@ -546,23 +558,7 @@ fn bad_queue_reports_and_counter_values_name_line_and_field() {
 
 #[test]
 fn the_hospital_example_takes_tests_and_limits() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples/benh-vien.toml");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return;
-    };
-    let hash = crate::secret::hash_password("x");
-    let mut n = 0;
-    let mut text: String = text
-        .lines()
-        .map(|l| match l {
-            l if l.starts_with("token_sha256") => {
-                n += 1;
-                format!("token_sha256 = \"{n:064x}\"")
-            }
-            l => l.replace("\"REPLACE\"", &format!("'{hash}'")),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let mut text = example("benh-vien.toml");
     text.push_str(
         "\n[queue]\npolicy = \"longest_wait\"\nreturning_ratio = 2\n\
          \n[reports]\ntest_services = [\"xet-nghiem\", \"x-quang\", \"sieu-am\"]\n",

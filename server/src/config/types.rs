@@ -74,16 +74,17 @@ impl Default for Identity {
     fn default() -> Identity {
         Identity {
             max_tickets_per_person_per_day: 0,
+            // In the order of DEFAULT_PRIORITY_CLASSES.
             age_priority: vec![
-                AgeClass {
-                    class: "age_75_plus".into(),
-                    min: Some(75),
-                    max: None,
-                },
                 AgeClass {
                     class: "child_under_6".into(),
                     min: None,
                     max: Some(5),
+                },
+                AgeClass {
+                    class: "age_75_plus".into(),
+                    min: Some(75),
+                    max: None,
                 },
             ],
         }
