@@ -400,6 +400,7 @@ async fn a_booking_is_shown_on_the_phone_and_checked_in_at_the_desk() {
     // The 07:00 booking is in its window: a ticket, numbered as any.
     type_code(&["*", "6"], code).await;
     console_says(&desk, "checked in", "Đã nhận lịch hẹn: số A001 · Khám Nội").await;
+    desk.screenshot("console-checked-in-1280x720.png").await;
     assert_eq!(
         desk.js("return document.getElementById('p-checkin').classList.contains('open')")
             .await,
@@ -426,6 +427,7 @@ async fn a_booking_is_shown_on_the_phone_and_checked_in_at_the_desk() {
             WAIT,
         )
         .await;
+    phone.screenshot("booking-checked-in-412x915.png").await;
     assert_eq!(
         phone
             .js("return getComputedStyle(document.getElementById('qr')).display")
