@@ -1,7 +1,8 @@
 // luot.js: what every screen shares: the device token from the URL fragment,
 // the websocket with resume and jittered reconnect, the offline banner, a
-// board model kept exact from snapshots and events, and how a visit of
-// several stops reads (contract §9: where to go now and next).
+// board model kept exact from snapshots and events, how a visit of several
+// stops reads (contract §9: where to go now and next), and how a service's
+// capacity and a booking read (§11).
 'use strict';
 const Luot = (() => {
   const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
@@ -21,18 +22,26 @@ const Luot = (() => {
     const m = /T(\d\d:\d\d)/.exec(iso || '');
     return m ? m[1] : '';
   }
+  // "28/11" of an RFC 3339 time or a day, in the site's own calendar.
+  function fmtDay(iso) {
+    const m = /^\d{4}-(\d\d)-(\d\d)/.exec(iso || '');
+    return m ? m[2] + '/' + m[1] : '';
+  }
 
   // The board model: services, counters, recent calls.
   function Model() {
     this.day = null; this.services = new Map(); this.counters = new Map(); this.recent = [];
+    this.events = 0; // snapshots and events taken in, so a slower answer can tell it is stale
   }
   Model.prototype.load = function (st) {
+    this.events++;
     this.day = st.day;
     this.services = new Map(st.services.map(s => [s.id, s]));
     this.counters = new Map(st.counters.map(c => [c.id, c]));
     this.recent = st.recent_calls.slice();
   };
   Model.prototype.apply = function (ev) {
+    this.events++;
     for (const s of ev.services || []) this.services.set(s.id, Object.assign(this.services.get(s.id) || {}, s));
     const c = ev.counter && this.counters.get(ev.counter);
     if (ev.ticket) this.follow(ev.ticket);
@@ -92,6 +101,23 @@ const Luot = (() => {
   }
   const places = (steps) => steps.map(s => s.place).join(' + ');
 
+  // ---- capacity (§11, rule 74)
+  // What a walk-in can still get, as the board and console say it: "HẾT SỐ"
+  // once a capped service is full or closed, "Còn N số" when few are left
+  // (null when there is nothing to say), and a note for a service that
+  // takes bookings only, or bookings and priority patients.
+  const LOW = 10;
+  const WALK_INS = { none: 'Chỉ nhận lịch hẹn', priority: 'Lịch hẹn và ưu tiên' };
+  function capacity(s) {
+    const r = s && s.remaining;
+    const state = r === 0 ? { full: true, text: 'HẾT SỐ' }
+      : (r != null && r <= LOW) ? { full: false, text: 'Còn ' + r + ' số' } : null;
+    return { state: state, note: (s && WALK_INS[s.walk_ins]) || '' };
+  }
+
+  // ---- bookings (§11)
+  const APPOINTMENT_STATUS = { booked: 'Đã đặt', checked_in: 'Đã lấy số', cancelled: 'Đã huỷ', expired: 'Hết hạn' };
+
   // connect({token, onWelcome, onState(model, event|null), onError})
   function connect(opts) {
     const model = new Model();
@@ -139,5 +165,6 @@ const Luot = (() => {
     return { status: r.status, data: data };
   }
 
-  return { el, deviceToken, fmtTime, connect, api, stepOf, calledStep, route, places };
+  return { el, deviceToken, fmtTime, fmtDay, connect, api, stepOf, calledStep, route, places, capacity,
+    APPOINTMENT_STATUS };
 })();

@@ -5,12 +5,13 @@
 //!
 //! | path | screen |
 //! | --- | --- |
-//! | `/board` | waiting-room TV board with voice (`?services=a,b` for one area); its counter tiles grow to fill the screen |
+//! | `/board` | waiting-room TV board with voice (`?services=a,b` for one area); its counter tiles grow to fill the screen; "HẾT SỐ" on a full service |
 //! | `/counter/{id}` | the sign over one counter |
-//! | `/console` | staff console (login, next, recall, done, no-show, transfer, open/close) |
-//! | `/t/{id}` | a patient's live ticket page, with a rating once served |
+//! | `/console` | staff console (login, next, recall, done, no-show, transfer, open/close, a booking's check-in by its code) |
+//! | `/t/{id}` | a patient's live ticket page, with a rating once served, and a booking's time (`Hẹn 08:30`) |
+//! | `/a/{id}` | a booking's page on a phone (§11): service, time, check-in window, status, a QR code of its own address for the kiosk's scanner, then the ticket |
 //! | `/rate/{counter}` | the rating pad facing the citizen at a counter |
-//! | `/admin` | devices, today's figures (services and counters by name), the daily report (CSV, Excel), the visits report (rule 58: visits against their limits, a chart of each stop's wait, JSON/CSV/Excel) |
+//! | `/admin` | devices, today's figures (services and counters by name), the day's bookings by service and session, the daily report (CSV, Excel), the visits report (rule 58: visits against their limits, a chart of each stop's wait, JSON/CSV/Excel) |
 
 use std::path::PathBuf;
 
@@ -25,6 +26,7 @@ const BOARD: &str = include_str!("../assets/board.html");
 const COUNTER: &str = include_str!("../assets/counter.html");
 const CONSOLE: &str = include_str!("../assets/console.html");
 const TICKET: &str = include_str!("../assets/ticket.html");
+const APPOINTMENT: &str = include_str!("../assets/appointment.html");
 const RATE: &str = include_str!("../assets/rate.html");
 const ADMIN: &str = include_str!("../assets/admin.html");
 const INDEX: &str = include_str!("../assets/index.html");
@@ -45,6 +47,11 @@ const STATIC: &[(&str, &str, &str)] = &[
         "voice.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/voice.js"),
+    ),
+    (
+        "qr.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/qr.js"),
     ),
 ];
 
@@ -139,6 +146,7 @@ where
         .route("/counter/{id}", get(|| async { html(COUNTER) }))
         .route("/console", get(|| async { html(CONSOLE) }))
         .route("/t/{id}", get(|| async { html(TICKET) }))
+        .route("/a/{id}", get(|| async { html(APPOINTMENT) }))
         .route("/rate/{counter}", get(|| async { html(RATE) }))
         .route("/admin", get(|| async { html(ADMIN) }))
         .route(
@@ -218,6 +226,7 @@ mod tests {
             "/counter/quay-1",
             "/console",
             "/t/tk_x",
+            "/a/ap_x",
             "/rate/quay-1",
             "/admin",
             "/",
@@ -227,6 +236,11 @@ mod tests {
             assert!(n > 200 && ct.starts_with("text/html"), "{uri}");
         }
         let (s, _, ct) = get_status(router(None), "/static/luot.js").await;
+        assert_eq!(
+            (s, ct.starts_with("text/javascript")),
+            (StatusCode::OK, true)
+        );
+        let (s, _, ct) = get_status(router(None), "/static/qr.js").await;
         assert_eq!(
             (s, ct.starts_with("text/javascript")),
             (StatusCode::OK, true)
