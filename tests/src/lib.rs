@@ -2,6 +2,7 @@
 //! `luot-server` binary on a temporary data directory and port 0, write test
 //! sites, and talk to it over real HTTP and websockets.
 
+pub mod booking;
 pub mod browser;
 pub mod chaos_proxy;
 pub mod escpos;

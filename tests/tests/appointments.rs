@@ -12,94 +12,28 @@
 
 use std::path::Path;
 
-use chrono::{Duration as Days, NaiveDate, TimeZone, Utc};
+use chrono::{Duration as Days, NaiveDate};
+use luot_tests::booking::{
+    INTEGRATION_TOKEN, at, booking_site_toml, code_ok, days_ahead, offset_to,
+};
 use luot_tests::*;
 use serde_json::{Value, json};
 
-pub const INTEGRATION_TOKEN: &str = "test-integration-token-dddddddddd";
 /// A test citizen: never to be found in a file, a log or a report.
 const ID_NUMBER: &str = "001099012345";
 const BIRTH: &str = "1950-03-01";
 const OTHER_ID: &str = "079203004567";
 
-/// The test hospital of `luot-tests` with §11 added: `kham-noi` has a
-/// morning session with bookings and an afternoon one, `mot-cua` a daily
-/// cap of 3, `ho-tich` takes walk-ins with priority only and needs a CCCD;
-/// an integration for `kham-noi` and `ho-tich`; four tickets a person a day.
-fn site_toml() -> String {
-    let base = test_site_toml(false);
-    let base = base.replace(
-        "[[services]]\nid = \"kham-noi\"\nname = \"Khám Nội\"\nprefix = \"A\"\ndigits = 3\n",
-        r#"[[services]]
-id = "kham-noi"
-name = "Khám Nội"
-prefix = "A"
-digits = 3
-sessions = [
-  { id = "sang", start = "07:00", end = "11:30", cap = 200, appointment_quota = 40, slot_minutes = 30, slot_capacity = 3 },
-  { id = "chieu", start = "13:30", end = "16:30", cap = 100 },
-]
-
-[[services]]
-id = "mot-cua"
-name = "Một cửa"
-prefix = "M"
-digits = 3
-daily_cap = 3
-
-[[services]]
-id = "ho-tich"
-name = "Hộ tịch"
-prefix = "H"
-digits = 3
-walk_ins = "priority"
-identity = "required"
-"#,
-    );
-    assert!(base.contains("mot-cua"), "the test site changed shape");
-    let base = base.replace(
-        "services = [\"kham-noi\", \"kham-ngoai\"]\n\n[[devices]]\nid = \"kiosk-sanh-b\"",
-        "services = [\"kham-noi\", \"kham-ngoai\", \"mot-cua\", \"ho-tich\"]\n\n[[devices]]\nid = \"kiosk-sanh-b\"",
-    );
-    format!(
-        "{base}\n[appointments]\nbook_ahead_days = 14\ncheckin_early_min = 30\ncheckin_late_min = 15\n\n\
-         [identity]\nmax_tickets_per_person_per_day = 4\n\n\
-         [[devices]]\nid = \"cong-dat-lich\"\nrole = \"integration\"\ntoken_sha256 = \"{}\"\nservices = [\"kham-noi\", \"ho-tich\"]\n",
-        sha(INTEGRATION_TOKEN)
-    )
-}
-
 /// A day a few days ahead of today, so every test's day is new to it.
 fn day_d() -> NaiveDate {
-    Utc::now()
-        .with_timezone(&chrono_tz_hcm())
-        .date_naive()
-        .checked_add_signed(Days::days(3))
-        .unwrap()
-}
-
-fn chrono_tz_hcm() -> chrono::FixedOffset {
-    chrono::FixedOffset::east_opt(7 * 3600).unwrap()
-}
-
-/// `LUOT_CLOCK_OFFSET_S` that makes the server's now `hh:mm` on `day`.
-fn offset_to(day: NaiveDate, hh: u32, mm: u32) -> String {
-    let t = chrono_tz_hcm()
-        .from_local_datetime(&day.and_hms_opt(hh, mm, 0).unwrap())
-        .unwrap();
-    (t.timestamp() - Utc::now().timestamp()).to_string()
-}
-
-/// `day` at `hh:mm` in the site's zone, RFC 3339.
-fn at(day: NaiveDate, hh: u32, mm: u32) -> String {
-    format!("{day}T{hh:02}:{mm:02}:00+07:00")
+    days_ahead(3)
 }
 
 fn start_at(site: &Site, day: NaiveDate, hh: u32, mm: u32) -> Server {
     Server::start(
         &site.config(),
         &site.data(),
-        &[("LUOT_CLOCK_OFFSET_S", &offset_to(day, hh, mm))],
+        &[("LUOT_CLOCK_OFFSET_S", &offset_to(day, hh, mm).to_string())],
     )
 }
 
@@ -117,43 +51,15 @@ async fn check_in(api: &Api, token: &str, body: Value) -> Answer {
         .await
 }
 
-/// Damm's check digit (rule 77), to tell a valid code from a typo.
-fn damm_ok(code: &str) -> bool {
-    const T: [[u8; 10]; 10] = [
-        [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
-        [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
-        [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
-        [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
-        [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
-        [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
-        [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
-        [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
-        [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
-        [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
-    ];
-    code.bytes()
-        .try_fold(0u8, |i, b| {
-            b.is_ascii_digit()
-                .then(|| T[i as usize][(b - b'0') as usize])
-        })
-        .is_some_and(|i| i == 0)
-}
-
 /// A code that fails Damm's check: the last digit changed.
 fn typo(code: &str) -> String {
     let last = code.as_bytes()[7] - b'0';
     format!("{}{}", &code[..7], (last + 1) % 10)
 }
 
-#[test]
-fn damm_check_of_the_contract_examples() {
-    assert!(damm_ok("5724") && damm_ok("40817269"));
-    assert!(!damm_ok("40817268") && !damm_ok(&typo("40817269")));
-}
-
 #[tokio::test]
 async fn a_morning_of_bookings_survives_kill_9_and_check_in_places_at_the_slot() {
-    let site = Site::new(&site_toml());
+    let site = Site::new(&booking_site_toml());
     let d = day_d();
     // 06:40: bookings for the morning session (check-in not open yet).
     let mut server = start_at(&site, d, 6, 40);
@@ -163,7 +69,7 @@ async fn a_morning_of_bookings_survives_kill_9_and_check_in_places_at_the_slot()
     let a1 = b1.body.clone();
     let code = a1["code"].as_str().unwrap().to_string();
     assert_eq!(code.len(), 8);
-    assert!(damm_ok(&code), "a code with a valid Damm digit: {code}");
+    assert!(code_ok(&code), "a code with a valid Damm digit: {code}");
     let id = a1["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("ap_"), "{id}");
     assert_eq!(a1["qr"], format!("http://luot.test/a/{id}"));
@@ -344,7 +250,7 @@ async fn a_morning_of_bookings_survives_kill_9_and_check_in_places_at_the_slot()
 
 #[tokio::test]
 async fn caps_walk_in_rules_and_the_person_limit() {
-    let site = Site::new(&site_toml());
+    let site = Site::new(&booking_site_toml());
     let d = day_d();
     let server = start_at(&site, d, 9, 0);
     let api = Api::new(&server);
@@ -487,7 +393,7 @@ async fn caps_walk_in_rules_and_the_person_limit() {
 
 #[tokio::test]
 async fn after_the_last_session_kiosk_walk_ins_are_closed() {
-    let site = Site::new(&site_toml());
+    let site = Site::new(&booking_site_toml());
     let d = day_d();
     let server = start_at(&site, d, 17, 0);
     let api = Api::new(&server);
@@ -506,7 +412,7 @@ async fn after_the_last_session_kiosk_walk_ins_are_closed() {
 
 #[tokio::test]
 async fn an_identity_leaves_no_trace_in_files_logs_or_reports() {
-    let site = Site::new(&site_toml());
+    let site = Site::new(&booking_site_toml());
     let d = day_d();
     let server = start_at(&site, d, 6, 45);
     let api = Api::new(&server);

@@ -17,17 +17,13 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{FixedOffset, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
+use luot_tests::booking::{damm, site_tz};
 use luot_tests::browser::Browser;
 use luot_tests::*;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// Asia/Ho_Chi_Minh: UTC+7 all year.
-fn site_tz() -> FixedOffset {
-    FixedOffset::east_opt(7 * 3600).unwrap()
-}
 
 /// The offset that puts the server's clock at the next 06:45 site time (at
 /// least a minute away), and that day.
@@ -171,32 +167,6 @@ async fn console_says(b: &Browser, what: &str, text: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Damm's check digit (contract rule 77) of `digits`.
-fn damm(digits: &str) -> char {
-    const T: [[u8; 10]; 10] = [
-        [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
-        [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
-        [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
-        [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
-        [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
-        [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
-        [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
-        [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
-        [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
-        [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
-    ];
-    let i = digits
-        .bytes()
-        .fold(0u8, |i, d| T[usize::from(i)][usize::from(d - b'0')]);
-    char::from(b'0' + i)
-}
-
-#[test]
-fn damm_table_passes_the_contracts_examples() {
-    assert_eq!(damm("572"), '4');
-    assert_eq!(damm("4081726"), '9');
 }
 
 #[tokio::test]

@@ -600,3 +600,120 @@ fn a_scanner_with_a_plain_server_needs_allow_plain() {
         "{err}"
     );
 }
+
+/// §11 at a real kiosk against the real server: a booking's QR code checks
+/// it in and prints `Hẹn`; a booking made with a CCCD waits for the card
+/// (`identity_required`, a slip), then checks in; a scanned card gives an
+/// 80-year-old the age class, printed on the ticket; the person's fifth
+/// holding of the day is refused with a slip (rule 82, limit 4 here).
+#[tokio::test]
+async fn booked_and_scanned_patients_at_a_real_kiosk() {
+    use luot_kiosk::render::{RefusalView, render_refusal};
+    use luot_tests::booking::{INTEGRATION_TOKEN, at, booking_site_toml, days_ahead, offset_to};
+    let site = Site::new(&booking_site_toml());
+    let day = days_ahead(3);
+    // Booked at 06:50, before the session begins; the kiosk works at 07:20.
+    let start = |hh, mm| {
+        Server::start(
+            &site.config(),
+            &site.data(),
+            &[("LUOT_CLOCK_OFFSET_S", &offset_to(day, hh, mm).to_string())],
+        )
+    };
+    let mut server = start(6, 50);
+    let api = Api::new(&server);
+    let cccd = "001099012345|123456789|Nguyễn Văn An|01031950|Nam|Số 1 Hàng Bài, Hà Nội|15082021";
+    let me = serde_json::json!({"id_number": "001099012345", "birth_date": "1950-03-01"});
+    let mut booked = vec![];
+    for (rid, identity) in [("b1", None), ("b2", Some(me.clone()))] {
+        let mut body = serde_json::json!({
+            "service": "kham-noi", "slot_at": at(day, 7, 30), "request_id": rid
+        });
+        if let Some(i) = identity {
+            body["identity"] = i;
+        }
+        let a = api
+            .post("/api/v1/appointments", Some(INTEGRATION_TOKEN), Some(body))
+            .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        booked.push(a.body["id"].as_str().unwrap().to_string());
+    }
+    server.kill9();
+    let server = start(7, 20);
+    let api = Api::new(&server);
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start(
+        &server.url(""),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+    );
+    k.line(&format!("scan:http://luot.test/a/{}", booked[0]));
+    k.line(&format!("scan:http://luot.test/a/{}", booked[1]));
+    k.line(&format!("scan:{cccd}"));
+    for _ in 0..4 {
+        k.line(&format!("scan:{cccd}"));
+        k.press("kham-noi");
+    }
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    assert_eq!(log.matches("refused identity_required").count(), 1, "{log}");
+    assert_eq!(log.matches("refused person_limit").count(), 1, "{log}");
+    let tickets = printed(&log);
+    assert_eq!(tickets.len(), 5, "two check-ins and three presses: {log}");
+    let pages = pages(&out);
+    assert_eq!(pages.len(), 7, "five tickets and two slips");
+    let mut slips = 0;
+    for (i, page) in pages.iter().enumerate() {
+        let img = page.image();
+        let Some(url) = escpos::qr(&img) else {
+            slips += 1;
+            let headline = if slips == 1 {
+                "CẦN QUÉT CCCD"
+            } else {
+                "ĐÃ ĐỦ SỐ LƯỢT HÔM NAY"
+            };
+            let expected = render_refusal(
+                &RefusalView {
+                    site_name: "Bệnh viện Thử nghiệm".into(),
+                    service_name: (slips == 2).then(|| "Khám Nội".into()),
+                    headline: headline.into(),
+                    comeback: None,
+                },
+                576,
+            );
+            assert!(expected == img, "page {i} is the slip {headline}");
+            continue;
+        };
+        let t = api
+            .get(&format!("/api/v1/tickets/{}", ticket_id(&url)), None)
+            .await;
+        let t = &t.body;
+        let checked_in = t["appointment"].as_str();
+        match checked_in {
+            Some(a) => assert!(booked.contains(&a.to_string()), "{t}"),
+            None => assert_eq!(t["priority"], "age_75_plus", "derived from the card: {t}"),
+        }
+        if checked_in == Some(booked[0].as_str()) {
+            assert_eq!(t["priority"], serde_json::Value::Null);
+        }
+        // The page is the ticket as rendered with its class and booking
+        // time; the count ahead depends on rule 18's ratio, so any is taken.
+        let matches = (0..8).any(|ahead| {
+            let view = TicketView {
+                site_name: "Bệnh viện Thử nghiệm".into(),
+                service_name: "Khám Nội".into(),
+                number: t["number"].as_str().unwrap().into(),
+                priority: t["priority"].as_str().map(String::from),
+                issued_at: t["issued_at"].as_str().unwrap().into(),
+                ahead: Some(ahead),
+                url: url.clone(),
+                footer: "Vui lòng chờ gọi số".into(),
+                reprint: None,
+                slot_at: checked_in.map(|_| at(day, 7, 30)),
+            };
+            render_ticket(&view, 576) == img
+        });
+        assert!(matches, "page {i} prints ticket {t} as rendered");
+    }
+    assert_eq!(slips, 2);
+}
