@@ -100,6 +100,12 @@ enum What {
         #[arg(long, default_value_t = 50)]
         presses: usize,
     },
+    /// Kiosk: a booking's QR code scanned → its ticket's first byte at the
+    /// printer (issue 15: p99 ≤ 300 ms), at most 200 scans.
+    Scan {
+        #[arg(long, default_value_t = 100)]
+        scans: usize,
+    },
     All,
 }
 
@@ -450,7 +456,6 @@ async fn bench_restart(events: usize, f: &mut Figures) {
 async fn bench_kiosk(presses: usize, f: &mut Figures) {
     use luot_kiosk::printer::{CaptureDriver, STATUS_OK, Target, print_page};
     use luot_kiosk::render::{TicketView, render_ticket};
-    use std::io::Write;
     // Render (and raster encoding) alone.
     let view = TicketView {
         site_name: "Bệnh viện Đa khoa tỉnh (ví dụ)".into(),
@@ -507,26 +512,8 @@ async fn bench_kiosk(presses: usize, f: &mut Figures) {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut press = Histogram::<u64>::new(3).unwrap();
-    for i in 0..presses {
-        let t0 = Instant::now();
-        writeln!(stdin, "{}", ["kham-noi", "kham-ngoai"][i % 2]).unwrap();
-        loop {
-            if printer.first_bytes.lock().unwrap().len() > i {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no print for press {i}"
-            );
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        let first = printer.first_bytes.lock().unwrap()[i];
-        press
-            .record(first.duration_since(t0).as_micros() as u64)
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let lines = (0..presses).map(|i| ["kham-noi", "kham-ngoai"][i % 2].to_string());
+    let press = to_first_byte(&mut stdin, &printer, lines).await;
     let rss = rss_mb(child.id());
     drop(stdin);
     let _ = child.wait();
@@ -539,6 +526,101 @@ async fn bench_kiosk(presses: usize, f: &mut Figures) {
     f.insert("kiosk_press_to_print_p50_ms".into(), ms(&press, 0.5));
     f.insert("kiosk_press_to_print_p99_ms".into(), ms(&press, 0.99));
     f.insert("kiosk_rss_mb".into(), (rss * 10.0).round() / 10.0);
+}
+
+/// Writes each line to a simulated kiosk's standard input, one at a time,
+/// and times it to the first byte of its print job at `printer`.
+async fn to_first_byte(
+    stdin: &mut std::process::ChildStdin,
+    printer: &luot_tests::fake_printer::FakePrinter,
+    lines: impl Iterator<Item = String>,
+) -> Histogram<u64> {
+    use std::io::Write;
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    for (i, line) in lines.enumerate() {
+        let t0 = Instant::now();
+        writeln!(stdin, "{line}").unwrap();
+        loop {
+            if printer.first_bytes.lock().unwrap().len() > i {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no print for {line}"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let first = printer.first_bytes.lock().unwrap()[i];
+        h.record(first.duration_since(t0).as_micros() as u64)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    h
+}
+
+/// Issue 15: a booking's QR code scanned at a kiosk → the first byte of its
+/// ticket at a network printer, through a real server (bookings made at
+/// 06:50, scanned at 07:20 within their check-in window).
+async fn bench_scan(scans: usize, f: &mut Figures) {
+    use luot_kiosk::printer::STATUS_OK;
+    use luot_tests::booking::{INTEGRATION_TOKEN, at, booking_site_toml, days_ahead, offset_to};
+    let toml = booking_site_toml()
+        .replace("appointment_quota = 40", "appointment_quota = 200")
+        .replace("slot_capacity = 3", "slot_capacity = 200");
+    let site = Site::new(&toml);
+    let day = days_ahead(3);
+    let start = |hh, mm| {
+        Server::start(
+            &site.config(),
+            &site.data(),
+            &[("LUOT_CLOCK_OFFSET_S", &offset_to(day, hh, mm).to_string())],
+        )
+    };
+    let mut server = start(6, 50);
+    let api = Api::new(&server);
+    let mut ids = vec![];
+    for i in 0..scans.min(200) {
+        let body = json!({"service": "kham-noi", "slot_at": at(day, 7, 30), "request_id": format!("b{i}")});
+        let a = api
+            .post("/api/v1/appointments", Some(INTEGRATION_TOKEN), Some(body))
+            .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+        ids.push(a.body["id"].as_str().unwrap().to_string());
+    }
+    server.kill9();
+    let server = start(7, 20);
+    let printer = luot_tests::fake_printer::FakePrinter::start(STATUS_OK);
+    let mut child = std::process::Command::new(binary("luot-kiosk"))
+        .args([
+            "--simulate",
+            "--server",
+            &server.url(""),
+            "--token",
+            KIOSK_TOKEN,
+        ])
+        .arg("--printer")
+        .arg(format!("tcp:{}", printer.addr))
+        .arg("--state-dir")
+        .arg(site.dir.path().join("kiosk"))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lines = ids.iter().map(|id| format!("scan:http://luot.test/a/{id}"));
+    let h = to_first_byte(&mut stdin, &printer, lines).await;
+    drop(stdin);
+    let _ = child.wait();
+    println!(
+        "scan: booking QR scanned -> first byte at the printer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} check-ins",
+        ms(&h, 0.5),
+        ms(&h, 0.99),
+        h.max() as f64 / 1000.0,
+        ids.len()
+    );
+    f.insert("scan_to_print_p50_ms".into(), ms(&h, 0.5));
+    f.insert("scan_to_print_p99_ms".into(), ms(&h, 0.99));
 }
 
 async fn bench_screens(calls: usize, f: &mut Figures) {
@@ -861,6 +943,7 @@ async fn main() {
         What::Restart { events } => bench_restart(events, &mut f).await,
         What::Book { clients, bookings } => bench_book(clients, bookings, &mut f).await,
         What::Kiosk { presses } => bench_kiosk(presses, &mut f).await,
+        What::Scan { scans } => bench_scan(scans, &mut f).await,
         What::Screens { calls } => bench_screens(calls, &mut f).await,
         What::Engine {
             waiting,
