@@ -99,7 +99,7 @@ if [ "$role" = kiosk ]; then
     fi
     if [ -n "$live" ] && ! getent passwd luot-kiosk >/dev/null; then
         useradd --system --home-dir /var/lib/luot-kiosk --shell /usr/sbin/nologin luot-kiosk
-        usermod -a -G gpio,lp,plugdev luot-kiosk
+        usermod -a -G gpio,lp,plugdev,input luot-kiosk
     fi
     {
         echo "# Written by firmware-config/install.sh; run it again to change."
@@ -148,7 +148,7 @@ Wants=network-online.target
 Type=notify
 ExecStart=/usr/bin/luot-kiosk --config /etc/luot/kiosk.toml
 User=luot-kiosk
-SupplementaryGroups=gpio lp plugdev
+SupplementaryGroups=gpio lp plugdev input
 StateDirectory=luot-kiosk
 Environment=RUST_LOG=info
 Restart=always
