@@ -11,7 +11,7 @@ use luot_protocol::{Appointment, AppointmentStatus, Identity};
 use super::commands::{Decision, TicketExtra};
 use super::identity::{self, Fresh, person_hash};
 use super::ledger::{AppointmentRec, ListFilter, WalkIn};
-use super::{BookCmd, Booking, CheckInCmd, Event, Millis, Rejection, State, Subject};
+use super::{BookCmd, Booking, CheckInCmd, Event, Millis, Rejection, State, Subject, TicketRec};
 use crate::config::{IdentityRule, WalkIns};
 
 impl State {
@@ -132,18 +132,9 @@ impl State {
         if self.book.get(&cmd.appointment_id).is_some() {
             return Err(Rejection::BadRequest("duplicate appointment id".into()));
         }
-        let (day, k) = self.slot_of(s, cmd.slot_at).ok_or(Rejection::UnknownSlot)?;
-        let (start, _) = self.session_bounds(s, day, k);
-        if !self.bookable_day(day, now) || now >= start {
-            return Err(Rejection::BookingClosed);
-        }
+        let (day, k) = self.open_slot(s, cmd.slot_at, now)?;
         let svc = &self.site.services[s];
         let sess = &svc.sessions[k];
-        let full_slot = self.book.slot_taken(&svc.id, cmd.slot_at) >= self.slot_capacity(s, day, k);
-        let full_quota = self.book.session(&svc.id, day, &sess.id).taken >= sess.appointment_quota;
-        if full_slot || full_quota {
-            return Err(Rejection::SlotFull);
-        }
         let mut events = Vec::new();
         let person = cmd.identity.as_ref().map(|i| {
             let (p, made) = self.person_of(i, day, &cmd.fresh);
@@ -175,6 +166,29 @@ impl State {
         };
         events.push(Event::AppointmentBooked { appointment: rec });
         Ok((events, Subject::Booking(cmd.appointment_id)))
+    }
+
+    /// Rule 76 for a slot: `unknown_slot`, `booking_closed`, `slot_full`;
+    /// its day and session when it takes a booking.
+    fn open_slot(
+        &self,
+        s: usize,
+        slot_at: Millis,
+        now: Millis,
+    ) -> Result<(NaiveDate, usize), Rejection> {
+        let (day, k) = self.slot_of(s, slot_at).ok_or(Rejection::UnknownSlot)?;
+        let (start, _) = self.session_bounds(s, day, k);
+        if !self.bookable_day(day, now) || now >= start {
+            return Err(Rejection::BookingClosed);
+        }
+        let svc = &self.site.services[s];
+        let sess = &svc.sessions[k];
+        let full_slot = self.book.slot_taken(&svc.id, slot_at) >= self.slot_capacity(s, day, k);
+        let full_quota = self.book.session(&svc.id, day, &sess.id).taken >= sess.appointment_quota;
+        if full_slot || full_quota {
+            return Err(Rejection::SlotFull);
+        }
+        Ok((day, k))
     }
 
     /// The same `request_id` again: the booking, unless a field changed.
@@ -290,6 +304,29 @@ impl State {
         if self.by_id.contains_key(&cmd.ticket_id) {
             return Err(Rejection::BadRequest("duplicate ticket id".into()));
         }
+        let (mut events, ticket) = self.checked_in_ticket(rec, &cmd, birth, now)?;
+        events.push(Event::TicketIssued {
+            ticket,
+            scope: cmd.scope,
+            request_id: cmd.request_id,
+        });
+        events.push(Event::AppointmentCheckedIn {
+            id: rec.id.clone(),
+            ticket: cmd.ticket_id.clone(),
+            at: now,
+        });
+        Ok((events, Subject::Ticket(cmd.ticket_id)))
+    }
+
+    /// Rule 78's ticket, placed at the slot (rule 79), and the day key its
+    /// person hash needs, if any.
+    fn checked_in_ticket(
+        &self,
+        rec: &AppointmentRec,
+        cmd: &CheckInCmd,
+        birth: Option<NaiveDate>,
+        now: Millis,
+    ) -> Result<(Vec<Event>, TicketRec), Rejection> {
         let s = self
             .site
             .service_idx(&rec.service)
@@ -314,25 +351,9 @@ impl State {
             place_at: rec.slot_at,
         };
         let priority = self.resolved_class(rec.priority.as_deref(), derived.as_deref());
-        let ticket = self.new_ticket(
-            cmd.ticket_id.clone(),
-            s,
-            rec.service.clone(),
-            priority,
-            now,
-            extra,
-        );
-        events.push(Event::TicketIssued {
-            ticket,
-            scope: cmd.scope,
-            request_id: cmd.request_id,
-        });
-        events.push(Event::AppointmentCheckedIn {
-            id: rec.id.clone(),
-            ticket: cmd.ticket_id.clone(),
-            at: now,
-        });
-        Ok((events, Subject::Ticket(cmd.ticket_id)))
+        let id = cmd.ticket_id.clone();
+        let ticket = self.new_ticket(id, s, rec.service.clone(), priority, now, extra);
+        Ok((events, ticket))
     }
 
     /// Rule 78's 409s in order.

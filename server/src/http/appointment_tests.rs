@@ -68,6 +68,11 @@ fn config() -> SiteConfig {
             slot_capacity: None,
         },
     ];
+    // Whatever the demo sets on its other services, here they are plain.
+    for s in &mut cfg.services[1..] {
+        (s.sessions, s.daily_cap) = (vec![], None);
+    }
+    cfg.identity.age_priority = crate::config::Identity::default().age_priority;
     cfg.services[1].walk_ins = WalkIns::None;
     cfg.services[2].identity = IdentityRule::Required;
     for (id, token, services) in [

@@ -272,7 +272,7 @@ async fn book_load(server: &Server, clients: usize, n: usize, tag: &str) -> (f64
                     body["identity"] = json!({"id_number": format!("{:012}", 1_000_000 + k), "birth_date": "1950-03-01"});
                 }
                 let sent = Instant::now();
-                let a = api.post("/appointments", Some(INTEGRATION_TOKEN), Some(body)).await;
+                let a = api.post("/api/v1/appointments", Some(INTEGRATION_TOKEN), Some(body)).await;
                 assert_eq!(a.status, 201, "booking failed: {}", a.text);
                 local.record(sent.elapsed().as_micros() as u64).unwrap();
             }
