@@ -10,7 +10,7 @@
 
 use chrono::{Datelike, NaiveDate};
 use luot_protocol::Identity;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::config::AgeClass;
 
@@ -91,22 +91,13 @@ pub fn earlier(classes: &[String], a: Option<&str>, b: Option<&str>) -> Option<S
     }
 }
 
-/// HMAC-SHA256 (RFC 2104) with a key of at most 64 bytes.
+/// HMAC-SHA256 (RFC 2104, the `hmac` crate).
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    outer.finalize().into()
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// All that is kept of a person (rule 81): the hex HMAC of the 12 ASCII
