@@ -57,7 +57,7 @@ identity = "required"
 
 /// Asia/Ho_Chi_Minh: UTC+7 all year.
 pub fn site_tz() -> FixedOffset {
-    FixedOffset::east_opt(7 * 3600).unwrap()
+    FixedOffset::east_opt(7 * 3600).expect("a valid time")
 }
 
 /// A day `n` days after today in the site's zone.
@@ -66,14 +66,15 @@ pub fn days_ahead(n: u64) -> NaiveDate {
         .with_timezone(&site_tz())
         .date_naive()
         .checked_add_days(chrono::Days::new(n))
-        .unwrap()
+        .expect("a valid time")
 }
 
 /// The `LUOT_CLOCK_OFFSET_S` that makes the server's now `hh:mm` on `day`.
 pub fn offset_to(day: NaiveDate, hh: u32, mm: u32) -> i64 {
     let t = site_tz()
-        .from_local_datetime(&day.and_hms_opt(hh, mm, 0).unwrap())
-        .unwrap();
+        .from_local_datetime(&day.and_hms_opt(hh, mm, 0).expect("a valid time"))
+        .single()
+        .expect("a fixed offset has one");
     t.timestamp() - Utc::now().timestamp()
 }
 

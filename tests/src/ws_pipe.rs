@@ -30,8 +30,8 @@ pub fn pipe(
 ) {
     let cut = Arc::new(AtomicBool::new(false));
     let (mut from, mut to, down_cut) = (
-        upstream.try_clone().unwrap(),
-        client.try_clone().unwrap(),
+        upstream.try_clone().expect("a socket clone"),
+        client.try_clone().expect("a socket clone"),
         cut.clone(),
     );
     std::thread::spawn(move || {
