@@ -551,3 +551,144 @@ async fn the_booking_pages_qr_codes_read_back_at_every_size() {
     }
     b.close().await;
 }
+
+/// The kiosk's touch page (a kiosk with a screen) in headless Chromium: a
+/// booking's code typed on its keypad checks it in and prints the ticket,
+/// the page says the number; a code the site never gave is refused with
+/// rule 84's headline.
+#[tokio::test]
+async fn a_booking_code_typed_on_the_kiosks_touch_page_checks_it_in() {
+    use luot_tests::booking::{INTEGRATION_TOKEN, at, booking_site_toml, days_ahead, offset_to};
+    let site = Site::new(&booking_site_toml());
+    let day = days_ahead(3);
+    let start = |hh, mm| {
+        Server::start(
+            &site.config(),
+            &site.data(),
+            &[("LUOT_CLOCK_OFFSET_S", &offset_to(day, hh, mm).to_string())],
+        )
+    };
+    let mut server = start(6, 50);
+    let api = Api::new(&server);
+    let body = json!({"service": "kham-noi", "slot_at": at(day, 7, 30), "request_id": "t1"});
+    let b = api
+        .post("/api/v1/appointments", Some(INTEGRATION_TOKEN), Some(body))
+        .await;
+    assert_eq!(b.status, 201, "{}", b.text);
+    let code = b.body["code"].as_str().unwrap().to_string();
+    server.kill9();
+    let server = start(7, 20);
+    let api = Api::new(&server);
+    // A kiosk with a touch screen and no buttons, printing to a file.
+    let touch = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = site.dir.path().join("printer.bin");
+    let toml = format!(
+        "[server]\nurl = \"{}\"\ntoken = \"{KIOSK_TOKEN}\"\n\n[printer]\ntarget = \"file:{}\"\npaper_mm = 80\n\n\
+         [touch]\nenabled = true\nlisten = \"{touch}\"\n\n[state]\ndir = \"{}\"\n",
+        server.url(""),
+        out.display(),
+        site.dir.path().join("kiosk").display()
+    );
+    let cfg = site.dir.path().join("kiosk.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut kiosk = std::process::Command::new(binary("luot-kiosk"))
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(site.dir.path().join("kiosk.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let b = Browser::start(1080, 1920).await;
+    let url = format!("http://{touch}/");
+    let t0 = Instant::now();
+    loop {
+        if reqwest::get(&url).await.is_ok() {
+            break;
+        }
+        assert!(t0.elapsed() < WAIT, "the touch page did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.goto(&url).await;
+    b.until(
+        "the kiosk's buttons",
+        "return document.getElementById('buttons').dataset.n > 0",
+        WAIT,
+    )
+    .await;
+    let type_code = |digits: String| {
+        let keys: Vec<usize> = digits
+            .bytes()
+            .map(|d| if d == b'0' { 10 } else { usize::from(d - b'1') })
+            .collect();
+        format!(
+            "openPad(); const k = document.querySelectorAll('#keys button'); \
+             for (const i of {keys:?}) k[i].click(); document.getElementById('go').click(); return true;"
+        )
+    };
+    // A code with a valid check digit that no booking has.
+    let unknown = format!("1234567{}", damm("1234567"));
+    let unknown = if unknown == code {
+        format!("7654321{}", damm("7654321"))
+    } else {
+        unknown
+    };
+    b.js(&type_code(unknown)).await;
+    let said = b
+        .until(
+            "the refusal",
+            "const h = document.getElementById('msgh').textContent; return h.includes('KHÔNG TÌM THẤY') ? h : null",
+            WAIT,
+        )
+        .await;
+    assert_eq!(said, "KHÔNG TÌM THẤY LỊCH HẸN");
+    // The page takes a touch again once the message has gone (5 s).
+    b.until(
+        "the page free again",
+        "return getComputedStyle(document.getElementById('msg')).display === 'none'",
+        Duration::from_secs(20),
+    )
+    .await;
+    b.js(&type_code(code)).await;
+    let msg = b
+        .until(
+            "the number",
+            "const t = document.getElementById('msgt').textContent; return t.startsWith('Mời lấy phiếu số') ? t : null",
+            WAIT,
+        )
+        .await;
+    let list = api
+        .get(
+            &format!("/api/v1/appointments?day={day}"),
+            Some(INTEGRATION_TOKEN),
+        )
+        .await;
+    let booking = &list.body["appointments"][0];
+    assert_eq!(booking["status"], "checked_in", "{}", list.text);
+    let ticket = api
+        .get(
+            &format!("/api/v1/tickets/{}", booking["ticket"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    let number = ticket.body["number"].as_str().unwrap();
+    assert_eq!(msg, format!("Mời lấy phiếu số {number}"));
+    // One refusal slip and the ticket went to the printer.
+    let t0 = Instant::now();
+    let pages = loop {
+        let bytes = std::fs::read(&out).unwrap_or_default();
+        let pages = luot_tests::escpos::read(&bytes).unwrap_or_default();
+        if pages.len() >= 2 || t0.elapsed() > WAIT {
+            break pages;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(pages.len(), 2, "a slip and the ticket");
+    let qr = luot_tests::escpos::qr(&pages[1].image()).expect("the ticket's QR code");
+    assert!(qr.ends_with(ticket.body["id"].as_str().unwrap()), "{qr}");
+    b.close().await;
+    let _ = kiosk.kill();
+    let _ = kiosk.wait();
+}
