@@ -154,34 +154,15 @@ fn birth_date(s: &str, today: NaiveDate) -> Option<String> {
     (year >= 1900 && date <= today).then(|| date.format("%Y-%m-%d").to_string())
 }
 
-/// Damm's order-10 quasigroup (2004), as rule 77 names it.
-const DAMM: [[u8; 10]; 10] = [
-    [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
-    [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
-    [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
-    [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
-    [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
-    [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
-    [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
-    [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
-    [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
-    [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
-];
-
 /// Whether the digits end in their Damm check digit.
 pub fn damm_ok(digits: &str) -> bool {
-    !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && digits
-            .bytes()
-            .fold(0u8, |i, b| DAMM[i as usize][(b - b'0') as usize])
-            == 0
+    !digits.is_empty() && luot_protocol::damm_digit(digits) == Some(0)
 }
 
 /// A booking code as rule 77 has it: 8 digits, the last the Damm check
 /// digit of the first seven.
 pub fn valid_code(code: &str) -> bool {
-    code.len() == 8 && damm_ok(code)
+    luot_protocol::valid_booking_code(code)
 }
 
 /// One key event of the scanner (`value`: 1 pressed, 0 released, 2 repeat).

@@ -64,6 +64,37 @@ impl TicketStatus {
     }
 }
 
+/// Damm's 2004 quasigroup of order 10, whose check digit rule 77's booking
+/// codes end with (it catches every single-digit error and every swap of
+/// neighbours).
+const DAMM: [[u8; 10]; 10] = [
+    [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
+    [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
+    [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
+    [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
+    [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
+    [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
+    [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
+    [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
+    [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
+    [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
+];
+
+/// The Damm check digit of a string of ASCII digits (0 when the string
+/// already ends with its own); None if a character is not a digit.
+pub fn damm_digit(digits: &str) -> Option<u8> {
+    digits.bytes().try_fold(0u8, |i, b| {
+        b.is_ascii_digit()
+            .then(|| DAMM[usize::from(i)][usize::from(b - b'0')])
+    })
+}
+
+/// Whether `code` is a booking code as rule 77 has it: 8 digits, the last
+/// the Damm check digit of the first seven.
+pub fn valid_booking_code(code: &str) -> bool {
+    code.len() == 8 && damm_digit(code) == Some(0)
+}
+
 /// A queue ticket as every client sees it (contract §3).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Ticket {

@@ -83,31 +83,15 @@ pub fn at(day: NaiveDate, hh: u32, mm: u32) -> String {
     format!("{day}T{hh:02}:{mm:02}:00+07:00")
 }
 
-/// Damm's check digit (2004, order 10) of `digits`.
+/// Damm's check digit of `digits` (rule 77).
 pub fn damm(digits: &str) -> char {
-    const T: [[u8; 10]; 10] = [
-        [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
-        [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
-        [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
-        [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
-        [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
-        [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
-        [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
-        [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
-        [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
-        [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
-    ];
-    let i = digits
-        .bytes()
-        .fold(0u8, |i, d| T[usize::from(i)][usize::from(d - b'0')]);
-    char::from(b'0' + i)
+    let d = luot_protocol::damm_digit(digits).expect("digits");
+    char::from(b'0' + d)
 }
 
 /// Whether `code` is 8 digits whose last is the Damm digit of the rest.
 pub fn code_ok(code: &str) -> bool {
-    code.len() == 8
-        && code.bytes().all(|b| b.is_ascii_digit())
-        && damm(&code[..7]) == char::from(code.as_bytes()[7])
+    luot_protocol::valid_booking_code(code)
 }
 
 #[cfg(test)]

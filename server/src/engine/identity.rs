@@ -106,37 +106,15 @@ pub fn person_hash(key: &DayKey, identity: &Identity) -> String {
     hex::encode(hmac_sha256(key, identity.id_number.as_bytes()))
 }
 
-/// Damm's 2004 table of order 10 (a totally anti-symmetric quasigroup).
-const DAMM: [[u8; 10]; 10] = [
-    [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
-    [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
-    [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
-    [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
-    [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
-    [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
-    [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
-    [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
-    [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
-    [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
-];
-
-/// The interim digit of a string of digits (0 for one that passes).
-fn damm_interim(digits: &[u8]) -> u8 {
-    digits
-        .iter()
-        .fold(0, |i, d| DAMM[i as usize][(d - b'0') as usize])
-}
-
 /// Whether a string of ASCII digits ends with its Damm check digit.
 pub fn damm_valid(code: &str) -> bool {
-    let b = code.as_bytes();
-    !b.is_empty() && b.iter().all(u8::is_ascii_digit) && damm_interim(b) == 0
+    !code.is_empty() && luot_protocol::damm_digit(code) == Some(0)
 }
 
 /// A booking code: 7 digits and their check digit (rule 77).
 pub fn code_of(seven: u32) -> String {
     let body = format!("{:07}", seven % 10_000_000);
-    let check = damm_interim(body.as_bytes());
+    let check = luot_protocol::damm_digit(&body).unwrap_or(0);
     format!("{body}{check}")
 }
 
