@@ -1553,9 +1553,13 @@ mod tests {
         k.stop.send(true).unwrap();
         k.handle.await.unwrap();
 
+        // Only what must be absent is asserted of this log: tracing caches
+        // a callsite's interest process-wide, so a line first hit by a test
+        // running on another thread may be missing from this thread's
+        // subscriber (the refusal and the print are asserted above, and the
+        // `refused CODE` and `ticket printed` lines in tests/tests/kiosk.rs,
+        // a process of their own).
         let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
-        assert!(log.contains("refused identity_required"), "{log}");
-        assert!(log.contains("ticket printed"), "{log}");
         for secret in ["001099012345", "1950-03-01", "01031950"] {
             assert!(!log.contains(secret), "the log holds {secret}: {log}");
         }
