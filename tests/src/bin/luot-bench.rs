@@ -454,7 +454,7 @@ async fn bench_restart(events: usize, f: &mut Figures) {
 }
 
 async fn bench_kiosk(presses: usize, f: &mut Figures) {
-    use luot_kiosk::printer::{CaptureDriver, STATUS_OK, Target, print_page};
+    use luot_kiosk::printer::{CaptureDriver, Target, print_page};
     use luot_kiosk::render::{TicketView, render_ticket};
     // Render (and raster encoding) alone.
     let view = TicketView {
@@ -493,7 +493,34 @@ async fn bench_kiosk(presses: usize, f: &mut Figures) {
     // Press -> first byte at a network printer, through a real server.
     let site = Site::hospital();
     let server = site.start();
-    let printer = luot_tests::fake_printer::FakePrinter::start(STATUS_OK);
+    let (printer, mut child, mut stdin) = simulated_kiosk(&server, &site).await;
+    let lines = (0..presses).map(|i| ["kham-noi", "kham-ngoai"][i % 2].to_string());
+    let press = to_first_byte(&mut stdin, &printer, lines).await;
+    let rss = rss_mb(child.id());
+    drop(stdin);
+    let _ = child.wait();
+    println!(
+        "kiosk: press -> first byte at the printer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {presses} presses; kiosk RSS {rss:.1} MB",
+        ms(&press, 0.5),
+        ms(&press, 0.99),
+        press.max() as f64 / 1000.0
+    );
+    f.insert("kiosk_press_to_print_p50_ms".into(), ms(&press, 0.5));
+    f.insert("kiosk_press_to_print_p99_ms".into(), ms(&press, 0.99));
+    f.insert("kiosk_rss_mb".into(), (rss * 10.0).round() / 10.0);
+}
+
+/// A network printer stand-in and `luot-kiosk --simulate` printing to it
+/// for `server`, its standard input open, given a second to connect.
+async fn simulated_kiosk(
+    server: &Server,
+    site: &Site,
+) -> (
+    luot_tests::fake_printer::FakePrinter,
+    std::process::Child,
+    std::process::ChildStdin,
+) {
+    let printer = luot_tests::fake_printer::FakePrinter::start(luot_kiosk::printer::STATUS_OK);
     let mut child = std::process::Command::new(binary("luot-kiosk"))
         .args([
             "--simulate",
@@ -510,22 +537,9 @@ async fn bench_kiosk(presses: usize, f: &mut Figures) {
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let lines = (0..presses).map(|i| ["kham-noi", "kham-ngoai"][i % 2].to_string());
-    let press = to_first_byte(&mut stdin, &printer, lines).await;
-    let rss = rss_mb(child.id());
-    drop(stdin);
-    let _ = child.wait();
-    println!(
-        "kiosk: press -> first byte at the printer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {presses} presses; kiosk RSS {rss:.1} MB",
-        ms(&press, 0.5),
-        ms(&press, 0.99),
-        press.max() as f64 / 1000.0
-    );
-    f.insert("kiosk_press_to_print_p50_ms".into(), ms(&press, 0.5));
-    f.insert("kiosk_press_to_print_p99_ms".into(), ms(&press, 0.99));
-    f.insert("kiosk_rss_mb".into(), (rss * 10.0).round() / 10.0);
+    (printer, child, stdin)
 }
 
 /// Writes each line to a simulated kiosk's standard input, one at a time,
@@ -562,7 +576,6 @@ async fn to_first_byte(
 /// ticket at a network printer, through a real server (bookings made at
 /// 06:50, scanned at 07:20 within their check-in window).
 async fn bench_scan(scans: usize, f: &mut Figures) {
-    use luot_kiosk::printer::STATUS_OK;
     use luot_tests::booking::{INTEGRATION_TOKEN, at, booking_site_toml, days_ahead, offset_to};
     let toml = booking_site_toml()
         .replace("appointment_quota = 40", "appointment_quota = 200")
@@ -589,25 +602,7 @@ async fn bench_scan(scans: usize, f: &mut Figures) {
     }
     server.kill9();
     let server = start(7, 20);
-    let printer = luot_tests::fake_printer::FakePrinter::start(STATUS_OK);
-    let mut child = std::process::Command::new(binary("luot-kiosk"))
-        .args([
-            "--simulate",
-            "--server",
-            &server.url(""),
-            "--token",
-            KIOSK_TOKEN,
-        ])
-        .arg("--printer")
-        .arg(format!("tcp:{}", printer.addr))
-        .arg("--state-dir")
-        .arg(site.dir.path().join("kiosk"))
-        .env("RUST_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (printer, mut child, mut stdin) = simulated_kiosk(&server, &site).await;
     let lines = ids.iter().map(|id| format!("scan:http://luot.test/a/{id}"));
     let h = to_first_byte(&mut stdin, &printer, lines).await;
     drop(stdin);
