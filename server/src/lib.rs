@@ -10,6 +10,7 @@ pub mod error;
 pub mod fanout;
 pub mod frame;
 pub mod http;
+pub mod hooks;
 pub mod hub;
 pub mod metrics;
 pub mod plan;

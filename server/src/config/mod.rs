@@ -40,7 +40,7 @@ use check::Ctx;
 pub use demo::{DemoSecrets, demo_site};
 use raw::Raw;
 pub use types::*;
-pub use webhooks::Webhook;
+pub use webhooks::{ALL_KINDS, Webhook, kind_name as webhooks_kind_name};
 
 impl SiteConfig {
     /// Reads and validates a configuration file, then applies the
