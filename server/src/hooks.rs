@@ -281,7 +281,7 @@ async fn deliver(shared: Arc<Shared>, hook: Arc<Hook>, mut head: watch::Receiver
     let mut dirty = false;
     loop {
         // Seen before reading, so a commit made meanwhile wakes us below.
-        head.borrow_and_update();
+        let _ = head.borrow_and_update();
         let bodies = match shared.blocking(move |s| s.hook_bodies(pos, READ_AHEAD)).await {
             Ok(b) => b,
             Err(e) => {
@@ -305,23 +305,26 @@ async fn deliver(shared: Arc<Shared>, hook: Arc<Hook>, mut head: watch::Receiver
             pos = b.seq;
             if hook.takes(&b.kind) {
                 let told = send_until_acknowledged(&shared, &hook, &b).await;
-                let mut l = hook.live();
-                l.cursor.acked = Some(b.seq);
-                l.cursor.after = l.cursor.after.max(b.seq);
-                if l.cursor.skipped_from == told {
-                    l.cursor.skipped_from = None;
+                {
+                    let mut l = hook.live();
+                    l.cursor.acked = Some(b.seq);
+                    l.cursor.after = l.cursor.after.max(b.seq);
+                    if l.cursor.skipped_from == told {
+                        l.cursor.skipped_from = None;
+                    }
+                    l.last_success_at = Some(now_ms());
+                    l.next_attempt_at = None;
                 }
-                l.last_success_at = Some(now_ms());
-                l.next_attempt_at = None;
-                drop(l);
                 let durable = last_sync.elapsed() >= SYNC_EVERY;
                 dirty = !save(&shared, &hook, durable).await || !durable;
                 if durable {
                     last_sync = Instant::now();
                 }
             } else {
-                let mut l = hook.live();
-                l.cursor.after = l.cursor.after.max(b.seq);
+                {
+                    let mut l = hook.live();
+                    l.cursor.after = l.cursor.after.max(b.seq);
+                }
                 dirty = true;
             }
         }
@@ -487,21 +490,25 @@ async fn retain(shared: Arc<Shared>) {
         if dropped.is_empty() {
             continue;
         }
+        let last_dropped = dropped.iter().map(|(s, _)| *s).max().unwrap_or(0);
         for h in &shared.hooks {
-            let mut l = h.live();
-            let after = l.cursor.after;
-            let first = dropped
-                .iter()
-                .filter(|(seq, kind)| *seq > after && h.takes(kind))
-                .map(|(seq, _)| *seq)
-                .min();
-            if let Some(first) = first {
+            let skipped = {
+                let mut l = h.live();
+                let after = l.cursor.after;
+                let first = dropped
+                    .iter()
+                    .filter(|(seq, kind)| *seq > after && h.takes(kind))
+                    .map(|(seq, _)| *seq)
+                    .min();
+                first.map(|first| {
+                    l.cursor.skipped_from =
+                        Some(l.cursor.skipped_from.map_or(first, |s| s.min(first)));
+                    l.cursor.after = l.cursor.after.max(last_dropped);
+                    (first, l.cursor.clone())
+                })
+            };
+            if let Some((first, cursor)) = skipped {
                 tracing::warn!(webhook = %h.cfg.id, from = first, "events older than 7 days dropped before delivery");
-                l.cursor.skipped_from = Some(l.cursor.skipped_from.map_or(first, |s| s.min(first)));
-                let last_dropped = dropped.iter().map(|(s, _)| *s).max().unwrap_or(after);
-                l.cursor.after = l.cursor.after.max(last_dropped);
-                let cursor = l.cursor.clone();
-                drop(l);
                 let id = h.cfg.id.clone();
                 if let Err(e) = shared
                     .blocking(move |s| s.put_hook_cursor(&id, &cursor, true))
