@@ -327,3 +327,78 @@ async fn kill_9_mid_stream_loses_no_event_and_keeps_the_order() {
     assert_eq!(issued.len(), 121);
     server.terminate();
 }
+
+fn cli(site: &Site, args: &[&str]) {
+    let out = std::process::Command::new(binary("luot-server"))
+        .args(args)
+        .env("LUOT_DATA_DIR", site.data())
+        .env("LUOT_LISTEN", "127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("luot-server");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn number(d: &Delivery) -> String {
+    d.json()["event"]["ticket"]["number"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn epoch(d: &Delivery) -> String {
+    let rest = d.id.strip_prefix("bv-thu-").unwrap_or_default();
+    rest.rsplit_once('-').map(|(e, _)| e.to_string()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn after_a_restore_webhooks_resume_with_the_restored_logs_next_event_under_a_new_epoch() {
+    let rx = Receiver::ok().await;
+    let site = site_with(&[("his", rx.url("/h"), SECRET_A, Some(&["ticket_issued"]))]);
+    let mut server = site.start();
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    for i in 0..2 {
+        assert_eq!(api.issue(&staff, "kham-noi", &format!("b{i}")).await.status, 201);
+    }
+    let got = rx
+        .wait(Duration::from_secs(20), |g| g.iter().any(|d| number(d) == "A002"))
+        .await;
+    let backed_up = got.iter().map(Delivery::seq).max().unwrap_or(0);
+    let file = site.dir.path().join("luot.backup");
+    let cfg = site.config();
+    cli(&site, &["backup", "--config", cfg.to_str().unwrap(), "--to", file.to_str().unwrap()]);
+    for i in 2..4 {
+        assert_eq!(api.issue(&staff, "kham-noi", &format!("b{i}")).await.status, 201);
+    }
+    let before = rx
+        .wait(Duration::from_secs(20), |g| g.iter().any(|d| number(d) == "A004"))
+        .await;
+    assert!(server.terminate(), "clean stop");
+    cli(&site, &["restore", "--config", cfg.to_str().unwrap(), "--from", file.to_str().unwrap()]);
+    let server = site.start();
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    // The restored queue numbers on from A002.
+    let a = api.issue(&staff, "kham-noi", "after-restore").await;
+    assert_eq!(a.body["number"], "A003", "{}", a.text);
+    let all = rx
+        .wait(Duration::from_secs(20), |g| g.len() > before.len())
+        .await;
+    let after = firsts(&all[before.len()..]);
+    assert_eq!(after.len(), 1, "only the new event: {after:?}");
+    let d = &after[0];
+    assert_eq!(number(d), "A003");
+    assert!(d.seq() > backed_up, "resumes after the restored log's last event");
+    assert!(verify(SECRET_A, d));
+    // A seq reused after the restore, under a new epoch: its id is new.
+    let old_epoch = epoch(&before[0]);
+    assert!(old_epoch.starts_with("ep_"));
+    assert_ne!(epoch(d), old_epoch);
+    assert!(before.iter().all(|b| b.id != d.id));
+    drop(server);
+}
