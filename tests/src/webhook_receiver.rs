@@ -167,7 +167,7 @@ async fn serve(
             g.push(d.clone());
             g.len() - 1
         };
-        match policy(n, &d) {
+        match (policy.as_ref())(n, &d) {
             Reply::Status(s) => {
                 w.write_all(
                     format!("HTTP/1.1 {s} X\r\ncontent-length: 0\r\n\r\n").as_bytes(),

@@ -75,8 +75,9 @@ struct Shared {
     /// The queue's clock, for queries whose answer depends on the time
     /// (capacities, slots).
     clock: crate::clock::Clock,
-    /// The last durable public seq, for followers of the store (webhook
-    /// delivery): set after each commit, never waited on.
+    /// The last durable public seq, for followers of the store's webhook
+    /// outbox: set after each commit that stored webhook bodies, never
+    /// waited on.
     head: watch::Sender<u64>,
 }
 
