@@ -212,6 +212,8 @@ impl Hooks {
             client,
             clock,
         });
+        // Bodies that waited 7 days go before any delivery starts.
+        prune(&shared).await;
         for h in &shared.hooks {
             tokio::spawn(deliver(shared.clone(), h.clone(), hub.head()));
         }
@@ -464,58 +466,64 @@ fn error_chain(e: &reqwest::Error) -> String {
 }
 
 /// Retention (rule 90): every minute, drops the bodies every webhook is
-/// past and those older than 7 days; a webhook that needed one of the
-/// latter notes `skipped_from`.
+/// past and those older than 7 days.
 async fn retain(shared: Arc<Shared>) {
     let mut every = tokio::time::interval(PRUNE_EVERY);
+    every.tick().await; // the first pass ran in `start`
     loop {
         every.tick().await;
-        let through = shared
-            .hooks
-            .iter()
-            .map(|h| h.live().cursor.after)
-            .min()
-            .unwrap_or(0);
-        let before = shared.clock.now_ms() - KEEP_MS;
-        let dropped = match shared
-            .blocking(move |s| s.prune_hooks(through, before, 200_000))
-            .await
-        {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "pruning webhook bodies failed");
-                continue;
-            }
-        };
-        if dropped.is_empty() {
-            continue;
+        prune(&shared).await;
+    }
+}
+
+/// One retention pass; a webhook that still needed a body older than 7
+/// days notes `skipped_from` (durably) for its next delivery.
+async fn prune(shared: &Arc<Shared>) {
+    let through = shared
+        .hooks
+        .iter()
+        .map(|h| h.live().cursor.after)
+        .min()
+        .unwrap_or(0);
+    let before = shared.clock.now_ms() - KEEP_MS;
+    let dropped = match shared
+        .blocking(move |s| s.prune_hooks(through, before, 200_000))
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "pruning webhook bodies failed");
+            return;
         }
-        let last_dropped = dropped.iter().map(|(s, _)| *s).max().unwrap_or(0);
-        for h in &shared.hooks {
-            let skipped = {
-                let mut l = h.live();
-                let after = l.cursor.after;
-                let first = dropped
-                    .iter()
-                    .filter(|(seq, kind)| *seq > after && h.takes(kind))
-                    .map(|(seq, _)| *seq)
-                    .min();
-                first.map(|first| {
-                    l.cursor.skipped_from =
-                        Some(l.cursor.skipped_from.map_or(first, |s| s.min(first)));
-                    l.cursor.after = l.cursor.after.max(last_dropped);
-                    (first, l.cursor.clone())
-                })
-            };
-            if let Some((first, cursor)) = skipped {
-                tracing::warn!(webhook = %h.cfg.id, from = first, "events older than 7 days dropped before delivery");
-                let id = h.cfg.id.clone();
-                if let Err(e) = shared
-                    .blocking(move |s| s.put_hook_cursor(&id, &cursor, true))
-                    .await
-                {
-                    tracing::warn!(webhook = %h.cfg.id, error = %e, "cannot save the webhook cursor");
-                }
+    };
+    if dropped.is_empty() {
+        return;
+    }
+    let last_dropped = dropped.iter().map(|(s, _)| *s).max().unwrap_or(0);
+    for h in &shared.hooks {
+        let skipped = {
+            let mut l = h.live();
+            let after = l.cursor.after;
+            let first = dropped
+                .iter()
+                .filter(|(seq, kind)| *seq > after && h.takes(kind))
+                .map(|(seq, _)| *seq)
+                .min();
+            first.map(|first| {
+                l.cursor.skipped_from =
+                    Some(l.cursor.skipped_from.map_or(first, |s| s.min(first)));
+                l.cursor.after = l.cursor.after.max(last_dropped);
+                (first, l.cursor.clone())
+            })
+        };
+        if let Some((first, cursor)) = skipped {
+            tracing::warn!(webhook = %h.cfg.id, from = first, "events older than 7 days dropped before delivery");
+            let id = h.cfg.id.clone();
+            if let Err(e) = shared
+                .blocking(move |s| s.put_hook_cursor(&id, &cursor, true))
+                .await
+            {
+                tracing::warn!(webhook = %h.cfg.id, error = %e, "cannot save the webhook cursor");
             }
         }
     }

@@ -402,3 +402,57 @@ async fn after_a_restore_webhooks_resume_with_the_restored_logs_next_event_under
     assert!(before.iter().all(|b| b.id != d.id));
     drop(server);
 }
+
+#[tokio::test]
+async fn events_that_waited_7_days_are_skipped_and_the_next_body_says_from_where() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    let rx = Receiver::start(move |_, _| {
+        Reply::Status(if flag.load(Ordering::SeqCst) { 200 } else { 503 })
+    })
+    .await;
+    let site = site_with(&[("his", rx.url("/h"), SECRET_A, None)]);
+    let mut server = site.start();
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    for i in 0..2 {
+        assert_eq!(api.issue(&staff, "kham-noi", &format!("w{i}")).await.status, 201);
+    }
+    let failed = rx.wait(Duration::from_secs(10), |g| !g.is_empty()).await;
+    let first_failed = failed[0].seq();
+    assert!(server.terminate());
+    let old = rx.got();
+    let old_last = old.iter().map(Delivery::seq).max().unwrap_or(0).max(first_failed + 2);
+    // Eight days later the receiver is back.
+    up.store(true, Ordering::SeqCst);
+    let offset = (8 * 86_400).to_string();
+    let server = Server::start(
+        &site.config(),
+        &site.data(),
+        &[("LUOT_CLOCK_OFFSET_S", offset.as_str())],
+    );
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    assert_eq!(api.issue(&staff, "kham-noi", "w-late").await.status, 201);
+    let all = rx
+        .wait(Duration::from_secs(20), |g| {
+            g[old.len()..].iter().any(|d| d.json()["type"] == "ticket_issued")
+        })
+        .await;
+    let after = &all[old.len()..];
+    assert!(!after.is_empty());
+    assert_eq!(
+        after[0].json()["skipped_from"], first_failed,
+        "the first body after the gap says where it began: {}",
+        String::from_utf8_lossy(&after[0].body)
+    );
+    assert!(verify(SECRET_A, &after[0]));
+    assert!(
+        after.iter().all(|d| d.seq() > old_last),
+        "nothing older than 7 days is delivered: {:?}",
+        seqs(after)
+    );
+    assert!(after[1..].iter().all(|d| d.json().get("skipped_from").is_none()));
+}
