@@ -283,7 +283,7 @@ async fn deliver(shared: Arc<Shared>, hook: Arc<Hook>, mut head: watch::Receiver
     let mut dirty = false;
     loop {
         // Seen before reading, so a commit made meanwhile wakes us below.
-        let _ = head.borrow_and_update();
+        head.mark_unchanged();
         let bodies = match shared.blocking(move |s| s.hook_bodies(pos, READ_AHEAD)).await {
             Ok(b) => b,
             Err(e) => {

@@ -54,7 +54,7 @@ pub enum Reply {
     Hang,
 }
 
-type Policy = Box<dyn Fn(usize, &Delivery) -> Reply + Send + Sync>;
+type Policy = dyn Fn(usize, &Delivery) -> Reply + Send + Sync;
 
 /// A running receiver.
 pub struct Receiver {
@@ -76,7 +76,7 @@ impl Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let got: Arc<Mutex<Vec<Delivery>>> = Arc::default();
-        let policy: Arc<Policy> = Arc::new(Box::new(policy));
+        let policy: Arc<Policy> = Arc::new(policy);
         let g = got.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -167,7 +167,7 @@ async fn serve(
             g.push(d.clone());
             g.len() - 1
         };
-        match (policy.as_ref())(n, &d) {
+        match (*policy)(n, &d) {
             Reply::Status(s) => {
                 w.write_all(
                     format!("HTTP/1.1 {s} X\r\ncontent-length: 0\r\n\r\n").as_bytes(),

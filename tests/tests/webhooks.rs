@@ -4,6 +4,8 @@
 //! failures, redirects not followed, an answer too large to read, a
 //! receiver that hangs, `GET /webhooks`, and a `kill -9` mid-stream.
 
+#![allow(clippy::unwrap_used)] // tests may panic on a broken server
+
 use std::collections::HashSet;
 use std::time::Duration;
 
