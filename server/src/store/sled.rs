@@ -519,6 +519,18 @@ impl Store for SledStore {
         if let Ok(mut h) = self.head.lock() {
             *h = None;
         }
+        // Webhook bodies of the failed batch go too: their seqs will be
+        // numbered again, for other events.
+        self.with(|t| {
+            let last = Self::read_head(t)?.last_seq;
+            let mut batch = ::sled::Batch::default();
+            for k in t.db.range(hook_key(last + 1)..hook_key(u64::MAX)).keys() {
+                batch.remove(k?);
+            }
+            t.db.apply_batch(batch)?;
+            t.db.flush()?;
+            Ok(())
+        })?;
         Ok(Recovered::NotCommitted)
     }
 
