@@ -285,7 +285,13 @@ async fn deliver(shared: Arc<Shared>, hook: Arc<Hook>, mut head: watch::Receiver
         // Seen before reading, so a commit made meanwhile wakes us below.
         head.mark_unchanged();
         let bodies = match shared.blocking(move |s| s.hook_bodies(pos, READ_AHEAD)).await {
-            Ok(b) => b,
+            // Only what the hub has acknowledged as durable: a batch being
+            // written (or failing) is not delivered.
+            Ok(mut b) => {
+                let durable = *head.borrow();
+                b.retain(|b| b.seq <= durable);
+                b
+            }
             Err(e) => {
                 tracing::warn!(webhook = %hook.cfg.id, error = %e, "cannot read webhook bodies");
                 tokio::time::sleep(Duration::from_secs(1)).await;
