@@ -159,11 +159,7 @@ impl Hooks {
     /// Reads each webhook's cursor (a new one starts after the last event,
     /// durably, before any command is taken) and starts its delivery task
     /// and the retention task.
-    pub async fn start(
-        hub: &Hub,
-        config: &Arc<SiteConfig>,
-        clock: Clock,
-    ) -> anyhow::Result<Hooks> {
+    pub async fn start(hub: &Hub, config: &Arc<SiteConfig>, clock: Clock) -> anyhow::Result<Hooks> {
         if config.webhooks.is_empty() {
             return Ok(Hooks::none());
         }
@@ -284,7 +280,10 @@ async fn deliver(shared: Arc<Shared>, hook: Arc<Hook>, mut head: watch::Receiver
     loop {
         // Seen before reading, so a commit made meanwhile wakes us below.
         head.mark_unchanged();
-        let bodies = match shared.blocking(move |s| s.hook_bodies(pos, READ_AHEAD)).await {
+        let bodies = match shared
+            .blocking(move |s| s.hook_bodies(pos, READ_AHEAD))
+            .await
+        {
             // Only what the hub has acknowledged as durable: a batch being
             // written (or failing) is not delivered.
             Ok(mut b) => {
@@ -415,12 +414,23 @@ async fn attempt(
         .body(body)
         .send();
     let response = match tokio::time::timeout(ANSWER_WITHIN, request).await {
-        Err(_) => return Err((None, "không có trả lời trong 15 giây (no answer within 15 s)".into())),
+        Err(_) => {
+            return Err((
+                None,
+                "không có trả lời trong 15 giây (no answer within 15 s)".into(),
+            ));
+        }
         Ok(Err(e)) if e.is_timeout() => {
-            return Err((None, "không có trả lời trong 15 giây (no answer within 15 s)".into()));
+            return Err((
+                None,
+                "không có trả lời trong 15 giây (no answer within 15 s)".into(),
+            ));
         }
         Ok(Err(e)) => {
-            return Err((None, format!("không gửi được (cannot send): {}", error_chain(&e))));
+            return Err((
+                None,
+                format!("không gửi được (cannot send): {}", error_chain(&e)),
+            ));
         }
         Ok(Ok(r)) => r,
     };
@@ -516,8 +526,7 @@ async fn prune(shared: &Arc<Shared>) {
                 .map(|(seq, _)| *seq)
                 .min();
             first.map(|first| {
-                l.cursor.skipped_from =
-                    Some(l.cursor.skipped_from.map_or(first, |s| s.min(first)));
+                l.cursor.skipped_from = Some(l.cursor.skipped_from.map_or(first, |s| s.min(first)));
                 l.cursor.after = l.cursor.after.max(last_dropped);
                 (first, l.cursor.clone())
             })

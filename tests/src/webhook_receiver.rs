@@ -169,17 +169,13 @@ async fn serve(
         };
         match (*policy)(n, &d) {
             Reply::Status(s) => {
-                w.write_all(
-                    format!("HTTP/1.1 {s} X\r\ncontent-length: 0\r\n\r\n").as_bytes(),
-                )
-                .await?;
+                w.write_all(format!("HTTP/1.1 {s} X\r\ncontent-length: 0\r\n\r\n").as_bytes())
+                    .await?;
             }
             Reply::After(pause, s) => {
                 tokio::time::sleep(pause).await;
-                w.write_all(
-                    format!("HTTP/1.1 {s} X\r\ncontent-length: 0\r\n\r\n").as_bytes(),
-                )
-                .await?;
+                w.write_all(format!("HTTP/1.1 {s} X\r\ncontent-length: 0\r\n\r\n").as_bytes())
+                    .await?;
             }
             Reply::Redirect(to) => {
                 w.write_all(

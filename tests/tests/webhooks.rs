@@ -71,7 +71,12 @@ async fn events_arrive_signed_in_order_as_admins_see_them() {
     let calls = Receiver::ok().await;
     let site = site_with(&[
         ("his", all.url("/luot/events"), SECRET_A, None),
-        ("loa", calls.url("/calls"), SECRET_B, Some(&["ticket_called"])),
+        (
+            "loa",
+            calls.url("/calls"),
+            SECRET_B,
+            Some(&["ticket_called"]),
+        ),
     ]);
     let server = site.start();
     let api = Api::new(&server);
@@ -83,7 +88,9 @@ async fn events_arrive_signed_in_order_as_admins_see_them() {
         assert_eq!(a.status, 201, "{}", a.text);
     }
     for _ in 0..2 {
-        let a = api.post("/api/v1/counters/quay-1/next", Some(&staff), None).await;
+        let a = api
+            .post("/api/v1/counters/quay-1/next", Some(&staff), None)
+            .await;
         assert_eq!(a.status, 200, "{}", a.text);
     }
     // What an admin's websocket got: every event, by seq.
@@ -101,7 +108,9 @@ async fn events_arrive_signed_in_order_as_admins_see_them() {
     }
     let last = frames.last().map(|f| f["seq"].as_u64().unwrap()).unwrap();
     let got = all
-        .wait(Duration::from_secs(20), |g| g.iter().any(|d| d.seq() == last))
+        .wait(Duration::from_secs(20), |g| {
+            g.iter().any(|d| d.seq() == last)
+        })
         .await;
     let got = firsts(&got);
     // Every event, in seq order, none missing from the first one delivered.
@@ -114,11 +123,10 @@ async fn events_arrive_signed_in_order_as_admins_see_them() {
         let b = d.json();
         assert_eq!(b["site"], "bv-thu");
         // {site}-{epoch}-{seq}: the epoch is ep_ + 22 URL-safe characters.
-        let epoch = d
-            .id
-            .strip_prefix("bv-thu-")
-            .and_then(|r| r.strip_suffix(&format!("-{}", d.seq())))
-            .unwrap_or_default();
+        let epoch =
+            d.id.strip_prefix("bv-thu-")
+                .and_then(|r| r.strip_suffix(&format!("-{}", d.seq())))
+                .unwrap_or_default();
         assert!(epoch.starts_with("ep_") && epoch.len() == 25, "{}", d.id);
         let ts: i64 = d.timestamp.parse().expect("unix seconds");
         assert!((ts - chrono::Utc::now().timestamp()).abs() < 120);
@@ -139,7 +147,10 @@ async fn events_arrive_signed_in_order_as_admins_see_them() {
     let c = firsts(&c);
     assert_eq!(c.len(), 2, "{c:?}");
     assert!(c.iter().all(|d| d.json()["type"] == "ticket_called"));
-    assert!(c.iter().all(|d| verify(SECRET_B, d) && !verify(SECRET_A, d)));
+    assert!(
+        c.iter()
+            .all(|d| verify(SECRET_B, d) && !verify(SECRET_A, d))
+    );
     assert!(c[0].seq() < c[1].seq());
     assert_eq!(c[0].json()["event"]["ticket"]["number"], "A001");
 
@@ -152,7 +163,10 @@ async fn events_arrive_signed_in_order_as_admins_see_them() {
     })
     .await;
     let text = st.to_string();
-    assert!(!text.contains("MfKQ9r8") && !text.contains("whsec_"), "{text}");
+    assert!(
+        !text.contains("MfKQ9r8") && !text.contains("whsec_"),
+        "{text}"
+    );
     let his = &st["webhooks"][0];
     assert_eq!(his["id"], "his");
     assert_eq!(his["url"], all.url("/luot/events"));
@@ -186,16 +200,26 @@ async fn a_failing_receiver_is_retried_with_the_same_body_and_nothing_overtakes_
     let st = hooks_status(&api, &admin).await;
     let his = &st["webhooks"][0];
     assert_eq!(his["last_error"]["status"], 503, "{st}");
-    assert!(his["last_error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(
+        his["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
     assert!(his["last_delivered_seq"].is_null());
     assert_eq!(his["pending"], 3);
     let got = rx
-        .wait(Duration::from_secs(30), |g| firsts(g).len() == 3 && g.len() >= 6)
+        .wait(Duration::from_secs(30), |g| {
+            firsts(g).len() == 3 && g.len() >= 6
+        })
         .await;
     assert_eq!(got.len(), 6, "3 failures, then 3 deliveries: {got:?}");
     // The failing one is attempted again, with the same bytes and id, and
     // nothing else is sent until it is taken.
-    assert!(got[..4].iter().all(|d| d.id == got[0].id && d.body == got[0].body));
+    assert!(
+        got[..4]
+            .iter()
+            .all(|d| d.id == got[0].id && d.body == got[0].body)
+    );
     assert!(got.iter().all(|d| verify(SECRET_A, d)));
     let order = seqs(&firsts(&got));
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
@@ -238,7 +262,9 @@ async fn a_redirect_is_not_followed_and_a_huge_answer_is_not_read() {
     let _ = api.issue(&staff, "kham-noi", "x2").await;
     // 64 MiB at this pace would take 50 s, and the client gives up at 15 s.
     let got = rx
-        .wait(Duration::from_secs(10), |g| firsts(g).len() >= 2 && g.len() >= 3)
+        .wait(Duration::from_secs(10), |g| {
+            firsts(g).len() >= 2 && g.len() >= 3
+        })
         .await;
     assert!(
         got.iter().all(|d| d.path == "/h"),
@@ -256,7 +282,14 @@ async fn a_redirect_is_not_followed_and_a_huge_answer_is_not_read() {
 
 #[tokio::test]
 async fn a_receiver_that_hangs_gets_the_delivery_again() {
-    let rx = Receiver::start(|n, _| if n == 0 { Reply::Hang } else { Reply::Status(200) }).await;
+    let rx = Receiver::start(|n, _| {
+        if n == 0 {
+            Reply::Hang
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
     let site = site_with(&[("his", rx.url("/h"), SECRET_A, Some(&["ticket_issued"]))]);
     let server = site.start();
     let api = Api::new(&server);
@@ -268,7 +301,10 @@ async fn a_receiver_that_hangs_gets_the_delivery_again() {
     assert_eq!(got[1].id, got[0].id);
     assert_eq!(got[1].body, got[0].body);
     assert!(verify(SECRET_A, &got[1]));
-    let st = status_when(&api, &admin, |s| !s["webhooks"][0]["last_delivered_seq"].is_null()).await;
+    let st = status_when(&api, &admin, |s| {
+        !s["webhooks"][0]["last_delivered_seq"].is_null()
+    })
+    .await;
     let his = &st["webhooks"][0];
     assert!(his["last_error"]["status"].is_null(), "{st}");
     assert_eq!(his["last_delivered_seq"], got[0].seq());
@@ -324,7 +360,12 @@ async fn kill_9_mid_stream_loses_no_event_and_keeps_the_order() {
     let issued: HashSet<String> = f
         .iter()
         .filter(|d| d.json()["type"] == "ticket_issued")
-        .map(|d| d.json()["event"]["ticket"]["number"].as_str().unwrap().to_string())
+        .map(|d| {
+            d.json()["event"]["ticket"]["number"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(issued.len(), 121);
     server.terminate();
@@ -354,7 +395,9 @@ fn number(d: &Delivery) -> String {
 
 fn epoch(d: &Delivery) -> String {
     let rest = d.id.strip_prefix("bv-thu-").unwrap_or_default();
-    rest.rsplit_once('-').map(|(e, _)| e.to_string()).unwrap_or_default()
+    rest.rsplit_once('-')
+        .map(|(e, _)| e.to_string())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -365,23 +408,51 @@ async fn after_a_restore_webhooks_resume_with_the_restored_logs_next_event_under
     let api = Api::new(&server);
     let staff = api.login("le.thu").await;
     for i in 0..2 {
-        assert_eq!(api.issue(&staff, "kham-noi", &format!("b{i}")).await.status, 201);
+        assert_eq!(
+            api.issue(&staff, "kham-noi", &format!("b{i}")).await.status,
+            201
+        );
     }
     let got = rx
-        .wait(Duration::from_secs(20), |g| g.iter().any(|d| number(d) == "A002"))
+        .wait(Duration::from_secs(20), |g| {
+            g.iter().any(|d| number(d) == "A002")
+        })
         .await;
     let backed_up = got.iter().map(Delivery::seq).max().unwrap_or(0);
     let file = site.dir.path().join("luot.backup");
     let cfg = site.config();
-    cli(&site, &["backup", "--config", cfg.to_str().unwrap(), "--to", file.to_str().unwrap()]);
+    cli(
+        &site,
+        &[
+            "backup",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--to",
+            file.to_str().unwrap(),
+        ],
+    );
     for i in 2..4 {
-        assert_eq!(api.issue(&staff, "kham-noi", &format!("b{i}")).await.status, 201);
+        assert_eq!(
+            api.issue(&staff, "kham-noi", &format!("b{i}")).await.status,
+            201
+        );
     }
     let before = rx
-        .wait(Duration::from_secs(20), |g| g.iter().any(|d| number(d) == "A004"))
+        .wait(Duration::from_secs(20), |g| {
+            g.iter().any(|d| number(d) == "A004")
+        })
         .await;
     assert!(server.terminate(), "clean stop");
-    cli(&site, &["restore", "--config", cfg.to_str().unwrap(), "--from", file.to_str().unwrap()]);
+    cli(
+        &site,
+        &[
+            "restore",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--from",
+            file.to_str().unwrap(),
+        ],
+    );
     let server = site.start();
     let api = Api::new(&server);
     let staff = api.login("le.thu").await;
@@ -395,7 +466,10 @@ async fn after_a_restore_webhooks_resume_with_the_restored_logs_next_event_under
     assert_eq!(after.len(), 1, "only the new event: {after:?}");
     let d = &after[0];
     assert_eq!(number(d), "A003");
-    assert!(d.seq() > backed_up, "resumes after the restored log's last event");
+    assert!(
+        d.seq() > backed_up,
+        "resumes after the restored log's last event"
+    );
     assert!(verify(SECRET_A, d));
     // A seq reused after the restore, under a new epoch: its id is new.
     let old_epoch = epoch(&before[0]);
@@ -412,7 +486,11 @@ async fn events_that_waited_7_days_are_skipped_and_the_next_body_says_from_where
     let up = Arc::new(AtomicBool::new(false));
     let flag = up.clone();
     let rx = Receiver::start(move |_, _| {
-        Reply::Status(if flag.load(Ordering::SeqCst) { 200 } else { 503 })
+        Reply::Status(if flag.load(Ordering::SeqCst) {
+            200
+        } else {
+            503
+        })
     })
     .await;
     let site = site_with(&[("his", rx.url("/h"), SECRET_A, None)]);
@@ -420,13 +498,21 @@ async fn events_that_waited_7_days_are_skipped_and_the_next_body_says_from_where
     let api = Api::new(&server);
     let staff = api.login("le.thu").await;
     for i in 0..2 {
-        assert_eq!(api.issue(&staff, "kham-noi", &format!("w{i}")).await.status, 201);
+        assert_eq!(
+            api.issue(&staff, "kham-noi", &format!("w{i}")).await.status,
+            201
+        );
     }
     let failed = rx.wait(Duration::from_secs(10), |g| !g.is_empty()).await;
     let first_failed = failed[0].seq();
     assert!(server.terminate());
     let old = rx.got();
-    let old_last = old.iter().map(Delivery::seq).max().unwrap_or(0).max(first_failed + 2);
+    let old_last = old
+        .iter()
+        .map(Delivery::seq)
+        .max()
+        .unwrap_or(0)
+        .max(first_failed + 2);
     // Eight days later the receiver is back.
     up.store(true, Ordering::SeqCst);
     let offset = (8 * 86_400).to_string();
@@ -440,13 +526,16 @@ async fn events_that_waited_7_days_are_skipped_and_the_next_body_says_from_where
     assert_eq!(api.issue(&staff, "kham-noi", "w-late").await.status, 201);
     let all = rx
         .wait(Duration::from_secs(20), |g| {
-            g[old.len()..].iter().any(|d| d.json()["type"] == "ticket_issued")
+            g[old.len()..]
+                .iter()
+                .any(|d| d.json()["type"] == "ticket_issued")
         })
         .await;
     let after = &all[old.len()..];
     assert!(!after.is_empty());
     assert_eq!(
-        after[0].json()["skipped_from"], first_failed,
+        after[0].json()["skipped_from"],
+        first_failed,
         "the first body after the gap says where it began: {}",
         String::from_utf8_lossy(&after[0].body)
     );
@@ -456,5 +545,9 @@ async fn events_that_waited_7_days_are_skipped_and_the_next_body_says_from_where
         "nothing older than 7 days is delivered: {:?}",
         seqs(after)
     );
-    assert!(after[1..].iter().all(|d| d.json().get("skipped_from").is_none()));
+    assert!(
+        after[1..]
+            .iter()
+            .all(|d| d.json().get("skipped_from").is_none())
+    );
 }

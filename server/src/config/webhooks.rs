@@ -107,9 +107,7 @@ fn valid_url(url: &str) -> bool {
         .or_else(|| url.strip_prefix("http://"));
     let Some(rest) = rest else { return false };
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    !host.is_empty()
-        && !host.contains(char::is_whitespace)
-        && !url.contains(char::is_whitespace)
+    !host.is_empty() && !host.contains(char::is_whitespace) && !url.contains(char::is_whitespace)
 }
 
 pub(super) fn parse(ctx: &Ctx, raw: &[RawWebhook]) -> Result<Vec<Webhook>, ConfigError> {
@@ -180,7 +178,8 @@ pub(super) fn parse(ctx: &Ctx, raw: &[RawWebhook]) -> Result<Vec<Webhook>, Confi
 mod tests {
     use crate::config::SiteConfig;
 
-    const BASE: &str = "[site]\nname = \"T\"\n[[services]]\nid = \"a\"\nname = \"A\"\nprefix = \"A\"\n";
+    const BASE: &str =
+        "[site]\nname = \"T\"\n[[services]]\nid = \"a\"\nname = \"A\"\nprefix = \"A\"\n";
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     fn with(extra: &str) -> Result<SiteConfig, String> {
@@ -188,9 +187,7 @@ mod tests {
     }
 
     fn hook(id: &str, url: &str, secret: &str, events: &str) -> String {
-        format!(
-            "[[webhooks]]\nid = \"{id}\"\nurl = \"{url}\"\nsecret = \"{secret}\"\n{events}\n"
-        )
+        format!("[[webhooks]]\nid = \"{id}\"\nurl = \"{url}\"\nsecret = \"{secret}\"\n{events}\n")
     }
 
     #[test]
@@ -231,9 +228,23 @@ mod tests {
             ),
             (hook("his", "ftp://x.vn/a", SECRET, ""), "webhooks.url"),
             (hook("his", "https://", SECRET, ""), "webhooks.url"),
-            (hook("his", "https://x.vn", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", ""), "webhooks.secret"),
-            (hook("his", "https://x.vn", "whsec_c2hvcnQ=", ""), "webhooks.secret"),
-            (hook("his", "https://x.vn", "whsec_!!!", ""), "webhooks.secret"),
+            (
+                hook(
+                    "his",
+                    "https://x.vn",
+                    "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    "",
+                ),
+                "webhooks.secret",
+            ),
+            (
+                hook("his", "https://x.vn", "whsec_c2hvcnQ=", ""),
+                "webhooks.secret",
+            ),
+            (
+                hook("his", "https://x.vn", "whsec_!!!", ""),
+                "webhooks.secret",
+            ),
             (
                 hook("his", "https://x.vn", SECRET, "events = [\"ticket_eaten\"]"),
                 "ticket_eaten",
@@ -242,7 +253,10 @@ mod tests {
         for (toml, want) in cases {
             let err = with(&toml).expect_err(&toml);
             assert!(err.contains(want), "{toml}\n→ {err}");
-            assert!(!err.contains("MfKQ9r8"), "an error never echoes a secret: {err}");
+            assert!(
+                !err.contains("MfKQ9r8"),
+                "an error never echoes a secret: {err}"
+            );
         }
     }
 

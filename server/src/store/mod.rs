@@ -323,8 +323,12 @@ pub trait Store: Send + Sync {
     /// Writes a webhook's cursor. `durable`: on disk before it returns;
     /// otherwise with the next commit or `sync` (a cursor lost to a crash
     /// only makes a delivery repeat).
-    fn put_hook_cursor(&self, id: &str, cursor: &HookCursor, durable: bool)
-    -> Result<(), StoreError>;
+    fn put_hook_cursor(
+        &self,
+        id: &str,
+        cursor: &HookCursor,
+        durable: bool,
+    ) -> Result<(), StoreError>;
     /// Removes up to `max` webhook bodies, oldest first: those with a seq up
     /// to `through` (every webhook is past them) and those stored before
     /// `before` (ms; rule 90's 7 days). Returns the seq and kind of each

@@ -994,7 +994,10 @@ async fn bench_webhooks(rate: usize, seconds: usize, tickets: usize, f: &mut Fig
     for (name, rx) in [("a", &ra), ("b", &rb)] {
         let got = rx
             .wait(Duration::from_secs(120), |g| {
-                g.iter().filter(|d| d.json()["type"] == "ticket_issued").count() >= n
+                g.iter()
+                    .filter(|d| d.json()["type"] == "ticket_issued")
+                    .count()
+                    >= n
             })
             .await;
         let arrived: std::collections::HashMap<String, Instant> = got
@@ -1007,7 +1010,8 @@ async fn bench_webhooks(rate: usize, seconds: usize, tickets: usize, f: &mut Fig
         let mut h = Histogram::<u64>::new(3).unwrap();
         for (id, at) in &answered {
             if let Some(r) = arrived.get(id) {
-                h.record(r.saturating_duration_since(*at).as_micros() as u64).unwrap();
+                h.record(r.saturating_duration_since(*at).as_micros() as u64)
+                    .unwrap();
             }
         }
         println!(
