@@ -551,3 +551,35 @@ async fn events_that_waited_7_days_are_skipped_and_the_next_body_says_from_where
             .all(|d| d.json().get("skipped_from").is_none())
     );
 }
+
+#[tokio::test]
+async fn the_admin_page_shows_a_failing_webhook() {
+    use luot_tests::browser::Browser;
+    let rx = Receiver::start(|_, _| Reply::Status(503)).await;
+    let site = site_with(&[("his", rx.url("/h"), SECRET_A, Some(&["ticket_issued"]))]);
+    let server = site.start();
+    let api = Api::new(&server);
+    let staff = api.login("le.thu").await;
+    assert_eq!(api.issue(&staff, "kham-noi", "adm").await.status, 201);
+    let _ = rx.wait(Duration::from_secs(10), |g| g.len() >= 2).await;
+    let b = Browser::start(1280, 800).await;
+    b.goto(&server.url("/admin")).await;
+    b.fill("#u", "admin").await;
+    b.fill("#p", PASSWORD).await;
+    b.click("#login button").await;
+    let row = b
+        .until(
+            "webhook row",
+            "const r = document.querySelector('#hooks tbody tr');
+             return r && r.className === 'alert' ? r.textContent : null;",
+            Duration::from_secs(20),
+        )
+        .await;
+    let row = row.as_str().unwrap_or_default().to_string();
+    assert!(row.starts_with("his"), "{row}");
+    assert!(row.contains(&rx.url("/h")), "{row}");
+    assert!(row.contains("Chưa gửi"), "nothing delivered yet: {row}");
+    assert!(row.contains("HTTP 503"), "the last error: {row}");
+    assert!(!row.contains("whsec_"), "{row}");
+    b.close().await;
+}
