@@ -1029,3 +1029,39 @@ mod tests {
         );
     }
 }
+
+// ---------------------------------------------------------------- webhooks (§12)
+
+/// `GET /api/v1/webhooks` (admin): every configured webhook's delivery
+/// state, never its secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WebhooksResponse {
+    pub webhooks: Vec<WebhookStatus>,
+}
+
+/// One webhook's delivery state (§12, rule 90).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WebhookStatus {
+    pub id: String,
+    pub url: String,
+    /// The kinds it takes (every kind when the configuration lists none).
+    pub events: Vec<String>,
+    /// `null` before the first acknowledged delivery.
+    pub last_delivered_seq: Option<u64>,
+    /// Events it takes after its start point not yet acknowledged.
+    pub pending: u64,
+    pub last_success_at: Option<String>,
+    /// When the next attempt of a failing delivery is due; `null` otherwise.
+    pub next_attempt_at: Option<String>,
+    /// The last failure; stays until the next one.
+    pub last_error: Option<WebhookError>,
+}
+
+/// A failed delivery attempt: when, the HTTP status (`null` when none came:
+/// no connection, no answer within 15 s) and what happened.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WebhookError {
+    pub at: String,
+    pub status: Option<u16>,
+    pub message: String,
+}

@@ -50,6 +50,8 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
     /// Print jobs for kiosks and desk printers (rule 88), in memory only.
     pub prints: Prints,
+    /// Webhook delivery (rules 89–90); none unless `with_hooks`.
+    pub hooks: crate::hooks::Hooks,
 }
 
 pub type AppState = Arc<App>;
@@ -103,7 +105,14 @@ impl App {
             fanout,
             shutdown,
             prints: Prints::default(),
+            hooks: crate::hooks::Hooks::none(),
         }
+    }
+
+    /// The same application with the site's webhook delivery running.
+    pub fn with_hooks(mut self, hooks: crate::hooks::Hooks) -> App {
+        self.hooks = hooks;
+        self
     }
 
     // -------------------------------------------------------- who calls

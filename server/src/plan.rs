@@ -19,7 +19,7 @@ use crate::config::SiteConfig;
 use crate::engine::{Applied, Command, Event, Millis, Rejection, Site, State, Subject};
 use crate::frame::{Audience, Outgoing};
 use crate::report;
-use crate::store::{Loaded, Record, Session, StoreError, WriteBatch};
+use crate::store::{HookBody, Loaded, Record, Session, StoreError, WriteBatch};
 
 /// What a command answers.
 #[derive(Debug, Clone)]
@@ -189,7 +189,7 @@ impl Planner {
             .iter()
             .any(|e| matches!(e, Event::AppointmentBooked { .. }));
         for (e, w) in events.into_iter().zip(wire) {
-            self.record(e, w, plan);
+            self.record(e, w, now, plan);
         }
         for a in archives {
             let day = a.day.to_string();
@@ -209,7 +209,7 @@ impl Planner {
 
     /// Numbers an applied event, adds its frame (as the engine rendered it)
     /// and adds it to the batch.
-    fn record(&mut self, e: Event, w: Option<WireEvent>, plan: &mut Plan) {
+    fn record(&mut self, e: Event, w: Option<WireEvent>, now: Millis, plan: &mut Plan) {
         match &e {
             Event::TicketIssued { .. } => plan.issued += 1,
             // Day keys live apart from the log and die with their day (rule 81).
@@ -229,6 +229,9 @@ impl Planner {
             self.last_seq
         });
         if let (Some(seq), Some(w)) = (seq, w) {
+            if let Some(h) = self.hook_body(seq, &w, now) {
+                plan.batch.hooks.push(h);
+            }
             plan.frames.push(Outgoing {
                 urgent: urgent(&w),
                 message: ServerMessage::Event { seq, event: w },
@@ -237,6 +240,47 @@ impl Planner {
             });
         }
         plan.batch.records.push(Record { seq, event: e });
+    }
+
+    /// Rule 89: the body POSTed to webhooks for an event, when one takes
+    /// its kind: `{"site","seq","type","timestamp","event"}` with the event
+    /// as admins get it. Stored in the event's commit (the outbox), so a
+    /// restart delivers exactly these bytes.
+    fn hook_body(&self, seq: u64, w: &WireEvent, now: Millis) -> Option<HookBody> {
+        if !self.config.webhooks.iter().any(|h| h.takes(w.kind)) {
+            return None;
+        }
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            site: &'a str,
+            seq: u64,
+            #[serde(rename = "type")]
+            kind: EventKind,
+            timestamp: &'a str,
+            event: &'a WireEvent,
+        }
+        let stamp;
+        let timestamp = match &w.at {
+            Some(at) => at.as_str(),
+            None => {
+                stamp = self.state.site().fmt_time(now);
+                stamp.as_str()
+            }
+        };
+        let body = serde_json::to_vec(&Body {
+            site: &self.config.site.id,
+            seq,
+            kind: w.kind,
+            timestamp,
+            event: w,
+        })
+        .ok()?;
+        Some(HookBody {
+            seq,
+            at: now,
+            kind: crate::config::webhooks_kind_name(w.kind),
+            body,
+        })
     }
 
     /// The answer for a successful command, rendered right after it.

@@ -47,14 +47,20 @@ pub async fn serve(
     let hub = start_hub(&config, &metrics, knobs).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let screens = ScreensRuntime::start()?;
-    let app = Arc::new(App::new(
-        hub.clone(),
-        config.clone(),
-        metrics.clone(),
-        screens.handle(),
-        crate::fanout::Fanout::start(&screens.handle(), &hub, screens.cores),
-        shutdown_rx.clone(),
-    ));
+    let hooks = crate::hooks::Hooks::start(&hub, &config, knobs.clock)
+        .await
+        .context("cannot start webhook delivery")?;
+    let app = Arc::new(
+        App::new(
+            hub.clone(),
+            config.clone(),
+            metrics.clone(),
+            screens.handle(),
+            crate::fanout::Fanout::start(&screens.handle(), &hub, screens.cores),
+            shutdown_rx.clone(),
+        )
+        .with_hooks(hooks),
+    );
     let ticker = spawn_ticker(hub.clone(), shutdown_rx.clone()).await;
     let control = spawn_control_socket(&data_dir, hub.clone(), shutdown_rx.clone())?;
 

@@ -8,6 +8,7 @@ pub mod chaos_proxy;
 pub mod escpos;
 pub mod fake_printer;
 pub mod load;
+pub mod webhook_receiver;
 pub mod ws_pipe;
 
 use std::io::{BufRead, BufReader};

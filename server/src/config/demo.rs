@@ -57,6 +57,7 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
     };
     let cfg = SiteConfig {
         site: Site {
+            id: "luot".into(),
             name: "Bệnh viện Đa khoa Demo".into(),
             timezone: chrono_tz::Asia::Ho_Chi_Minh,
             day_starts_at: NaiveTime::from_hms_opt(5, 0, 0).unwrap_or_default(),
@@ -120,6 +121,7 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         reports: Reports::default(),
         appointments: Appointments::default(),
         identity: Identity::default(),
+        webhooks: Vec::new(),
         priority: Priority {
             ratio: 3,
             classes: DEFAULT_PRIORITY_CLASSES

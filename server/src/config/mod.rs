@@ -9,7 +9,8 @@
 //! `types`. Each
 //! section is checked in its own file (`site`, `priority`, `queue`,
 //! `services` with its `sessions` and caps, `counters`, `devices`, `users`,
-//! `reports`, and `appointments` for `[appointments]` and `[identity]`) from
+//! `reports`, `appointments` for `[appointments]` and `[identity]`, and
+//! `webhooks` for `[[webhooks]]`) from
 //! the spanned TOML of `raw`, with the
 //! shared checks of `check`; `syntax` names the field of an error TOML
 //! itself reports; `demo` builds the demo site.
@@ -31,6 +32,7 @@ mod syntax;
 mod tests;
 mod types;
 mod users;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +40,7 @@ use check::Ctx;
 pub use demo::{DemoSecrets, demo_site};
 use raw::Raw;
 pub use types::*;
+pub use webhooks::{ALL_KINDS, Webhook, kind_name as webhooks_kind_name};
 
 impl SiteConfig {
     /// Reads and validates a configuration file, then applies the
@@ -91,6 +94,7 @@ impl SiteConfig {
         let reports = reports::parse(&ctx, raw.reports.as_ref(), &services)?;
         let appointments = appointments::appointments(&ctx, raw.appointments.as_ref())?;
         let identity = appointments::identity(&ctx, raw.identity.as_ref(), &priority)?;
+        let webhooks = webhooks::parse(&ctx, &raw.webhooks)?;
         Ok(SiteConfig {
             site,
             server,
@@ -103,6 +107,7 @@ impl SiteConfig {
             reports,
             appointments,
             identity,
+            webhooks,
         })
     }
 

@@ -34,12 +34,17 @@ pub(super) struct Raw {
     pub appointments: Option<RawAppointments>,
     #[serde(default)]
     pub identity: Option<RawIdentity>,
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSite {
     pub name: Spanned<String>,
+    /// The site's id (§12, §13): names it to webhook receivers.
+    #[serde(default)]
+    pub id: Option<Spanned<String>>,
     #[serde(default)]
     pub timezone: Option<Spanned<String>>,
     #[serde(default)]
@@ -186,4 +191,15 @@ pub(super) struct RawAge {
     pub min: Option<Spanned<i64>>,
     #[serde(default)]
     pub max: Option<Spanned<i64>>,
+}
+
+/// One `[[webhooks]]` entry (§12).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    pub id: Spanned<String>,
+    pub url: Spanned<String>,
+    pub secret: Spanned<String>,
+    #[serde(default)]
+    pub events: Option<RawIds>,
 }

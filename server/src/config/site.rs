@@ -1,4 +1,4 @@
-//! `[site]` and `[server]`: the name, time zone, start of the day, public
+//! `[site]` and `[server]`: the id, the name, time zone, start of the day, public
 //! address, listening address and data directory, with their defaults.
 
 use std::net::SocketAddr;
@@ -27,17 +27,38 @@ pub(super) fn parse(
             "the site needs a name".into(),
         ));
     }
+    let id = site_id(ctx, site.id.as_ref())?;
     let timezone = timezone(ctx, site.timezone.as_ref())?;
     let day_starts_at = day_starts_at(ctx, site.day_starts_at.as_ref())?;
     let server = parse_server(ctx, server)?;
     let public_url = public_url(ctx, site.public_url.as_ref(), server.listen)?;
     let site = Site {
+        id,
         name,
         timezone,
         day_starts_at,
         public_url,
     };
     Ok((site, server))
+}
+
+/// `[site] id` (§12): `[a-z0-9-]{1,32}`, default "luot".
+fn site_id(ctx: &Ctx, id: Option<&Spanned<String>>) -> Result<String, ConfigError> {
+    let Some(id) = id else {
+        return Ok("luot".into());
+    };
+    let s = id.get_ref();
+    let ok = (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        return Err(ctx.err(
+            id.span(),
+            "site.id",
+            format!("\"{s}\" is not a site id (1-32 of a-z, 0-9, -)"),
+        ));
+    }
+    Ok(s.clone())
 }
 
 fn timezone(ctx: &Ctx, tz: Option<&Spanned<String>>) -> Result<Tz, ConfigError> {

@@ -37,6 +37,8 @@ pub struct SiteConfig {
     pub appointments: Appointments,
     /// `[identity]` (§11): the per-person cap and the age classes.
     pub identity: Identity,
+    /// `[[webhooks]]` (§12, rules 89–90), in file order.
+    pub webhooks: Vec<super::webhooks::Webhook>,
 }
 
 /// `[appointments]` (rule 76).
@@ -217,6 +219,8 @@ impl Default for Reports {
 
 #[derive(Clone, Debug)]
 pub struct Site {
+    /// `[site] id` (§12): `[a-z0-9-]{1,32}`, default "luot".
+    pub id: String,
     pub name: String,
     pub timezone: Tz,
     pub day_starts_at: NaiveTime,

@@ -42,6 +42,7 @@ pub fn router(app: AppState) -> Router {
         .route("/reports/daily", get(daily_report))
         .route("/reports/visits", get(visits_report))
         .route("/devices", get(devices))
+        .route("/webhooks", get(webhooks))
         .route("/appointments", post(book).get(appointments))
         .route("/appointments/slots", get(slots))
         .route("/appointments/check-in", post(check_in))
@@ -453,4 +454,16 @@ impl<R: serde::Serialize> Outputs<R> {
 
 async fn devices(State(app): State<AppState>, Admin(_): Admin) -> Response {
     Json(app.devices().await).into_response()
+}
+
+/// `GET /webhooks` (§12): each webhook's delivery state, never a secret.
+async fn webhooks(State(app): State<AppState>, Admin(_): Admin) -> Result<Response, ApiError> {
+    let status = app.hooks.status().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("Không đọc được trạng thái webhook (cannot read the webhook state: {e})"),
+        )
+    })?;
+    Ok(Json(status).into_response())
 }

@@ -27,7 +27,7 @@ use luot_protocol::{
     Appointment, Capacity, DailyReport, DeviceInfo, ServerMessage, SiteInfo, SlotsResponse, Ticket,
     VisitsReport,
 };
-use tokio::sync::{RwLock, broadcast, mpsc, oneshot};
+use tokio::sync::{RwLock, broadcast, mpsc, oneshot, watch};
 
 use crate::clock::Knobs;
 use crate::config::SiteConfig;
@@ -75,6 +75,10 @@ struct Shared {
     /// The queue's clock, for queries whose answer depends on the time
     /// (capacities, slots).
     clock: crate::clock::Clock,
+    /// The last durable public seq, for followers of the store's webhook
+    /// outbox: set after each commit that stored webhook bodies, never
+    /// waited on.
+    head: watch::Sender<u64>,
 }
 
 enum Request {
@@ -102,7 +106,9 @@ impl Hub {
         let index = loaded.index;
         let planner = Planner::new(config.clone(), loaded)?;
         let (btx, _) = broadcast::channel(knobs.broadcast_capacity);
+        let head = watch::Sender::new(planner.seq());
         let shared = Arc::new(Shared {
+            head,
             site: planner.state().site().clone(),
             core: RwLock::new(Core {
                 planner,
@@ -330,6 +336,17 @@ impl Hub {
         self.store_read(|s| s.probe()).await
     }
 
+    /// The store, for those that follow it off the hub's thread (webhook
+    /// delivery reads its outbox and keeps its cursors there).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.shared.store.clone()
+    }
+
+    /// The last durable public seq, updated after each commit.
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.shared.head.subscribe()
+    }
+
     /// The last public seq.
     pub async fn seq(&self) -> u64 {
         self.shared.core.read().await.planner.seq()
@@ -547,6 +564,9 @@ impl Writer {
             self.update_gauges(core);
         }
         let frames: Vec<Frame> = plan.frames.iter().map(Frame::encode).collect();
+        if !plan.batch.hooks.is_empty() {
+            self.shared.head.send_replace(core.planner.seq());
+        }
         core.ring.extend(frames.iter().cloned());
         while core.ring.len() > RESUME_RING {
             core.ring.pop_front();

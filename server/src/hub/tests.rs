@@ -205,3 +205,48 @@ async fn a_subscriber_gets_what_it_missed_or_a_snapshot() {
     };
     assert!(device.connected);
 }
+
+#[tokio::test]
+async fn webhook_bodies_are_stored_with_their_event_for_the_kinds_taken_only() {
+    let store = Arc::new(MemStore::new());
+    let mut cfg = demo_site().0;
+    cfg.site.id = "bv-thu".into();
+    cfg.webhooks = vec![crate::config::Webhook {
+        id: "his".into(),
+        url: "http://127.0.0.1:9/h".into(),
+        key: vec![7; 24],
+        events: Some(vec![luot_protocol::EventKind::TicketIssued]),
+    }];
+    let hub = Hub::start(
+        Arc::new(cfg),
+        store.clone(),
+        Arc::new(Metrics::new()),
+        Knobs::default(),
+    )
+    .unwrap();
+    let mut head = hub.head();
+    hub.command(Command::Tick).await.unwrap(); // day_started: not taken
+    assert!(store.hook_bodies(0, 10).unwrap().is_empty());
+    let mut rx = hub.subscribe(None).await.rx;
+    assert_eq!(number(&hub, 1).await.unwrap(), "A001");
+    let bodies = store.hook_bodies(0, 10).unwrap();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0].kind, "ticket_issued");
+    let b: serde_json::Value = serde_json::from_slice(&bodies[0].body).unwrap();
+    assert_eq!(b["site"], "bv-thu");
+    assert_eq!(b["seq"], 2);
+    assert_eq!(b["type"], "ticket_issued");
+    assert!(b["timestamp"].as_str().is_some_and(|t| t.contains('T')));
+    // The event as admins get it on their websocket.
+    hub.seq().await;
+    let frames = rx.try_recv().unwrap();
+    let frame: serde_json::Value = serde_json::from_str(frames[0].text.as_str()).unwrap();
+    assert_eq!(frame["seq"], 2);
+    assert_eq!(b["event"], frame["event"]);
+    assert!(head.has_changed().unwrap());
+    assert_eq!(*head.borrow_and_update(), 2);
+    // A commit that fails stores no body.
+    store.fail_next(&[Fault::Refuse]);
+    assert!(number(&hub, 2).await.is_err());
+    assert_eq!(store.hook_bodies(0, 10).unwrap().len(), 1);
+}

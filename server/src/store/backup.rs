@@ -1,12 +1,15 @@
 //! The backup file, the same for every backend: a magic line, then
 //! length-prefixed key/value entries, a zero-length key, the entry count and
 //! a sha256 of everything before it. Keys name what a value is, by prefix:
-//! `L` + u64 BE log position (a `Record`), `M` + name (metadata: `Mformat`),
+//! `L` + u64 BE log position (a `Record`), `M` + name (metadata: `Mformat`,
+//! `Mlineage` the lineage of rule 112),
 //! `S` + sha256 of a login token (a `Session`), `A` + ticket id (an archived
 //! `TicketRec`), `R` + day (a past day's report), `V` + day (a past day's
 //! visits report), and `Xsnapshot` (the
-//! latest `StoredSnapshot`). Values are JSON. sled keeps exactly these keys,
-//! so its backup is a walk over its tree.
+//! latest `StoredSnapshot`). Values are JSON. sled keeps these keys and
+//! three more that never go into a backup: `K` day keys (rule 81), `W`
+//! webhook bodies and `H` webhook cursors (rule 90), so its backup is a walk
+//! over its tree that leaves those out.
 
 use std::io::{Read, Write};
 

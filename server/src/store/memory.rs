@@ -14,8 +14,8 @@ use luot_protocol::{DailyReport, VisitsReport};
 
 use super::backup::{self, SNAPSHOT_KEY, log_key, prefixed};
 use super::{
-    Appended, Loaded, Record, Recovered, Session, Store, StoreError, StoredSnapshot, WriteBatch,
-    json,
+    Appended, HookBody, HookCursor, LineageEntry, Loaded, Record, Recovered, Session, Store,
+    StoreError, StoredSnapshot, WriteBatch, json, new_epoch,
 };
 use crate::engine::TicketRec;
 
@@ -46,6 +46,10 @@ struct Inner {
     /// The outcome `recover` reports for the last failed append.
     in_doubt: Option<Recovered>,
     appends: usize,
+    /// Rule 112; made on first use.
+    lineage: Vec<LineageEntry>,
+    hooks: BTreeMap<u64, HookBody>,
+    cursors: HashMap<String, HookCursor>,
 }
 
 #[derive(Default)]
@@ -111,7 +115,21 @@ impl MemStore {
             inner.day_keys.retain(|d, _| *d >= day);
         }
         inner.day_keys.extend(batch.day_keys.iter().copied());
+        for h in &batch.hooks {
+            inner.hooks.insert(h.seq, h.clone());
+        }
         last
+    }
+
+    /// The lineage, made `[(new, 1)]` on first use.
+    fn lineage_of(inner: &mut Inner) -> &[LineageEntry] {
+        if inner.lineage.is_empty() {
+            inner.lineage.push(LineageEntry {
+                epoch: new_epoch(),
+                first_seq: 1,
+            });
+        }
+        &inner.lineage
     }
 }
 
@@ -231,7 +249,7 @@ impl Store for MemStore {
     }
 
     fn backup(&self, out: &mut dyn Write) -> Result<u64, StoreError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let mut w = backup::Writer::new(out)?;
         w.entry(b"Mformat", super::FORMAT_VERSION.to_string().as_bytes())?;
         for (i, r) in &inner.log {
@@ -249,6 +267,8 @@ impl Store for MemStore {
         for (d, r) in &inner.visits {
             w.entry(&prefixed(b'V', d.as_bytes()), &json(r))?;
         }
+        // Webhook bodies and cursors never go into a backup (rule 90).
+        w.entry(b"Mlineage", &json(&Self::lineage_of(&mut inner)))?;
         if let Some(s) = &inner.snapshot {
             w.entry(SNAPSHOT_KEY, &json(s))?;
         }
@@ -260,5 +280,57 @@ impl Store for MemStore {
             return Err(StoreError::Closed);
         }
         Ok(())
+    }
+
+    fn lineage(&self) -> Result<Vec<LineageEntry>, StoreError> {
+        Ok(Self::lineage_of(&mut self.lock()).to_vec())
+    }
+
+    fn hook_bodies(&self, seq: u64, max: usize) -> Result<Vec<HookBody>, StoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .hooks
+            .range(seq.saturating_add(1)..)
+            .take(max)
+            .map(|(_, h)| h.clone())
+            .collect())
+    }
+
+    fn hook_cursor(&self, id: &str) -> Result<Option<HookCursor>, StoreError> {
+        Ok(self.lock().cursors.get(id).cloned())
+    }
+
+    fn put_hook_cursor(
+        &self,
+        id: &str,
+        cursor: &HookCursor,
+        _durable: bool,
+    ) -> Result<(), StoreError> {
+        self.lock().cursors.insert(id.to_string(), cursor.clone());
+        Ok(())
+    }
+
+    fn prune_hooks(
+        &self,
+        through: u64,
+        before: i64,
+        max: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut inner = self.lock();
+        let mut gone = Vec::new();
+        let mut dropped = Vec::new();
+        for (seq, h) in inner.hooks.iter().take(max) {
+            if *seq > through {
+                if h.at >= before {
+                    break;
+                }
+                dropped.push((*seq, h.kind.clone()));
+            }
+            gone.push(*seq);
+        }
+        for seq in gone {
+            inner.hooks.remove(&seq);
+        }
+        Ok(dropped)
     }
 }

@@ -25,6 +25,15 @@
 //! request id, and snapshots carry the table, so every backend keeps it
 //! exactly as long as it keeps tickets, in the same atomic commit.
 //!
+//! Webhooks (rules 89–90, 112): the store keeps its lineage (a list of
+//! `(epoch, first_seq)`: `[(new, 1)]` when made, `restore` appends `(new,
+//! last seq + 1)`), an outbox of webhook bodies (each event a webhook takes,
+//! as it is POSTed, written in the same atomic commit as the event) and each
+//! webhook's cursor (its last acknowledged seq). Bodies go once every webhook
+//! is past them or after 7 days (`prune_hooks`). Neither bodies nor cursors
+//! go into a backup: after a restore each webhook starts after the restored
+//! log's last event.
+//!
 //! Nothing here decides queue rules, and nothing outside `store/` knows which
 //! backend runs.
 
@@ -41,6 +50,86 @@ use luot_protocol::{DailyReport, VisitsReport};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Event, StateSnapshot, TicketRec};
+
+/// One entry of a store's lineage (rule 112): events from `first_seq` on
+/// (until the next entry) belong to `epoch`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct LineageEntry {
+    pub epoch: String,
+    pub first_seq: u64,
+}
+
+/// A fresh epoch: `ep_` + 22 URL-safe base64 characters (128 random bits).
+pub fn new_epoch() -> String {
+    use base64::Engine;
+    let bits: [u8; 16] = rand::random();
+    format!(
+        "ep_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bits)
+    )
+}
+
+/// The epoch event `seq` belongs to: the last entry with `first_seq` ≤ seq.
+pub fn epoch_of(lineage: &[LineageEntry], seq: u64) -> Option<&str> {
+    lineage
+        .iter()
+        .rev()
+        .find(|e| e.first_seq <= seq)
+        .map(|e| e.epoch.as_str())
+}
+
+/// A webhook body waiting in the outbox (rule 89): written with its event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookBody {
+    pub seq: u64,
+    /// When it was committed (ms since the Unix epoch), for the 7-day rule.
+    pub at: i64,
+    /// The event's kind, as on the wire (`ticket_called`).
+    pub kind: String,
+    /// The JSON body, byte for byte as it is POSTed.
+    pub body: Vec<u8>,
+}
+
+impl HookBody {
+    /// The stored value: `at` (8 bytes, big-endian), the kind's length (1
+    /// byte), the kind, the body.
+    pub fn encode(&self) -> Vec<u8> {
+        let kind = &self.kind.as_bytes()[..self.kind.len().min(255)];
+        let mut v = Vec::with_capacity(9 + kind.len() + self.body.len());
+        v.extend_from_slice(&self.at.to_be_bytes());
+        v.push(kind.len() as u8);
+        v.extend_from_slice(kind);
+        v.extend_from_slice(&self.body);
+        v
+    }
+
+    pub fn decode(seq: u64, v: &[u8]) -> Result<HookBody, StoreError> {
+        let bad = || StoreError::Corrupt(format!("webhook body {seq}"));
+        let at = i64::from_be_bytes(v.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(bad)?);
+        let n = *v.get(8).ok_or_else(bad)? as usize;
+        let kind = v.get(9..9 + n).ok_or_else(bad)?;
+        Ok(HookBody {
+            seq,
+            at,
+            kind: String::from_utf8(kind.to_vec()).map_err(|_| bad())?,
+            body: v[9 + n..].to_vec(),
+        })
+    }
+}
+
+/// Where a webhook stands (rule 90), kept durable by the store.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct HookCursor {
+    /// Every event up to this seq is acknowledged or not of its kinds: a
+    /// restart resumes after it.
+    pub after: u64,
+    /// The last acknowledged seq; `None` before the first.
+    pub acked: Option<u64>,
+    /// Events it takes from this seq on were dropped after 7 days: its next
+    /// delivery says so (`skipped_from`).
+    #[serde(default)]
+    pub skipped_from: Option<u64>,
+}
 
 /// Version of the stored layout. A newer binary migrates older data; an
 /// older binary refuses newer data.
@@ -120,6 +209,8 @@ pub struct WriteBatch {
     pub day_keys: Vec<(NaiveDate, [u8; 32])>,
     /// A day started: erase the keys of every day before this one.
     pub drop_keys_before: Option<NaiveDate>,
+    /// Webhook bodies of this batch's events (rule 89), in seq order.
+    pub hooks: Vec<HookBody>,
 }
 
 impl WriteBatch {
@@ -138,6 +229,7 @@ impl WriteBatch {
             && self.visits.is_empty()
             && self.day_keys.is_empty()
             && self.drop_keys_before.is_none()
+            && self.hooks.is_empty()
     }
 
     /// The last public seq once the batch is stored.
@@ -222,6 +314,31 @@ pub trait Store: Send + Sync {
     fn backup(&self, out: &mut dyn Write) -> Result<u64, StoreError>;
     /// Proves the store is writable now (for `/healthz`).
     fn probe(&self) -> Result<(), StoreError>;
+    /// The lineage (rule 112), oldest entry first; never empty.
+    fn lineage(&self) -> Result<Vec<LineageEntry>, StoreError>;
+    /// Up to `max` webhook bodies with a seq above `seq`, in order.
+    fn hook_bodies(&self, seq: u64, max: usize) -> Result<Vec<HookBody>, StoreError>;
+    /// A webhook's cursor; `None` for a webhook never seen.
+    fn hook_cursor(&self, id: &str) -> Result<Option<HookCursor>, StoreError>;
+    /// Writes a webhook's cursor. `durable`: on disk before it returns;
+    /// otherwise with the next commit or `sync` (a cursor lost to a crash
+    /// only makes a delivery repeat).
+    fn put_hook_cursor(
+        &self,
+        id: &str,
+        cursor: &HookCursor,
+        durable: bool,
+    ) -> Result<(), StoreError>;
+    /// Removes up to `max` webhook bodies, oldest first: those with a seq up
+    /// to `through` (every webhook is past them) and those stored before
+    /// `before` (ms; rule 90's 7 days). Returns the seq and kind of each
+    /// removed above `through` (some webhook still needed it).
+    fn prune_hooks(
+        &self,
+        through: u64,
+        before: i64,
+        max: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError>;
 }
 
 pub(crate) fn json<T: Serialize>(v: &T) -> Vec<u8> {

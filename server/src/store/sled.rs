@@ -2,8 +2,9 @@
 //! no set-up. The only file that knows sled.
 //!
 //! One sled tree holds everything under the key prefixes of `backup.rs`
-//! (`L` log, `M` metadata, `S` sessions, `A` past tickets, `R` past reports,
-//! `V` past visits reports),
+//! (`L` log, `M` metadata (`Mlineage`: rule 112's lineage), `S` sessions,
+//! `A` past tickets, `R` past reports, `V` past visits reports, `K` day keys,
+//! `W` + seq webhook bodies, `H` + id webhook cursors),
 //! so every group commit is a single atomic `apply_batch` followed by one
 //! explicit `flush` (fsync). The latest snapshot lives in a tree of its own
 //! (`snapshot`): it is large, and sled rewrites a whole leaf when one of its
@@ -30,8 +31,8 @@ use luot_protocol::{DailyReport, VisitsReport};
 
 use super::backup::{self, SNAPSHOT_KEY, log_index, log_key, prefixed};
 use super::{
-    Appended, FORMAT_VERSION, Loaded, Record, Recovered, Session, Store, StoreError,
-    StoredSnapshot, WriteBatch, json,
+    Appended, FORMAT_VERSION, HookBody, HookCursor, LineageEntry, Loaded, Record, Recovered,
+    Session, Store, StoreError, StoredSnapshot, WriteBatch, json, new_epoch,
 };
 use crate::engine::TicketRec;
 
@@ -142,6 +143,33 @@ fn check_format(t: &Trees, existed: bool) -> Result<(), StoreError> {
     }
 }
 
+/// A store without a lineage (new, or written before there was one) gets
+/// `[(new epoch, 1)]` (rule 112).
+fn ensure_lineage(t: &Trees) -> Result<(), StoreError> {
+    if t.db.get(LINEAGE_KEY)?.is_none() {
+        let lineage = vec![LineageEntry {
+            epoch: new_epoch(),
+            first_seq: 1,
+        }];
+        t.db.insert(LINEAGE_KEY, json(&lineage))?;
+        t.db.flush()?;
+    }
+    Ok(())
+}
+
+const LINEAGE_KEY: &[u8] = b"Mlineage";
+
+fn hook_key(seq: u64) -> Vec<u8> {
+    prefixed(b'W', &seq.to_be_bytes())
+}
+
+fn hook_seq(key: &[u8]) -> Result<u64, StoreError> {
+    key.get(1..)
+        .and_then(|k| k.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt("webhook body key".into()))
+}
+
 fn parse<T: serde::de::DeserializeOwned>(v: &[u8], what: &str) -> Result<T, StoreError> {
     serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
@@ -153,6 +181,7 @@ impl SledStore {
         let existed = std::fs::metadata(dir.join("db").join("db")).is_ok_and(|m| m.len() > 0);
         let trees = open_trees(dir)?;
         check_format(&trees, existed)?;
+        ensure_lineage(&trees)?;
         let (mark, mark_at_open) = open_mark(dir);
         Ok(SledStore {
             trees: RwLock::new(Some(trees)),
@@ -349,6 +378,9 @@ impl SledStore {
         for (day, k) in &batch.day_keys {
             put(prefixed(b'K', day.to_string().as_bytes()), k.to_vec());
         }
+        for h in &batch.hooks {
+            put(hook_key(h.seq), h.encode());
+        }
         (b, keys, last)
     }
 
@@ -487,6 +519,18 @@ impl Store for SledStore {
         if let Ok(mut h) = self.head.lock() {
             *h = None;
         }
+        // Webhook bodies of the failed batch go too: their seqs will be
+        // numbered again, for other events.
+        self.with(|t| {
+            let last = Self::read_head(t)?.last_seq;
+            let mut batch = ::sled::Batch::default();
+            for k in t.db.range(hook_key(last + 1)..hook_key(u64::MAX)).keys() {
+                batch.remove(k?);
+            }
+            t.db.apply_batch(batch)?;
+            t.db.flush()?;
+            Ok(())
+        })?;
         Ok(Recovered::NotCommitted)
     }
 
@@ -557,8 +601,14 @@ impl Store for SledStore {
             let mut w = backup::Writer::new(out)?;
             for kv in t.db.iter() {
                 let (k, v) = kv?;
-                // Day keys never leave the data directory (rule 81).
-                if k.as_ref() != b"Mhealth" && !k.starts_with(b"K") {
+                // Day keys never leave the data directory (rule 81);
+                // webhook bodies and cursors neither: after a restore each
+                // webhook starts after the restored log (rule 90).
+                if k.as_ref() != b"Mhealth"
+                    && !k.starts_with(b"K")
+                    && !k.starts_with(b"W")
+                    && !k.starts_with(b"H")
+                {
                     w.entry(&k, &v)?;
                 }
             }
@@ -574,6 +624,70 @@ impl Store for SledStore {
             t.db.insert(b"Mhealth", chrono::Utc::now().to_rfc3339().as_bytes())?;
             t.db.flush()?;
             Ok(())
+        })
+    }
+
+    fn lineage(&self) -> Result<Vec<LineageEntry>, StoreError> {
+        match self.with(|t| Ok(t.db.get(LINEAGE_KEY)?))? {
+            Some(v) => parse(&v, "lineage"),
+            None => Err(StoreError::Corrupt("the store has no lineage".into())),
+        }
+    }
+
+    fn hook_bodies(&self, seq: u64, max: usize) -> Result<Vec<HookBody>, StoreError> {
+        self.with(|t| {
+            let mut out = Vec::new();
+            let from = hook_key(seq.saturating_add(1));
+            for kv in t.db.range(from..hook_key(u64::MAX)).take(max) {
+                let (k, v) = kv?;
+                out.push(HookBody::decode(hook_seq(&k)?, &v)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn hook_cursor(&self, id: &str) -> Result<Option<HookCursor>, StoreError> {
+        self.get(prefixed(b'H', id.as_bytes()))
+    }
+
+    fn put_hook_cursor(
+        &self,
+        id: &str,
+        cursor: &HookCursor,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        self.with(|t| {
+            t.db.insert(prefixed(b'H', id.as_bytes()), json(cursor))?;
+            if durable {
+                t.db.flush()?;
+            }
+            Ok(())
+        })
+    }
+
+    fn prune_hooks(
+        &self,
+        through: u64,
+        before: i64,
+        max: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        self.with(|t| {
+            let mut batch = ::sled::Batch::default();
+            let mut dropped = Vec::new();
+            for kv in t.db.range(hook_key(0)..hook_key(u64::MAX)).take(max) {
+                let (k, v) = kv?;
+                let seq = hook_seq(&k)?;
+                if seq > through {
+                    let h = HookBody::decode(seq, &v)?;
+                    if h.at >= before {
+                        break;
+                    }
+                    dropped.push((seq, h.kind));
+                }
+                batch.remove(k);
+            }
+            t.db.apply_batch(batch)?;
+            Ok(dropped)
         })
     }
 }
@@ -594,6 +708,18 @@ pub fn restore(input: &mut dyn Read, dir: &Path) -> Result<u64, StoreError> {
             }
         }
         t.db.apply_batch(batch)?;
+        // Rule 112: the backup's lineage, then a new epoch from the seq
+        // after its last event.
+        let last = SledStore::read_head(t)?.last_seq;
+        let mut lineage: Vec<LineageEntry> = match t.db.get(LINEAGE_KEY)? {
+            Some(v) => parse(&v, "lineage")?,
+            None => Vec::new(),
+        };
+        lineage.push(LineageEntry {
+            epoch: new_epoch(),
+            first_seq: last + 1,
+        });
+        t.db.insert(LINEAGE_KEY, json(&lineage))?;
         t.db.flush()?;
         t.snapshots.flush()?;
         Ok(())

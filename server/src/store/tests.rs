@@ -252,3 +252,130 @@ fn day_keys_load_back_go_with_their_day_and_never_into_a_backup() {
         assert_eq!(keys, [(d(23), [8; 32]), (d(24), [9; 32])]);
     });
 }
+
+/// A batch of `n` public records after `after_seq`, each with a webhook
+/// body stored at `at`.
+fn append_hooked(s: &dyn Store, after_seq: u64, n: u64, at: i64) {
+    let mut b = WriteBatch::new(after_seq);
+    for seq in after_seq + 1..=after_seq + n {
+        b.records.push(Record {
+            seq: Some(seq),
+            event: ev(seq as i64),
+        });
+        b.hooks.push(HookBody {
+            seq,
+            at,
+            kind: "ticket_called".into(),
+            body: format!(r#"{{"seq":{seq},"x":"Khám Nội"}}"#).into_bytes(),
+        });
+    }
+    s.append(&b).unwrap();
+}
+
+#[test]
+fn a_new_store_has_one_epoch_from_seq_1_and_a_restore_appends_one() {
+    each(|s| {
+        let l = s.lineage().unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].first_seq, 1);
+        assert!(
+            l[0].epoch.starts_with("ep_") && l[0].epoch.len() == 25,
+            "{l:?}"
+        );
+        // The same lineage each time it is asked.
+        assert_eq!(s.lineage().unwrap(), l);
+        append(s, 0, 7);
+        let mut buf = Vec::new();
+        s.backup(&mut buf).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        sled::restore(&mut buf.as_slice(), &dir.path().join("r")).unwrap();
+        let r = SledStore::open(&dir.path().join("r")).unwrap();
+        let rl = r.lineage().unwrap();
+        assert_eq!(rl.len(), 2, "{rl:?}");
+        assert_eq!(rl[0], l[0], "the backup's lineage is kept");
+        assert_eq!(
+            rl[1].first_seq, 8,
+            "the new epoch starts after the backup's last seq"
+        );
+        assert_ne!(rl[1].epoch, l[0].epoch);
+        assert_eq!(epoch_of(&rl, 7), Some(l[0].epoch.as_str()));
+        assert_eq!(epoch_of(&rl, 8), Some(rl[1].epoch.as_str()));
+    });
+}
+
+#[test]
+fn webhook_bodies_commit_with_their_events_and_go_when_every_webhook_is_past_or_after_7_days() {
+    each(|s| {
+        append_hooked(s, 0, 5, 1_000);
+        append_hooked(s, 5, 3, 9_000);
+        let all = s.hook_bodies(0, 100).unwrap();
+        assert_eq!(
+            all.iter().map(|h| h.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6, 7, 8]
+        );
+        assert_eq!(all[2].body, r#"{"seq":3,"x":"Khám Nội"}"#.as_bytes());
+        assert_eq!(all[2].kind, "ticket_called");
+        assert_eq!(all[2].at, 1_000);
+        let after = s.hook_bodies(6, 1).unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].seq, 7);
+        // Every webhook is past 2: 1 and 2 go, nothing is reported dropped.
+        assert!(s.prune_hooks(2, 0, 100).unwrap().is_empty());
+        assert_eq!(s.hook_bodies(0, 100).unwrap()[0].seq, 3);
+        // Bodies stored before 5_000 go even if a webhook needs them.
+        let dropped = s.prune_hooks(2, 5_000, 100).unwrap();
+        assert_eq!(dropped, [3, 4, 5].map(|q| (q, "ticket_called".to_string())));
+        assert_eq!(s.hook_bodies(0, 100).unwrap()[0].seq, 6);
+        // Never in a backup.
+        let mut out = Vec::new();
+        s.backup(&mut out).unwrap();
+        let needle = r#""x":"Khám Nội""#.as_bytes();
+        assert!(
+            !out.windows(needle.len()).any(|w| w == needle),
+            "a webhook body in a backup"
+        );
+    });
+}
+
+#[test]
+fn a_webhook_cursor_is_kept_and_never_restored_from_a_backup() {
+    each(|s| {
+        assert_eq!(s.hook_cursor("his").unwrap(), None);
+        let c = HookCursor {
+            after: 12,
+            acked: Some(11),
+            skipped_from: None,
+        };
+        s.put_hook_cursor("his", &c, true).unwrap();
+        assert_eq!(s.hook_cursor("his").unwrap(), Some(c));
+        assert_eq!(s.hook_cursor("lis").unwrap(), None);
+        let mut buf = Vec::new();
+        s.backup(&mut buf).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        sled::restore(&mut buf.as_slice(), &dir.path().join("r")).unwrap();
+        let r = SledStore::open(&dir.path().join("r")).unwrap();
+        assert_eq!(
+            r.hook_cursor("his").unwrap(),
+            None,
+            "a restore starts webhooks afresh"
+        );
+    });
+}
+
+#[test]
+fn a_webhook_cursor_survives_a_reopen_of_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = HookCursor {
+        after: 40,
+        acked: Some(40),
+        skipped_from: Some(3),
+    };
+    let epoch = {
+        let s = SledStore::open(dir.path()).unwrap();
+        s.put_hook_cursor("his", &c, true).unwrap();
+        s.lineage().unwrap()
+    };
+    let s = SledStore::open(dir.path()).unwrap();
+    assert_eq!(s.hook_cursor("his").unwrap(), Some(c));
+    assert_eq!(s.lineage().unwrap(), epoch, "reopening keeps the epoch");
+}

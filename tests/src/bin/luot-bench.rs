@@ -7,7 +7,9 @@
 //! - `issue`: durable issue throughput and latency with K concurrent kiosk websockets;
 //! - `fanout`: staff call → event at every one of W connected screens; server RSS;
 //! - `restart`: time from start to ready with N events in the log;
-//! - `book`: bookings (§11) acknowledged durably per second over HTTP.
+//! - `book`: bookings (§11) acknowledged durably per second over HTTP;
+//! - `webhooks`: two webhooks (§12) at a steady issue rate: commit → receiver
+//!   latency, and issue throughput with and without them.
 //!
 //! Everything runs against a real `luot-server` process on 127.0.0.1 with a
 //! temporary data directory; every loop is bounded.
@@ -105,6 +107,18 @@ enum What {
     Scan {
         #[arg(long, default_value_t = 100)]
         scans: usize,
+    },
+    /// Webhooks (§12): two webhooks taking every event, tickets issued at
+    /// `rate` a second for `seconds`: the time from a ticket's answer (its
+    /// commit) to its body at each receiver; then issue throughput with 64
+    /// kiosks with and without the two webhooks.
+    Webhooks {
+        #[arg(long, default_value_t = 1_000)]
+        rate: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: usize,
+        #[arg(long, default_value_t = 20_000)]
+        tickets: usize,
     },
     All,
 }
@@ -924,6 +938,112 @@ fn bench_engine(waiting: usize, visits: usize, calls: usize, f: &mut Figures) {
     f.insert("engine_next_p99_us".into(), us(0.99));
 }
 
+/// The test hospital with two webhooks taking every event.
+fn webhooks_site(a: &str, b: &str) -> Site {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    Site::new(&format!(
+        "{}\n[[webhooks]]\nid = \"a\"\nurl = \"{a}\"\nsecret = \"{secret}\"\n\n[[webhooks]]\nid = \"b\"\nurl = \"{b}\"\nsecret = \"{secret}\"\n",
+        test_site_toml(false)
+    ))
+}
+
+/// Issues at `rate` a second for `seconds` from 16 kiosk websockets; the
+/// ticket ids with the moment each answer (its commit) arrived.
+async fn paced_issue(server: &Server, rate: usize, seconds: usize) -> Vec<(String, Instant)> {
+    let sockets = 16;
+    let per = rate * seconds / sockets;
+    let gap = Duration::from_secs_f64(sockets as f64 / rate as f64);
+    let mut tasks = vec![];
+    for i in 0..sockets {
+        let (mut ws, _) = Ws::hello(server, Some(KIOSK_TOKEN), None).await;
+        let _ = ws.recv().await; // snapshot
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::with_capacity(per);
+            let mut tick = tokio::time::interval(gap);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for n in 0..per {
+                tick.tick().await;
+                ws.send(json!({"type": "issue", "request_id": format!("p-{i}-{n}"), "service": "kham-noi"}))
+                    .await;
+                loop {
+                    let v = ws.recv().await.expect("answer");
+                    if v["type"] == "issued" {
+                        out.push((v["ticket"]["id"].as_str().unwrap().to_string(), Instant::now()));
+                        break;
+                    }
+                    assert_ne!(v["type"], "error", "{v}");
+                }
+            }
+            out
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+async fn bench_webhooks(rate: usize, seconds: usize, tickets: usize, f: &mut Figures) {
+    use luot_tests::webhook_receiver::Receiver;
+    let (ra, rb) = (Receiver::ok().await, Receiver::ok().await);
+    let site = webhooks_site(&ra.url("/a"), &rb.url("/b"));
+    let server = site.start();
+    let answered = paced_issue(&server, rate, seconds).await;
+    let n = answered.len();
+    for (name, rx) in [("a", &ra), ("b", &rb)] {
+        let got = rx
+            .wait(Duration::from_secs(120), |g| {
+                g.iter()
+                    .filter(|d| d.json()["type"] == "ticket_issued")
+                    .count()
+                    >= n
+            })
+            .await;
+        let arrived: std::collections::HashMap<String, Instant> = got
+            .iter()
+            .filter_map(|d| {
+                let v = d.json();
+                Some((v["event"]["ticket"]["id"].as_str()?.to_string(), d.at))
+            })
+            .collect();
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for (id, at) in &answered {
+            if let Some(r) = arrived.get(id) {
+                h.record(r.saturating_duration_since(*at).as_micros() as u64)
+                    .unwrap();
+            }
+        }
+        println!(
+            "webhooks: {rate} tickets/s for {seconds} s, webhook {name}: {} of {n} delivered; commit → receiver p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            h.len(),
+            ms(&h, 0.5),
+            ms(&h, 0.99),
+            h.max() as f64 / 1000.0
+        );
+        f.insert(format!("webhook_{name}_p50_ms"), ms(&h, 0.5));
+        f.insert(format!("webhook_{name}_p99_ms"), ms(&h, 0.99));
+    }
+    drop(server);
+    // Throughput with and without.
+    let (ra, rb) = (Receiver::ok().await, Receiver::ok().await);
+    let with_site = webhooks_site(&ra.url("/a"), &rb.url("/b"));
+    let with = with_site.start();
+    issue_load(&with, 64, 64 * 20, "warm").await;
+    let (with_rate, _) = issue_load(&with, 64, tickets, "run").await;
+    drop(with);
+    let plain_site = Site::hospital();
+    let plain = plain_site.start();
+    issue_load(&plain, 64, 64 * 20, "warm").await;
+    let (plain_rate, _) = issue_load(&plain, 64, tickets, "run").await;
+    println!(
+        "webhooks: issue throughput with two webhooks {with_rate:.0} tickets/s, without {plain_rate:.0} tickets/s ({:+.1}%)",
+        (with_rate - plain_rate) / plain_rate * 100.0
+    );
+    f.insert("webhooks_issue_tickets_per_s".into(), with_rate.round());
+    f.insert("no_webhooks_issue_tickets_per_s".into(), plain_rate.round());
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -940,6 +1060,11 @@ async fn main() {
         What::Kiosk { presses } => bench_kiosk(presses, &mut f).await,
         What::Scan { scans } => bench_scan(scans, &mut f).await,
         What::Screens { calls } => bench_screens(calls, &mut f).await,
+        What::Webhooks {
+            rate,
+            seconds,
+            tickets,
+        } => bench_webhooks(rate, seconds, tickets, &mut f).await,
         What::Engine {
             waiting,
             visits,
