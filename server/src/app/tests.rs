@@ -61,6 +61,8 @@ async fn issue(app: &App, service: &str, request_id: &str) -> Ticket {
         priority: None,
         request_id: request_id.into(),
         identity: None,
+        external_ref: None,
+        print_at: None,
     };
     app.issue(&staff(), req).await.unwrap().ticket
 }
