@@ -116,6 +116,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/next",
+        operation_id = "counter_next",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         security(("bearer" = [])),
@@ -134,6 +135,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/recall",
+        operation_id = "counter_recall",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         security(("bearer" = [])),
@@ -152,6 +154,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/done",
+        operation_id = "counter_done",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         security(("bearer" = [])),
@@ -170,6 +173,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/no-show",
+        operation_id = "counter_no_show",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         security(("bearer" = [])),
@@ -188,6 +192,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/transfer",
+        operation_id = "counter_transfer",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         request_body = TransferRequest,
@@ -210,6 +215,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/send",
+        operation_id = "counter_send",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         request_body = SendRequest,
@@ -232,6 +238,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/call",
+        operation_id = "counter_call",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         request_body = CallRequest,
@@ -254,6 +261,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/hold",
+        operation_id = "counter_hold",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         request_body = HoldRequest,
@@ -276,6 +284,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/requeue",
+        operation_id = "counter_requeue",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         request_body = RequeueRequest,
@@ -298,6 +307,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/cancel",
+        operation_id = "counter_cancel",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         request_body = CancelRequest,
@@ -320,6 +330,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/open",
+        operation_id = "counter_open",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         security(("bearer" = [])),
@@ -337,6 +348,7 @@ mod counter_actions {
     #[utoipa::path(
         post,
         path = "/api/v1/counters/{id}/close",
+        operation_id = "counter_close",
         tag = "counters",
         params(("id" = String, Path, description = "The counter's id")),
         security(("bearer" = [])),
