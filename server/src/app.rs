@@ -434,7 +434,8 @@ impl App {
             ),
             None => None,
         };
-        if day.is_some_and(|d| d.to_string() != self.hub.site().await.day) {
+        let today = self.hub.site().await.day;
+        if day.is_some_and(|d| d.to_string() != today) {
             return Ok(TicketList { tickets: vec![] });
         }
         let tickets = self
