@@ -15,8 +15,8 @@ use luot_protocol::{
     CallRequest, CancelRequest, DailyReport, DevicesResponse, FeedbackRequest, HoldRequest,
     IssueRequest, LoginRequest, LoginResponse, MAX_COMMENT, MAX_KIOSK, MAX_NUMBER, MAX_PASSWORD,
     MAX_REASON, MAX_USERNAME, PrintRequest, PrinterStatus, RequeueRequest, SendRequest,
-    ServerMessage, SiteInfo, Ticket, TicketList, TicketStatus, TransferRequest, VisitsReport, WelcomeService,
-    WelcomeSite, valid_request_id,
+    ServerMessage, SiteInfo, Ticket, TicketList, TicketStatus, TransferRequest, VisitsReport,
+    WelcomeService, WelcomeSite, valid_request_id,
 };
 use tokio::sync::{Semaphore, mpsc, watch};
 

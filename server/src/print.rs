@@ -253,7 +253,10 @@ impl Prints {
 
     /// See `PrintJobs::reprint`.
     pub fn reprint(&self, print_id: &str) -> bool {
-        self.jobs.lock().map(|j| j.reprint(print_id)).unwrap_or(true)
+        self.jobs
+            .lock()
+            .map(|j| j.reprint(print_id))
+            .unwrap_or(true)
     }
 
     /// See `PrintJobs::made_by`.

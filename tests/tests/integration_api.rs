@@ -111,15 +111,20 @@ async fn wait_ready(api: &Api, admin: &str, kiosk: &str) {
         if ready {
             return;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "{kiosk} never ready");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "{kiosk} never ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Frames on `ws` until an event of `kind` about ticket `id`.
 async fn until_event(ws: &mut Ws, kind: &str, id: &str) -> Vec<Value> {
-    ws.recv_until(|v| v["type"] == "event" && v["event"]["kind"] == kind && v["event"]["ticket"]["id"] == id)
-        .await
+    ws.recv_until(|v| {
+        v["type"] == "event" && v["event"]["kind"] == kind && v["event"]["ticket"]["id"] == id
+    })
+    .await
 }
 
 fn holds_ref(frames: &[Value]) -> Vec<&Value> {
@@ -155,7 +160,9 @@ async fn external_ref_reaches_staff_admins_and_integrations_never_a_screen_a_kio
     assert_eq!(a.body["external_ref"], REF);
     let id = a.body["id"].as_str().unwrap().to_string();
     let print_id = a.body["print_id"].as_str().unwrap().to_string();
-    let again = api.post("/api/v1/tickets", Some(HIS_TOKEN), Some(body)).await;
+    let again = api
+        .post("/api/v1/tickets", Some(HIS_TOKEN), Some(body))
+        .await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(
         (&again.body["id"], &again.body["print_id"]),
@@ -209,7 +216,11 @@ async fn external_ref_reaches_staff_admins_and_integrations_never_a_screen_a_kio
         (Some(staff.as_str()), json!(REF)),
         (Some(HIS_TOKEN), json!(REF)),
     ] {
-        assert_eq!(api.get(&path, who).await.body["external_ref"], expected, "{who:?}");
+        assert_eq!(
+            api.get(&path, who).await.body["external_ref"],
+            expected,
+            "{who:?}"
+        );
     }
 
     // Found by its reference: the integration and admins; today by default.
@@ -219,14 +230,22 @@ async fn external_ref_reaches_staff_admins_and_integrations_never_a_screen_a_kio
         assert_eq!(found.status, 200, "{}", found.text);
         let tickets = found.body["tickets"].as_array().unwrap();
         assert_eq!(tickets.len(), 1, "{}", found.text);
-        assert_eq!((&tickets[0]["id"], &tickets[0]["external_ref"]), (&json!(id), &json!(REF)));
+        assert_eq!(
+            (&tickets[0]["id"], &tickets[0]["external_ref"]),
+            (&json!(id), &json!(REF))
+        );
     }
     for who in [staff.as_str(), KIOSK_TOKEN] {
         assert_eq!(api.get(&q, Some(who)).await.status, 403);
     }
     assert_eq!(api.get(&q, None).await.status, 401);
     assert_eq!(api.get("/api/v1/tickets", Some(&admin)).await.status, 400);
-    assert_eq!(api.get(&format!("{q}&day=28-11"), Some(&admin)).await.status, 400);
+    assert_eq!(
+        api.get(&format!("{q}&day=28-11"), Some(&admin))
+            .await
+            .status,
+        400
+    );
     let other = api
         .get("/api/v1/tickets?external_ref=HIS-other", Some(HIS_TOKEN))
         .await;

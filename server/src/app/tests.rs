@@ -332,25 +332,35 @@ async fn print_at_issues_only_where_a_kiosk_can_print_and_sends_it_a_new_ticket_
         Some((400, "bad_request"))
     );
     assert_eq!(
-        issue_at(&app, &kiosk, "r1", None, Some("a\u{1}b")).await.err(),
+        issue_at(&app, &kiosk, "r1", None, Some("a\u{1}b"))
+            .await
+            .err(),
         Some((400, "bad_request"))
     );
     assert_eq!(
-        issue_at(&app, &kiosk, "r1", Some("kiosk-sanh"), None).await.err(),
+        issue_at(&app, &kiosk, "r1", Some("kiosk-sanh"), None)
+            .await
+            .err(),
         Some((403, "forbidden"))
     );
     assert_eq!(
-        issue_at(&app, &kiosk, "r1", None, Some("HIS-1")).await.err(),
+        issue_at(&app, &kiosk, "r1", None, Some("HIS-1"))
+            .await
+            .err(),
         Some((403, "forbidden"))
     );
     // 404 for a device that is not a kiosk, then 409 while the kiosk is
     // away: nothing is issued either time.
     assert_eq!(
-        issue_at(&app, &staff(), "r1", Some("tv-sanh"), None).await.err(),
+        issue_at(&app, &staff(), "r1", Some("tv-sanh"), None)
+            .await
+            .err(),
         Some((404, "unknown_device"))
     );
     assert_eq!(
-        issue_at(&app, &staff(), "r1", Some("kiosk-sanh"), None).await.err(),
+        issue_at(&app, &staff(), "r1", Some("kiosk-sanh"), None)
+            .await
+            .err(),
         Some((409, "kiosk_unavailable"))
     );
     assert_eq!(app.site().await.services[0].waiting, 0, "nothing issued");
@@ -368,7 +378,10 @@ async fn print_at_issues_only_where_a_kiosk_can_print_and_sends_it_a_new_ticket_
         .await
         .unwrap()
         .unwrap();
-    assert!(!text.contains("HIS-1"), "the kiosk never sees the reference: {text}");
+    assert!(
+        !text.contains("HIS-1"),
+        "the kiosk never sees the reference: {text}"
+    );
     match serde_json::from_str::<ServerMessage>(&text).unwrap() {
         ServerMessage::Print {
             print_id: id,
@@ -376,7 +389,10 @@ async fn print_at_issues_only_where_a_kiosk_can_print_and_sends_it_a_new_ticket_
             reprint,
             ..
         } => {
-            assert_eq!((id, ticket.id), (print_id.clone(), issued.ticket.id.clone()));
+            assert_eq!(
+                (id, ticket.id),
+                (print_id.clone(), issued.ticket.id.clone())
+            );
             assert!(!reprint, "a new ticket, printed as §7's, not \"In lại\"");
         }
         other => panic!("not a print job: {other:?}"),
@@ -397,5 +413,8 @@ async fn print_at_issues_only_where_a_kiosk_can_print_and_sends_it_a_new_ticket_
         .unwrap()
         .unwrap();
     let again: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!((&again["print_id"], &again["reprint"]), (&serde_json::json!(print_id), &serde_json::json!(false)));
+    assert_eq!(
+        (&again["print_id"], &again["reprint"]),
+        (&serde_json::json!(print_id), &serde_json::json!(false))
+    );
 }

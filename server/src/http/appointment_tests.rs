@@ -897,9 +897,15 @@ async fn the_person_cap_and_bookings_survive_a_restart() {
 async fn a_check_in_with_print_at_is_printed_at_the_kiosk_with_its_slot_and_not_as_a_reprint() {
     use crate::plan::DeviceUpdate;
     let app = app().await;
-    let a = book(&app, HIS, "a", &slot(7, 0), json!({"external_ref": "HIS-7"}))
-        .await
-        .1;
+    let a = book(
+        &app,
+        HIS,
+        "a",
+        &slot(7, 0),
+        json!({"external_ref": "HIS-7"}),
+    )
+    .await
+    .1;
     let body = |kiosk: &str| json!({"appointment": a["id"], "request_id": "c1", "print_at": kiosk});
     let long = "k".repeat(65);
     assert_eq!(
@@ -912,7 +918,15 @@ async fn a_check_in_with_print_at_is_printed_at_the_kiosk_with_its_slot_and_not_
     );
     // The kiosk is not connected: refused, and the booking is not checked in.
     assert_eq!(
-        code(&post(&app, "/appointments/check-in", Some(HIS), body("kiosk-sanh")).await),
+        code(
+            &post(
+                &app,
+                "/appointments/check-in",
+                Some(HIS),
+                body("kiosk-sanh")
+            )
+            .await
+        ),
         (409, "kiosk_unavailable")
     );
     let path = format!("/appointments/{}", a["id"].as_str().unwrap());
@@ -925,14 +939,23 @@ async fn a_check_in_with_print_at_is_printed_at_the_kiosk_with_its_slot_and_not_
     );
     for _ in 0..500 {
         let devices = app.hub.devices().await;
-        if devices.iter().any(|d| d.id == "kiosk-sanh" && d.connected && d.printer.is_some()) {
+        if devices
+            .iter()
+            .any(|d| d.id == "kiosk-sanh" && d.connected && d.printer.is_some())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     app.attach_printer("kiosk-sanh", tx);
-    let t = post(&app, "/appointments/check-in", Some(HIS), body("kiosk-sanh")).await;
+    let t = post(
+        &app,
+        "/appointments/check-in",
+        Some(HIS),
+        body("kiosk-sanh"),
+    )
+    .await;
     assert_eq!(t.0, 201, "{}", t.1);
     assert_eq!(t.1["external_ref"], "HIS-7");
     let print_id = t.1["print_id"].as_str().unwrap().to_string();
@@ -947,9 +970,19 @@ async fn a_check_in_with_print_at_is_printed_at_the_kiosk_with_its_slot_and_not_
     );
     assert_eq!(job["slot_at"], a["slot_at"], "printed with Hẹn");
     assert_eq!(
-        (&job["ticket"]["id"], &job["ticket"]["appointment"], &job["ticket"]["external_ref"]),
+        (
+            &job["ticket"]["id"],
+            &job["ticket"]["appointment"],
+            &job["ticket"]["external_ref"]
+        ),
         (&t.1["id"], &a["id"], &Value::Null)
     );
-    let again = post(&app, "/appointments/check-in", Some(HIS), body("kiosk-sanh")).await;
+    let again = post(
+        &app,
+        "/appointments/check-in",
+        Some(HIS),
+        body("kiosk-sanh"),
+    )
+    .await;
     assert_eq!((again.0, &again.1["print_id"]), (200, &json!(print_id)));
 }

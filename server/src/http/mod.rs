@@ -30,9 +30,9 @@ use axum::{Json, Router};
 #[allow(unused_imports)] // some are named only in `#[utoipa::path]`
 use luot_protocol::{
     Appointment, AppointmentList, AppointmentView, BookRequest, CheckInRequest, DailyReport,
-    DevicesResponse, ErrorBody, FeedbackRequest, Health, IssueRequest, IssuedTicket,
-    LoginRequest, LoginResponse, MAX_BODY_BYTES, PrintAccepted, PrintRequest, SiteInfo,
-    SlotsResponse, Ticket, TicketList, VisitsReport,
+    DevicesResponse, ErrorBody, FeedbackRequest, Health, IssueRequest, IssuedTicket, LoginRequest,
+    LoginResponse, MAX_BODY_BYTES, PrintAccepted, PrintRequest, SiteInfo, SlotsResponse, Ticket,
+    TicketList, VisitsReport,
 };
 
 use crate::app::appointments::{ListQuery, SlotsQuery};
@@ -70,7 +70,10 @@ impl Routes {
 /// router has them.
 pub fn paths() -> Vec<String> {
     let root = root_routes().paths.into_iter().map(String::from);
-    let api = api_routes().paths.into_iter().map(|p| format!("/api/v1{p}"));
+    let api = api_routes()
+        .paths
+        .into_iter()
+        .map(|p| format!("/api/v1{p}"));
     root.chain(api).collect()
 }
 

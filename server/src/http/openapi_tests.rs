@@ -106,10 +106,7 @@ fn concrete(template: &str) -> String {
 /// Whether the document's `path` is one the router's `template` serves.
 fn serves(template: &str, path: &str) -> bool {
     let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
-    t.len() == p.len()
-        && t.iter()
-            .zip(&p)
-            .all(|(t, p)| t.starts_with('{') || t == p)
+    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
 }
 
 /// Whether the router's fallback, not a handler, answered.
@@ -126,7 +123,10 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     let mut ops = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            if METHODS.iter().any(|m| m.as_str().eq_ignore_ascii_case(method)) {
+            if METHODS
+                .iter()
+                .any(|m| m.as_str().eq_ignore_ascii_case(method))
+            {
                 ops.insert((method.to_uppercase(), path.clone()));
             }
         }
@@ -213,7 +213,10 @@ async fn the_document_is_3_1_with_its_schemas_bearer_scheme_and_each_operations_
         json!(["error"])
     );
     let bearer = &doc["components"]["securitySchemes"]["bearer"];
-    assert_eq!((&bearer["type"], &bearer["scheme"]), (&json!("http"), &json!("bearer")));
+    assert_eq!(
+        (&bearer["type"], &bearer["scheme"]),
+        (&json!("http"), &json!("bearer"))
+    );
 
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
