@@ -663,11 +663,30 @@ fn ticket_url(welcome: &Welcome, ticket: &Ticket) -> String {
     )
 }
 
-/// A print job's ticket as rule 67 prints it: §7's ticket as it is now
-/// (people ahead only while waiting), "In lại" and the time, and for a
-/// visit where to go now.
+/// A print job's ticket. A `/print` job as rule 67 prints it: §7's ticket
+/// as it is now (people ahead only while waiting), "In lại" and the time,
+/// and for a visit where to go now. A new ticket's `print_at` job (rule
+/// 88, `reprint: false`) as the kiosk prints its own issue: §7's ticket with
+/// the people ahead, and `Hẹn` for a check-in.
 pub fn reprint_view(job: &PrintJob, welcome: &Welcome, footer: &str) -> TicketView {
     let t = &job.ticket;
+    if !job.reprint {
+        return TicketView {
+            site_name: welcome.site_name.clone(),
+            service_name: job
+                .service_name
+                .clone()
+                .unwrap_or_else(|| welcome.service_name(&t.service)),
+            number: t.number.clone(),
+            priority: t.priority.clone(),
+            issued_at: t.issued_at.clone(),
+            ahead: Some(t.position.unwrap_or(1).saturating_sub(1)),
+            url: ticket_url(welcome, t),
+            footer: footer.to_string(),
+            reprint: None,
+            slot_at: job.slot_at.clone(),
+        };
+    }
     TicketView {
         site_name: welcome.site_name.clone(),
         service_name: job
@@ -764,6 +783,7 @@ mod tests {
             service_name: Some("Khám Nội".into()),
             at: Some("2026-11-22T09:12:40+07:00".into()),
             slot_at: None,
+            reprint: true,
         }
     }
 
@@ -921,7 +941,8 @@ mod tests {
             ticket: job.ticket.clone(),
             service_name: job.service_name.clone(),
             at: job.at.clone(),
-            slot_at: None,
+            slot_at: job.slot_at.clone(),
+            reprint: job.reprint,
         }
     }
 
@@ -1134,6 +1155,40 @@ mod tests {
             s.status = TicketStatus::Done;
         }
         assert!(places_now(&ended).is_empty());
+    }
+
+    #[test]
+    fn a_print_at_job_prints_the_plain_ticket_with_hen_for_a_check_in() {
+        let welcome = Welcome {
+            site_name: "Bệnh viện".into(),
+            public_url: "http://luot.test".into(),
+            services: vec![],
+            server_time: None,
+        };
+        let mut checked_in = job("pr_1", TicketStatus::Waiting);
+        checked_in.reprint = false;
+        checked_in.slot_at = Some("2026-11-22T08:30:00+07:00".into());
+        let v = reprint_view(&checked_in, &welcome, "Vui lòng chờ");
+        let plain = TicketView {
+            site_name: "Bệnh viện".into(),
+            service_name: "Khám Nội".into(),
+            number: "A015".into(),
+            priority: None,
+            issued_at: "2026-11-22T07:31:02+07:00".into(),
+            ahead: Some(2),
+            url: "http://luot.test/t/tk_1".into(),
+            footer: "Vui lòng chờ".into(),
+            reprint: None,
+            slot_at: Some("2026-11-22T08:30:00+07:00".into()),
+        };
+        assert_eq!(v, plain, "§7's ticket with Hẹn 08:30, not In lại");
+        let mut reprint = checked_in.clone();
+        reprint.reprint = true;
+        let r = reprint_view(&reprint, &welcome, "Vui lòng chờ");
+        assert!(
+            render_ticket(&r, 576) != render_ticket(&v, 576),
+            "the two kinds of job print differently"
+        );
     }
 
     #[tokio::test]

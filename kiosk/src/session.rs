@@ -122,6 +122,9 @@ pub struct PrintJob {
     pub at: Option<String>,
     /// For a checked-in ticket, its booking's `slot_at` (rule 78's `Hẹn`).
     pub slot_at: Option<String>,
+    /// A `/print` job, printed as rule 67's reprint; false for a new
+    /// ticket's `print_at`, printed as §7's ticket (rule 88).
+    pub reprint: bool,
 }
 
 /// What the session reports to its owner.
@@ -420,12 +423,14 @@ impl Session {
                 service_name,
                 at,
                 slot_at,
+                reprint,
             } if self.is_ready() => self.events.push_back(Event::Print(Box::new(PrintJob {
                 print_id,
                 ticket,
                 service_name,
                 at,
                 slot_at,
+                reprint,
             }))),
             _ => {}
         }

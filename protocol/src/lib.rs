@@ -38,6 +38,7 @@ pub fn valid_request_id(s: &str) -> bool {
 /// step's only). A client takes a status it does not know as not waiting.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TicketStatus {
     Waiting,
     Called,
@@ -97,6 +98,7 @@ pub fn valid_booking_code(code: &str) -> bool {
 
 /// A queue ticket as every client sees it (contract §3).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ticket {
     pub id: String,
     pub number: String,
@@ -132,6 +134,7 @@ pub struct Ticket {
 /// birth. Sent by kiosks and integrations, never stored or echoed.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Identity {
     pub id_number: String,
     pub birth_date: String,
@@ -146,12 +149,14 @@ impl std::fmt::Debug for Identity {
 
 /// A visit with several stops (§9).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Visit {
     pub steps: Vec<Step>,
 }
 
 /// One stop of a visit (§9, rules 47–52).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Step {
     pub stage: u32,
     pub service: String,
@@ -173,11 +178,14 @@ pub struct Step {
 
 /// `{"error": {"code", "message"}}`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Error))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -185,6 +193,7 @@ pub struct ErrorDetail {
     /// `service_closed`, `number` of `already_checked_in`,
     /// `checkin_opens_at` of `too_early`.
     #[serde(flatten, default)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -192,12 +201,14 @@ pub struct ErrorDetail {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     pub token: String,
     pub role: String,
@@ -209,6 +220,7 @@ pub struct LoginResponse {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssueRequest {
     pub service: String,
     #[serde(default)]
@@ -217,6 +229,14 @@ pub struct IssueRequest {
     /// A scanned CCCD's fields (rule 80).
     #[serde(default)]
     pub identity: Option<Identity>,
+    /// The caller's own reference (rule 87): 1–64 characters, no control
+    /// character. Staff, admins and integrations only.
+    #[serde(default)]
+    pub external_ref: Option<String>,
+    /// A kiosk (or desk printer) that prints the new ticket as §7's ticket
+    /// (rule 88); the answer then carries `print_id`. Not from a kiosk.
+    #[serde(default)]
+    pub print_at: Option<String>,
 }
 
 // ---------------------------------------------------------------- appointments (§11)
@@ -224,6 +244,7 @@ pub struct IssueRequest {
 /// `POST /appointments`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BookRequest {
     pub service: String,
     pub slot_at: String,
@@ -240,8 +261,11 @@ pub struct BookRequest {
 /// server refuses anything else with 400) or `appointment`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckInRequest {
+    /// The booking's code, a JSON string of 8 digits (rule 77).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub code: Option<serde_json::Value>,
     #[serde(default)]
     pub appointment: Option<String>,
@@ -254,6 +278,7 @@ pub struct CheckInRequest {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AppointmentStatus {
     Booked,
     CheckedIn,
@@ -274,6 +299,7 @@ impl AppointmentStatus {
 
 /// A booking (§11), as its maker, staff and admins see it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Appointment {
     pub id: String,
     /// Empty (and then absent) in events: rule 85 never sends it there.
@@ -301,6 +327,7 @@ pub struct Appointment {
 /// A booking as kiosks, displays, an id's holder and integrations that did
 /// not make it see it in events (rule 85): the other fields absent.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppointmentBrief {
     pub id: String,
     pub service: String,
@@ -333,6 +360,7 @@ impl Appointment {
 /// brief for everyone else (rule 85).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AppointmentView {
     Full(Appointment),
     Brief(AppointmentBrief),
@@ -340,12 +368,14 @@ pub enum AppointmentView {
 
 /// `GET /appointments`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppointmentList {
     pub appointments: Vec<Appointment>,
 }
 
 /// `GET /appointments/slots`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlotsResponse {
     pub service: String,
     pub day: String,
@@ -353,6 +383,7 @@ pub struct SlotsResponse {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionSlots {
     pub id: String,
     pub start: String,
@@ -363,6 +394,7 @@ pub struct SessionSlots {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Slot {
     pub at: String,
     pub capacity: u32,
@@ -371,6 +403,7 @@ pub struct Slot {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FeedbackRequest {
     pub rating: u8,
     #[serde(default)]
@@ -379,6 +412,7 @@ pub struct FeedbackRequest {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TransferRequest {
     pub service: String,
     pub front: bool,
@@ -387,6 +421,7 @@ pub struct TransferRequest {
 /// One stop of `POST /counters/{id}/send` (rule 49).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stop {
     pub service: String,
     #[serde(default)]
@@ -398,6 +433,7 @@ pub struct Stop {
 /// `POST /counters/{id}/send` (rule 49).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendRequest {
     pub stops: Vec<Stop>,
     #[serde(default, rename = "return")]
@@ -409,6 +445,7 @@ pub struct SendRequest {
 /// `POST /counters/{id}/call` (rule 61).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CallRequest {
     #[serde(default)]
     pub ticket: Option<String>,
@@ -419,6 +456,7 @@ pub struct CallRequest {
 /// `POST /counters/{id}/hold` (rule 62).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HoldRequest {
     pub reason: String,
     #[serde(default)]
@@ -428,6 +466,7 @@ pub struct HoldRequest {
 /// `POST /counters/{id}/requeue` (rule 63).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequeueRequest {
     #[serde(default)]
     pub ticket: Option<String>,
@@ -440,6 +479,7 @@ pub struct RequeueRequest {
 /// `POST /counters/{id}/cancel` (rule 64).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelRequest {
     pub reason: String,
     #[serde(default)]
@@ -452,6 +492,7 @@ pub struct CancelRequest {
 /// a kiosk or desk printer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrintRequest {
     /// The id of a kiosk device (a desk printer is a kiosk with no services).
     pub kiosk: String,
@@ -460,12 +501,14 @@ pub struct PrintRequest {
 
 /// The 202 answer of `POST /tickets/{id}/print` (rule 88).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrintAccepted {
     pub print_id: String,
 }
 
 /// `GET /api/v1/site`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SiteInfo {
     pub name: String,
     pub day: String,
@@ -477,6 +520,7 @@ pub struct SiteInfo {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SiteService {
     pub id: String,
     pub name: String,
@@ -490,6 +534,7 @@ pub struct SiteService {
 /// snapshots: `remaining` null when uncapped, 0 once full or closed
 /// ("hết số" on the board).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capacity {
     #[serde(default)]
     pub remaining: Option<u32>,
@@ -520,6 +565,7 @@ impl Default for Capacity {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SiteCounter {
     pub id: String,
     pub name: String,
@@ -530,6 +576,7 @@ pub struct SiteCounter {
 
 /// A counter as answered by open/close.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CounterInfo {
     pub id: String,
     pub name: String,
@@ -542,6 +589,7 @@ pub struct CounterInfo {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PrinterStatus {
     Ok,
     PaperLow,
@@ -551,6 +599,7 @@ pub enum PrinterStatus {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceInfo {
     pub id: String,
     pub role: String,
@@ -560,6 +609,7 @@ pub struct DeviceInfo {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DevicesResponse {
     pub devices: Vec<DeviceInfo>,
 }
@@ -793,7 +843,18 @@ pub enum ServerMessage {
         /// (rule 78's `Hẹn`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slot_at: Option<String>,
+        /// Added field (issue 16): `true` for a `POST /tickets/{id}/print`
+        /// job, printed as rule 67's reprint ("In lại"); `false` for a new
+        /// ticket's `print_at` job, printed as §7's ticket (with `Hẹn` for a
+        /// check-in). Absent (an older server) reads as `true`.
+        #[serde(default = "reprint_default")]
+        reprint: bool,
     },
+}
+
+/// A `print` frame without `reprint` is a `/print` job (rule 67).
+fn reprint_default() -> bool {
+    true
 }
 
 impl Ticket {
@@ -851,6 +912,7 @@ impl ServerMessage {
 // ---------------------------------------------------------------- reports
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DailyReport {
     pub day: String,
     pub services: Vec<ReportRow>,
@@ -859,6 +921,7 @@ pub struct DailyReport {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportRow {
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -874,6 +937,7 @@ pub struct ReportRow {
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     pub mean: Option<f64>,
     pub p50: Option<f64>,
@@ -881,6 +945,7 @@ pub struct Stats {
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ratings {
     pub count: u32,
     pub mean: Option<f64>,
@@ -888,6 +953,7 @@ pub struct Ratings {
 
 /// `GET /api/v1/reports/visits` (rule 58).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VisitsReport {
     pub day: String,
     pub visits: Vec<VisitRow>,
@@ -896,6 +962,7 @@ pub struct VisitsReport {
 
 /// Visits that ended done with `tests` test stops (null: all of them).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VisitRow {
     pub tests: Option<u32>,
     pub limit_min: Option<u32>,
@@ -907,6 +974,7 @@ pub struct VisitRow {
 
 /// The steps of one service (returning or not) called at least once.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StepRow {
     pub service: String,
     pub returning: bool,
@@ -918,6 +986,39 @@ pub struct StepRow {
 pub const VISITS_CSV_HEADER: &str = "kind,tests,limit_min,service,returning,count,within_limit,share,total_mean_s,total_p50_s,total_p90_s,wait_mean_s,wait_p50_s,wait_p90_s,service_mean_s,service_p50_s,service_p90_s";
 
 pub const REPORT_CSV_HEADER: &str = "kind,id,issued,served,no_shows,wait_mean_s,wait_p50_s,wait_p90_s,service_mean_s,service_p50_s,service_p90_s,ratings,rating_mean";
+
+// ---------------------------------------------------------------- integration (§12)
+
+/// `GET /api/v1/tickets?external_ref=R&day=D` (rule 87): the day's tickets
+/// whose `external_ref` is exactly R, in order of issue.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TicketList {
+    pub tickets: Vec<Ticket>,
+}
+
+/// The answer of `POST /tickets` and `POST /appointments/check-in`: the
+/// Ticket, plus `print_id` when `print_at` named a kiosk (rule 88).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct IssuedTicket {
+    #[serde(flatten)]
+    pub ticket: Ticket,
+    /// The print job of `print_at`; absent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub print_id: Option<String>,
+}
+
+/// `GET /healthz` (rules 33, 42): `ok`, or 503 `unavailable` with why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: String,
+    /// Why the store cannot be written; absent when `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
 
 #[cfg(test)]
 mod tests {

@@ -15,8 +15,8 @@ use luot_protocol::{
     CallRequest, CancelRequest, DailyReport, DevicesResponse, FeedbackRequest, HoldRequest,
     IssueRequest, LoginRequest, LoginResponse, MAX_COMMENT, MAX_KIOSK, MAX_NUMBER, MAX_PASSWORD,
     MAX_REASON, MAX_USERNAME, PrintRequest, PrinterStatus, RequeueRequest, SendRequest,
-    ServerMessage, SiteInfo, Ticket, TicketStatus, TransferRequest, VisitsReport, WelcomeService,
-    WelcomeSite, valid_request_id,
+    ServerMessage, SiteInfo, Ticket, TicketList, TicketStatus, TransferRequest, VisitsReport,
+    WelcomeService, WelcomeSite, valid_request_id,
 };
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -79,10 +79,28 @@ pub const COUNTER_ACTIONS: [&str; 12] = [
     "open", "close",
 ];
 
-/// An issued ticket: `created` false for a replay of its `request_id`.
+/// The query of `GET /tickets` (rule 87).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketQuery {
+    pub external_ref: Option<String>,
+    pub day: Option<String>,
+}
+
+/// An issued ticket: `created` false for a replay of its `request_id`;
+/// `print_id` the print job of its `print_at` (rule 88).
 pub struct Issued {
     pub ticket: Ticket,
     pub created: bool,
+    pub print_id: Option<String>,
+}
+
+/// The kiosk a new ticket is printed at (`print_at`, rule 88), checked
+/// before the ticket is made.
+pub struct PrintAt {
+    kiosk: String,
+    /// The job an earlier answer to the same `request_id` made.
+    replay: Option<String>,
 }
 
 impl App {
@@ -276,6 +294,11 @@ impl App {
     pub async fn issue(&self, who: &Principal, req: IssueRequest) -> Result<Issued, ApiError> {
         Self::may_issue(who)?;
         self.check_issue(who, &req).await?;
+        let print_at = match &req.print_at {
+            Some(kiosk) => Some(self.print_at(who, kiosk, &req.request_id).await?),
+            None => None,
+        };
+        let request_id = req.request_id.clone();
         let cmd = Command::Issue {
             scope: who.scope(),
             request_id: req.request_id,
@@ -284,6 +307,7 @@ impl App {
             ticket_id: auth::new_ticket_id(),
             identity: req.identity,
             limited: who.limited(),
+            external_ref: req.external_ref,
             fresh: Fresh(auth::random_bytes()),
         };
         let (ticket, created) = match self.hub.command(cmd).await? {
@@ -291,9 +315,14 @@ impl App {
             Outcome::Replayed(t) => (*t, false),
             _ => return Err(ApiError::unavailable("no ticket was made")),
         };
+        let print_id = match print_at {
+            Some(at) => Some(self.print_new(who, at, &request_id, &ticket).await),
+            None => None,
+        };
         Ok(Issued {
             ticket: Self::ticket_view(Some(who), ticket),
             created,
+            print_id,
         })
     }
 
@@ -316,6 +345,13 @@ impl App {
         }
         self.check_class(req.priority.as_deref())?;
         self.check_person(req.identity.as_ref()).await?;
+        appointments::check_external_ref(req.external_ref.as_deref())?;
+        check_print_at(req.print_at.as_deref())?;
+        if who.is_kiosk() && (req.external_ref.is_some() || req.print_at.is_some()) {
+            return Err(ApiError::forbidden(
+                "Ki-ốt không gửi external_ref hay print_at (a kiosk may not send external_ref or print_at)",
+            ));
+        }
         if self.config.service(&req.service).is_none() {
             return Err(Rejection::UnknownService.into());
         }
@@ -376,6 +412,50 @@ impl App {
     /// `GET /tickets/{id}` in the caller's view (rule 87).
     pub async fn ticket_as(&self, who: Option<&Principal>, id: &str) -> Result<Ticket, ApiError> {
         Ok(Self::ticket_view(who, self.ticket(id).await?))
+    }
+
+    /// `GET /tickets?external_ref=R&day=D` (rule 87): integrations and
+    /// admins (403), R required and valid and `day` a date (400); the day's
+    /// tickets with exactly that reference, in order of issue, an
+    /// integration's only of its services. Past days' tickets are not
+    /// indexed by reference: a past day answers an empty list.
+    pub async fn tickets_by_ref(
+        &self,
+        who: &Principal,
+        q: TicketQuery,
+    ) -> Result<TicketList, ApiError> {
+        if !(who.is_integration() || who.is_admin()) {
+            return Err(ApiError::forbidden(
+                "Chỉ hệ thống tích hợp và quản trị viên tra cứu theo external_ref (integrations and admins only)",
+            ));
+        }
+        let Some(r) = q.external_ref else {
+            return Err(ApiError::bad_request(
+                "Thiếu external_ref (external_ref is required)",
+            ));
+        };
+        appointments::check_external_ref(Some(&r))?;
+        let day = match q.day.as_deref() {
+            Some(d) => Some(
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                    ApiError::bad_request("day phải có dạng YYYY-MM-DD (day must be YYYY-MM-DD)")
+                })?,
+            ),
+            None => None,
+        };
+        let today = self.hub.site().await.day;
+        if day.is_some_and(|d| d.to_string() != today) {
+            return Ok(TicketList { tickets: vec![] });
+        }
+        let tickets = self
+            .hub
+            .tickets_by_ref(&r)
+            .await
+            .into_iter()
+            .filter(|(service, _)| who.may_issue_for(service))
+            .map(|(_, t)| t)
+            .collect();
+        Ok(TicketList { tickets })
     }
 
     pub async fn site(&self) -> SiteInfo {
@@ -491,31 +571,13 @@ impl App {
             ));
         }
         let ticket = self.ticket(ticket).await?;
-        let is_kiosk = self
-            .config
-            .devices
-            .iter()
-            .any(|d| d.id == req.kiosk && d.role == DeviceRole::Kiosk);
-        if !is_kiosk {
-            return Err(ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "unknown_device",
-                format!(
-                    "Không có ki-ốt hay máy in \"{}\" (no kiosk or desk printer of that id)",
-                    req.kiosk
-                ),
-            ));
-        }
+        self.known_kiosk(&req.kiosk)?;
         let today = self.hub.site().await.day;
         let closed = matches!(
             ticket.status,
             TicketStatus::Done | TicketStatus::NoShow | TicketStatus::Cancelled
         ) || ticket.day != today;
-        let available = self.hub.devices().await.iter().any(|d| {
-            d.id == req.kiosk
-                && d.connected
-                && matches!(d.printer, Some(PrinterStatus::Ok | PrinterStatus::PaperLow))
-        });
+        let available = self.kiosk_available(&req.kiosk).await;
         let order = PrintOrder {
             scope: who.scope(),
             request_id: req.request_id,
@@ -523,6 +585,7 @@ impl App {
             kiosk: req.kiosk.clone(),
             closed,
             available,
+            reprint: true,
         };
         let print_id = format!("pr_{}", auth::random_b64(16));
         let accepted = self
@@ -531,13 +594,105 @@ impl App {
             .map_err(refused)?;
         if accepted.created {
             tracing::info!(print_id = %accepted.print_id, ticket = %ticket.id, number = %ticket.number, kiosk = %req.kiosk, by = ?who.name(), "print job");
-            let frame = crate::frame::text(&self.print_message(&accepted.print_id, ticket).await);
-            for tx in self.prints.connections(&req.kiosk) {
-                let frame = frame.clone();
-                tokio::spawn(async move { tx.send(frame).await });
-            }
+            self.send_job(&accepted.print_id, &req.kiosk, ticket, true)
+                .await;
         }
         Ok(accepted)
+    }
+
+    /// 404 `unknown_device` unless `kiosk` is a kiosk device (rule 88).
+    fn known_kiosk(&self, kiosk: &str) -> Result<(), ApiError> {
+        let is_kiosk = self
+            .config
+            .devices
+            .iter()
+            .any(|d| d.id == kiosk && d.role == DeviceRole::Kiosk);
+        if is_kiosk {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_device",
+            format!("Không có ki-ốt hay máy in \"{kiosk}\" (no kiosk or desk printer of that id)"),
+        ))
+    }
+
+    /// The kiosk is connected and its printer reports `ok` or `paper_low`.
+    async fn kiosk_available(&self, kiosk: &str) -> bool {
+        self.hub.devices().await.iter().any(|d| {
+            d.id == kiosk
+                && d.connected
+                && matches!(d.printer, Some(PrinterStatus::Ok | PrinterStatus::PaperLow))
+        })
+    }
+
+    /// A `print` job to every open connection of `kiosk`.
+    async fn send_job(&self, print_id: &str, kiosk: &str, ticket: Ticket, reprint: bool) {
+        let frame = crate::frame::text(&self.print_message(print_id, ticket, reprint).await);
+        for tx in self.prints.connections(kiosk) {
+            let frame = frame.clone();
+            tokio::spawn(async move { tx.send(frame).await });
+        }
+    }
+
+    /// `print_at` of an issue or a check-in (rule 88), before the ticket is
+    /// made: 404 `unknown_device`, then, unless this `request_id` made a job
+    /// before (a replay), 409 `kiosk_unavailable`: nothing is issued.
+    pub(crate) async fn print_at(
+        &self,
+        who: &Principal,
+        kiosk: &str,
+        request_id: &str,
+    ) -> Result<PrintAt, ApiError> {
+        self.known_kiosk(kiosk)?;
+        let replay = self.prints.made_by(&who.scope(), &issued_key(request_id));
+        if replay.is_none() && !self.kiosk_available(kiosk).await {
+            return Err(refused(Refusal::KioskUnavailable));
+        }
+        Ok(PrintAt {
+            kiosk: kiosk.to_string(),
+            replay,
+        })
+    }
+
+    /// The print job of a ticket just issued or checked in with `print_at`:
+    /// the same `print_id` for a replay of its `request_id`, else a new job
+    /// sent at once (printed as §7's ticket, not as a reprint).
+    pub(crate) async fn print_new(
+        &self,
+        who: &Principal,
+        at: PrintAt,
+        request_id: &str,
+        ticket: &Ticket,
+    ) -> String {
+        if let Some(id) = at.replay {
+            return id;
+        }
+        let order = PrintOrder {
+            scope: who.scope(),
+            request_id: issued_key(request_id),
+            ticket: ticket.id.clone(),
+            kiosk: at.kiosk.clone(),
+            closed: false,
+            available: true,
+            reprint: false,
+        };
+        let print_id = format!("pr_{}", auth::random_b64(16));
+        match self.prints.request(order, print_id, Instant::now()) {
+            Ok(accepted) => {
+                if accepted.created {
+                    tracing::info!(print_id = %accepted.print_id, ticket = %ticket.id, number = %ticket.number, kiosk = %at.kiosk, by = ?who.name(), "print job of a new ticket");
+                    self.send_job(&accepted.print_id, &at.kiosk, ticket.clone(), false)
+                        .await;
+                }
+                accepted.print_id
+            }
+            // Two answers of one request at once: the other made the job.
+            Err(_) => self
+                .prints
+                .made_by(&who.scope(), &issued_key(request_id))
+                .unwrap_or_default(),
+        }
     }
 
     /// After a kiosk's `hello`: its connection gets new jobs from now on,
@@ -558,7 +713,9 @@ impl App {
                         continue;
                     };
                     tracing::info!(%print_id, number = %ticket.number, "print job sent again");
-                    let frame = crate::frame::text(&app.print_message(&print_id, ticket).await);
+                    let reprint = app.prints.reprint(&print_id);
+                    let frame =
+                        crate::frame::text(&app.print_message(&print_id, ticket, reprint).await);
                     if tx.send(frame).await.is_err() {
                         return;
                     }
@@ -587,8 +744,9 @@ impl App {
     }
 
     /// A `print` job: the ticket as kiosks see it (rule 87), with its
-    /// booking's slot for a check-in (rule 78's `Hẹn`).
-    async fn print_message(&self, print_id: &str, ticket: Ticket) -> ServerMessage {
+    /// booking's slot for a check-in (rule 78's `Hẹn`); `reprint` false for
+    /// a new ticket's `print_at`.
+    async fn print_message(&self, print_id: &str, ticket: Ticket, reprint: bool) -> ServerMessage {
         let cfg = &self.config;
         let slot_at = match &ticket.appointment {
             Some(a) => self.hub.appointment(a).await.map(|(a, _)| a.slot_at),
@@ -605,7 +763,25 @@ impl App {
             ),
             ticket,
             slot_at,
+            reprint,
         }
+    }
+}
+
+/// The key under which an issue's or check-in's `print_at` job is kept
+/// with its caller's `request_id`: apart from `/print`'s own request ids,
+/// which cannot hold a `:`.
+fn issued_key(request_id: &str) -> String {
+    format!("issued:{request_id}")
+}
+
+/// `print_at`: a kiosk id of at most 64 characters (rule 88).
+pub(crate) fn check_print_at(kiosk: Option<&str>) -> Result<(), ApiError> {
+    match kiosk {
+        Some(k) if k.is_empty() || k.chars().count() > MAX_KIOSK => Err(ApiError::bad_request(
+            "print_at phải từ 1 đến 64 ký tự (print_at must be 1 to 64 characters)",
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -164,6 +164,16 @@ impl Principal {
         )
     }
 
+    pub fn is_kiosk(&self) -> bool {
+        matches!(
+            self,
+            Principal::Device {
+                role: DeviceRole::Kiosk,
+                ..
+            }
+        )
+    }
+
     /// An integration's scope: it sees, lists, cancels and checks in only
     /// the bookings it made (rule 76).
     pub fn only_own(&self) -> Option<String> {

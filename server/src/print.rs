@@ -1,5 +1,7 @@
 //! Print jobs (rules 66, 67 and 88): `POST /tickets/{id}/print` asks a
-//! kiosk or desk printer to print a ticket as it is now. A job lives in
+//! kiosk or desk printer to print a ticket as it is now (a reprint), and
+//! `print_at` on an issue or check-in asks it to print the new ticket (a
+//! job that is not a reprint, `reprint: false` in its `print` frame). A job lives in
 //! memory only: it has no `seq`, is not durable and dies with a restart.
 //!
 //! `PrintJobs` is the job table, pure (the time is passed in): the replay of
@@ -60,6 +62,9 @@ pub struct PrintOrder {
     pub closed: bool,
     /// The kiosk is connected and its printer reports `ok` or `paper_low`.
     pub available: bool,
+    /// A `/print` job (rule 67's reprint), or false for a new ticket's
+    /// `print_at` (§7's ticket).
+    pub reprint: bool,
 }
 
 /// What became of a kiosk's `printed`.
@@ -79,6 +84,8 @@ struct Job {
     kiosk: String,
     /// The kiosk's answer: whether it printed.
     answer: Option<bool>,
+    /// See `PrintOrder::reprint`.
+    reprint: bool,
 }
 
 /// The in-memory job table (see the module doc). Pure.
@@ -126,6 +133,7 @@ impl PrintJobs {
                 ticket: order.ticket,
                 kiosk: order.kiosk,
                 answer: None,
+                reprint: order.reprint,
             },
         );
         self.requests.insert(key.clone(), print_id.clone());
@@ -167,6 +175,18 @@ impl PrintJobs {
     /// The answer `kiosk` gave for `print_id`, if any.
     pub fn answer(&self, print_id: &str) -> Option<bool> {
         self.jobs.get(print_id).and_then(|j| j.answer)
+    }
+
+    /// Whether `print_id` is a reprint (true for a job it does not know).
+    pub fn reprint(&self, print_id: &str) -> bool {
+        self.jobs.get(print_id).is_none_or(|j| j.reprint)
+    }
+
+    /// The job a `request_id` of `scope` made, if it is still kept.
+    pub fn made_by(&self, scope: &str, request_id: &str) -> Option<String> {
+        self.requests
+            .get(&(scope.to_string(), request_id.to_string()))
+            .cloned()
     }
 
     /// Forgets jobs older than `REPLAY_FOR`, and the oldest beyond `MAX_JOBS`.
@@ -231,6 +251,22 @@ impl Prints {
         self.jobs.lock().ok().and_then(|j| j.answer(print_id))
     }
 
+    /// See `PrintJobs::reprint`.
+    pub fn reprint(&self, print_id: &str) -> bool {
+        self.jobs
+            .lock()
+            .map(|j| j.reprint(print_id))
+            .unwrap_or(true)
+    }
+
+    /// See `PrintJobs::made_by`.
+    pub fn made_by(&self, scope: &str, request_id: &str) -> Option<String> {
+        self.jobs
+            .lock()
+            .ok()
+            .and_then(|j| j.made_by(scope, request_id))
+    }
+
     /// A kiosk's connection said hello: jobs for `kiosk` go to `tx` too
     /// until `detach`. Returns the handle to detach it with.
     pub fn attach(&self, kiosk: &str, tx: mpsc::Sender<Utf8Bytes>) -> u64 {
@@ -278,6 +314,7 @@ mod tests {
             kiosk: kiosk.into(),
             closed: false,
             available: true,
+            reprint: true,
         }
     }
 

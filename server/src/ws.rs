@@ -105,8 +105,21 @@ fn config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_BODY_BYTES))
 }
 
+/// The websocket of §5: hello, snapshot or missed events, then events;
+/// kiosks issue and check in on it. The token goes in `hello`.
+///
 /// The upgrade is done here rather than by axum's extractor because the
 /// screens' fan-out needs the socket itself (see `wire.rs`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ws",
+    tag = "websocket",
+    responses(
+        (status = 101, description = "Switching Protocols: the websocket of §5"),
+        (status = 400, description = "bad_request: not a websocket upgrade", body = luot_protocol::ErrorBody),
+        (status = 403, description = "forbidden: a browser page of another site (Origin)", body = luot_protocol::ErrorBody)
+    )
+)]
 pub async fn upgrade(State(app): State<AppState>, mut req: Request) -> Response {
     let headers = req.headers();
     if !origin_allowed(headers, &app.config.site.public_url) {
@@ -515,6 +528,8 @@ impl Conn {
                     priority,
                     request_id,
                     identity,
+                    external_ref: None,
+                    print_at: None,
                 };
                 self.issue(req, replies);
                 Ok(Flow::Continue)

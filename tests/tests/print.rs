@@ -744,3 +744,63 @@ async fn a_restarted_kiosk_never_prints_a_job_twice() {
     assert_eq!(pages(&out).len(), 1, "a restart never prints a job twice");
     assert!(server.stderr().contains("print job printed"));
 }
+
+/// Rule 88's `print_at`: a desk issues a ticket printed at the kiosk named,
+/// and the paper is §7's ticket, exactly as if pressed there (people ahead,
+/// no "In lại"); a replay prints nothing more.
+#[tokio::test]
+async fn print_at_prints_the_new_ticket_at_the_kiosk_as_its_own_ticket_not_a_reprint() {
+    let site = site();
+    let server = site.start();
+    let api = Api::new(&server);
+    let admin = api.login("admin").await;
+    let staff = api.login("le.thu").await;
+    let out = site.dir.path().join("printer.bin");
+    let k = Kiosk::start(
+        &server.url(""),
+        KIOSK_TOKEN,
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+    );
+    wait_device(&api, &admin, "kiosk-sanh-a", "ok").await;
+    // One patient waits already.
+    assert_eq!(api.issue(&staff, "kham-noi", "desk-1").await.status, 201);
+    let body = json!({"service": "kham-noi", "request_id": "desk-2", "print_at": "kiosk-sanh-a"});
+    let a = api
+        .post("/api/v1/tickets", Some(&staff), Some(body.clone()))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let print_id = a.body["print_id"].as_str().unwrap().to_string();
+    k.wait_for(&format!("printed print_id={print_id} "));
+    let again = api.post("/api/v1/tickets", Some(&staff), Some(body)).await;
+    assert_eq!(
+        (again.status, again.body["print_id"].as_str()),
+        (200, Some(print_id.as_str()))
+    );
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    let pages = pages(&out);
+    assert_eq!(pages.len(), 1, "the new ticket, printed once: {log}");
+    let url = escpos::qr(&pages[0].image()).expect("a QR code");
+    assert_eq!(url, format!("http://luot.test/t/{id}"));
+    let view = TicketView {
+        site_name: "Bệnh viện Thử nghiệm".into(),
+        service_name: "Khám Nội".into(),
+        number: a.body["number"].as_str().unwrap().into(),
+        priority: None,
+        issued_at: a.body["issued_at"].as_str().unwrap().into(),
+        ahead: Some(1),
+        url,
+        footer: "Vui lòng chờ gọi số".into(),
+        reprint: None,
+        slot_at: None,
+    };
+    let plain = render_ticket(&view, 576);
+    let page = pages[0].image();
+    assert!(
+        plain.dimensions() == page.dimensions()
+            && plain.pixels().zip(page.pixels()).all(|(a, b)| a == b),
+        "the kiosk printed §7's ticket with one ahead, not a reprint"
+    );
+}

@@ -599,6 +599,7 @@ fn print_frame(print_id: &str) -> ServerMessage {
         service_name: Some("Khám Nội".into()),
         at: Some("2026-11-22T09:12:00+07:00".into()),
         slot_at: None,
+        reprint: true,
     }
 }
 

@@ -59,7 +59,7 @@ fn day_param(day: Option<&str>) -> Result<Option<chrono::NaiveDate>, ApiError> {
 }
 
 /// Rule 87: null or 1–64 characters, none a control character.
-fn check_external_ref(r: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_external_ref(r: Option<&str>) -> Result<(), ApiError> {
     match r {
         Some(r)
             if r.is_empty() || r.chars().count() > MAX_REF || r.chars().any(char::is_control) =>
@@ -277,8 +277,10 @@ impl App {
 
     /// `POST /appointments/check-in` and the kiosk's `check_in`: 400s (one
     /// of `code` and `appointment`, the code's shape and check digit,
-    /// `request_id`, identity), 403 for `print_at` from a kiosk, then the
-    /// hub (replay, 404, rule 78's 409s).
+    /// `request_id`, identity, `print_at`), 403 for `print_at` from a kiosk,
+    /// `print_at`'s 404 `unknown_device` and 409 `kiosk_unavailable` (rule
+    /// 88: nothing is checked in), then the hub (replay, 404, rule 78's
+    /// 409s); with `print_at` the kiosk prints the ticket with `Hẹn`.
     pub async fn check_in(
         &self,
         who: &Principal,
@@ -302,6 +304,7 @@ impl App {
             return Err(bad_request_id());
         }
         self.check_person(req.identity.as_ref()).await?;
+        super::check_print_at(req.print_at.as_deref())?;
         let kiosk = matches!(
             who,
             Principal::Device {
@@ -314,6 +317,11 @@ impl App {
                 "Ki-ốt không gửi print_at (a kiosk may not send print_at)",
             ));
         }
+        let print_at = match &req.print_at {
+            Some(at) => Some(self.print_at(who, at, &req.request_id).await?),
+            None => None,
+        };
+        let request_id = req.request_id.clone();
         let cmd = CheckInCmd {
             scope: who.scope(),
             request_id: req.request_id,
@@ -328,10 +336,12 @@ impl App {
             Outcome::Ticket(t) => Issued {
                 ticket: *t,
                 created: true,
+                print_id: None,
             },
             Outcome::Replayed(t) => Issued {
                 ticket: *t,
                 created: false,
+                print_id: None,
             },
             _ => return Err(ApiError::unavailable("no ticket was made")),
         };
@@ -339,9 +349,14 @@ impl App {
             Some(a) => self.hub.appointment(a).await.map(|(a, _)| a.slot_at),
             None => None,
         };
+        let print_id = match print_at {
+            Some(at) => Some(self.print_new(who, at, &request_id, &issued.ticket).await),
+            None => None,
+        };
         let issued = Issued {
             ticket: Self::ticket_view(Some(who), issued.ticket),
             created: issued.created,
+            print_id,
         };
         Ok(CheckedIn { issued, slot_at })
     }

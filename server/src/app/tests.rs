@@ -61,6 +61,8 @@ async fn issue(app: &App, service: &str, request_id: &str) -> Ticket {
         priority: None,
         request_id: request_id.into(),
         identity: None,
+        external_ref: None,
+        print_at: None,
     };
     app.issue(&staff(), req).await.unwrap().ticket
 }
@@ -291,5 +293,128 @@ async fn a_job_goes_to_the_kiosks_connections_and_again_after_each_hello_until_a
         next_job(&mut conn).await.0,
         p4,
         "answered jobs are not sent again"
+    );
+}
+
+/// An issue with `external_ref` and `print_at` (rules 87, 88) by `who`.
+async fn issue_at(
+    app: &App,
+    who: &Principal,
+    request_id: &str,
+    print_at: Option<&str>,
+    external_ref: Option<&str>,
+) -> Result<Issued, (u16, &'static str)> {
+    let req = IssueRequest {
+        service: "kham-noi".into(),
+        priority: None,
+        request_id: request_id.into(),
+        identity: None,
+        external_ref: external_ref.map(String::from),
+        print_at: print_at.map(String::from),
+    };
+    app.issue(who, req)
+        .await
+        .map_err(|e| (e.status.as_u16(), e.code))
+}
+
+#[tokio::test]
+async fn print_at_issues_only_where_a_kiosk_can_print_and_sends_it_a_new_ticket_not_a_reprint() {
+    let app = app().await;
+    let kiosk = Principal::Device {
+        id: "kiosk-sanh".into(),
+        role: DeviceRole::Kiosk,
+        services: vec!["kham-noi".into()],
+    };
+    // A kiosk may send neither field (403), but only after the 400s.
+    let long = "k".repeat(65);
+    assert_eq!(
+        issue_at(&app, &kiosk, "r1", Some(&long), None).await.err(),
+        Some((400, "bad_request"))
+    );
+    assert_eq!(
+        issue_at(&app, &kiosk, "r1", None, Some("a\u{1}b"))
+            .await
+            .err(),
+        Some((400, "bad_request"))
+    );
+    assert_eq!(
+        issue_at(&app, &kiosk, "r1", Some("kiosk-sanh"), None)
+            .await
+            .err(),
+        Some((403, "forbidden"))
+    );
+    assert_eq!(
+        issue_at(&app, &kiosk, "r1", None, Some("HIS-1"))
+            .await
+            .err(),
+        Some((403, "forbidden"))
+    );
+    // 404 for a device that is not a kiosk, then 409 while the kiosk is
+    // away: nothing is issued either time.
+    assert_eq!(
+        issue_at(&app, &staff(), "r1", Some("tv-sanh"), None)
+            .await
+            .err(),
+        Some((404, "unknown_device"))
+    );
+    assert_eq!(
+        issue_at(&app, &staff(), "r1", Some("kiosk-sanh"), None)
+            .await
+            .err(),
+        Some((409, "kiosk_unavailable"))
+    );
+    assert_eq!(app.site().await.services[0].waiting, 0, "nothing issued");
+
+    kiosk_reports(&app, "kiosk-sanh", PrinterStatus::Ok).await;
+    let (tx, mut conn) = mpsc::channel(16);
+    app.attach_printer("kiosk-sanh", tx);
+    let issued = issue_at(&app, &staff(), "r1", Some("kiosk-sanh"), Some("HIS-1"))
+        .await
+        .unwrap();
+    assert!(issued.created);
+    assert_eq!(issued.ticket.external_ref.as_deref(), Some("HIS-1"));
+    let print_id = issued.print_id.clone().unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(10), conn.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !text.contains("HIS-1"),
+        "the kiosk never sees the reference: {text}"
+    );
+    match serde_json::from_str::<ServerMessage>(&text).unwrap() {
+        ServerMessage::Print {
+            print_id: id,
+            ticket,
+            reprint,
+            ..
+        } => {
+            assert_eq!(
+                (id, ticket.id),
+                (print_id.clone(), issued.ticket.id.clone())
+            );
+            assert!(!reprint, "a new ticket, printed as §7's, not \"In lại\"");
+        }
+        other => panic!("not a print job: {other:?}"),
+    }
+    // The kiosk goes away; a replay is the same ticket and the same job.
+    app.hub.device("kiosk-sanh", DeviceUpdate::Disconnected);
+    let again = issue_at(&app, &staff(), "r1", Some("kiosk-sanh"), Some("HIS-1"))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.ticket.id, issued.ticket.id);
+    assert_eq!(again.print_id.as_deref(), Some(print_id.as_str()));
+    // Sent again after the kiosk's next hello, still not a reprint.
+    let (tx, mut conn) = mpsc::channel(16);
+    app.attach_printer("kiosk-sanh", tx);
+    let text = tokio::time::timeout(Duration::from_secs(10), conn.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let again: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (&again["print_id"], &again["reprint"]),
+        (&serde_json::json!(print_id), &serde_json::json!(false))
     );
 }

@@ -136,6 +136,7 @@ impl Fx {
             ticket_id: format!("tk_{}", self.n),
             identity,
             limited,
+            external_ref: None,
             fresh,
         };
         match self.run(cmd, now)? {
@@ -564,6 +565,7 @@ fn check_in_replays_answer_the_same_ticket_and_refuse_another_booking() {
         ticket_id: "tk_x".into(),
         identity: None,
         limited: true,
+        external_ref: None,
         fresh: Fresh([0; 32]),
     };
     assert_eq!(f.run(cmd, t(42)), Err(Rejection::RequestIdReused));

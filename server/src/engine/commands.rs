@@ -34,6 +34,7 @@ struct IssueAsk {
     ticket_id: String,
     identity: Option<Identity>,
     limited: bool,
+    external_ref: Option<String>,
     fresh: Fresh,
 }
 
@@ -53,6 +54,7 @@ impl State {
                 ticket_id,
                 identity,
                 limited,
+                external_ref,
                 fresh,
             } => {
                 let ask = IssueAsk {
@@ -63,6 +65,7 @@ impl State {
                     ticket_id,
                     identity,
                     limited,
+                    external_ref,
                     fresh,
                 };
                 self.decide_issue(ask, now)
@@ -187,7 +190,7 @@ impl State {
             person,
             session: Some(session),
             appointment: None,
-            external_ref: None,
+            external_ref: ask.external_ref,
             place_at: now,
         };
         let ticket = self.new_ticket(ask.ticket_id.clone(), s, ask.service, priority, now, extra);

@@ -721,6 +721,8 @@ pub enum Command {
         /// A kiosk's or integration's walk-in: sessions, caps, `walk_ins`,
         /// `identity` and the per-person cap apply (rules 73–75, 82).
         limited: bool,
+        /// The caller's reference (rule 87), checked by the caller.
+        external_ref: Option<String>,
         /// Random bytes for a day key, if one is needed.
         fresh: Fresh,
     },

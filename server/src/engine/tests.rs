@@ -65,6 +65,7 @@ impl Fx {
                 ticket_id: id.clone(),
                 identity: None,
                 limited: false,
+                external_ref: None,
                 fresh: crate::engine::identity::Fresh([0; 32]),
             },
             now,
@@ -185,6 +186,7 @@ fn idempotent_issue_and_reuse() {
         ticket_id: id.into(),
         identity: None,
         limited: false,
+        external_ref: None,
         fresh: crate::engine::identity::Fresh([0; 32]),
     };
     assert_eq!(
@@ -209,6 +211,7 @@ fn idempotent_issue_and_reuse() {
         ticket_id: "x4".into(),
         identity: None,
         limited: false,
+        external_ref: None,
         fresh: crate::engine::identity::Fresh([0; 32]),
     };
     assert_eq!(f.run(other, t(3)), Ok(Subject::Ticket("x4".into())));
@@ -225,6 +228,7 @@ fn replay_is_recognised_across_the_day_start() {
         ticket_id: id.into(),
         identity: None,
         limited: false,
+        external_ref: None,
         fresh: crate::engine::identity::Fresh([0; 32]),
     };
     f.run(issue("x1"), t(21 * 60 + 59)).unwrap();
@@ -246,6 +250,7 @@ fn unknown_service_priority_counter() {
             ticket_id: "x".into(),
             identity: None,
             limited: false,
+            external_ref: None,
             fresh: crate::engine::identity::Fresh([0; 32]),
         },
         t(0),
@@ -260,6 +265,7 @@ fn unknown_service_priority_counter() {
             ticket_id: "x".into(),
             identity: None,
             limited: false,
+            external_ref: None,
             fresh: crate::engine::identity::Fresh([0; 32]),
         },
         t(0),
@@ -550,6 +556,7 @@ fn run_ops(ratio: u32, ops: &[Op]) -> Run {
                     ticket_id: format!("tk_{}", f.n),
                     identity: None,
                     limited: false,
+                    external_ref: None,
                     fresh: crate::engine::identity::Fresh([0; 32]),
                 }
             }

@@ -78,6 +78,7 @@ impl Day {
             ticket_id: id.clone(),
             identity: None,
             limited: false,
+            external_ref: None,
             fresh: crate::engine::identity::Fresh([0; 32]),
         });
         assert_eq!(r, Ok(Subject::Ticket(id.clone())));
@@ -562,6 +563,7 @@ fn command(op: &Op, n: &mut u32) -> Command {
                 ticket_id: format!("tk_{n}"),
                 identity: None,
                 limited: false,
+                external_ref: None,
                 fresh: crate::engine::identity::Fresh([0; 32]),
             }
         }

@@ -892,3 +892,97 @@ async fn the_person_cap_and_bookings_survive_a_restart() {
         "no card in the log"
     );
 }
+
+#[tokio::test]
+async fn a_check_in_with_print_at_is_printed_at_the_kiosk_with_its_slot_and_not_as_a_reprint() {
+    use crate::plan::DeviceUpdate;
+    let app = app().await;
+    let a = book(
+        &app,
+        HIS,
+        "a",
+        &slot(7, 0),
+        json!({"external_ref": "HIS-7"}),
+    )
+    .await
+    .1;
+    let body = |kiosk: &str| json!({"appointment": a["id"], "request_id": "c1", "print_at": kiosk});
+    let long = "k".repeat(65);
+    assert_eq!(
+        code(&post(&app, "/appointments/check-in", Some(HIS), body(&long)).await),
+        (400, "bad_request")
+    );
+    assert_eq!(
+        code(&post(&app, "/appointments/check-in", Some(HIS), body("nobody")).await),
+        (404, "unknown_device")
+    );
+    // The kiosk is not connected: refused, and the booking is not checked in.
+    assert_eq!(
+        code(
+            &post(
+                &app,
+                "/appointments/check-in",
+                Some(HIS),
+                body("kiosk-sanh")
+            )
+            .await
+        ),
+        (409, "kiosk_unavailable")
+    );
+    let path = format!("/appointments/{}", a["id"].as_str().unwrap());
+    assert_eq!(get(&app, &path, Some(HIS)).await.1["status"], "booked");
+
+    app.hub.device("kiosk-sanh", DeviceUpdate::Connected);
+    app.hub.device(
+        "kiosk-sanh",
+        DeviceUpdate::Printer(luot_protocol::PrinterStatus::Ok),
+    );
+    for _ in 0..500 {
+        let devices = app.hub.devices().await;
+        if devices
+            .iter()
+            .any(|d| d.id == "kiosk-sanh" && d.connected && d.printer.is_some())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    app.attach_printer("kiosk-sanh", tx);
+    let t = post(
+        &app,
+        "/appointments/check-in",
+        Some(HIS),
+        body("kiosk-sanh"),
+    )
+    .await;
+    assert_eq!(t.0, 201, "{}", t.1);
+    assert_eq!(t.1["external_ref"], "HIS-7");
+    let print_id = t.1["print_id"].as_str().unwrap().to_string();
+    let text = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let job: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (&job["type"], &job["print_id"], &job["reprint"]),
+        (&json!("print"), &json!(print_id), &json!(false))
+    );
+    assert_eq!(job["slot_at"], a["slot_at"], "printed with Hẹn");
+    assert_eq!(
+        (
+            &job["ticket"]["id"],
+            &job["ticket"]["appointment"],
+            &job["ticket"]["external_ref"]
+        ),
+        (&t.1["id"], &a["id"], &Value::Null)
+    );
+    let again = post(
+        &app,
+        "/appointments/check-in",
+        Some(HIS),
+        body("kiosk-sanh"),
+    )
+    .await;
+    assert_eq!((again.0, &again.1["print_id"]), (200, &json!(print_id)));
+}

@@ -4,11 +4,20 @@
 //! which owns the rights and the rules; together they keep rule 12's order
 //! of checks (413, 401/403, 415/400, 404, 409). Nothing here knows queue
 //! rules.
+//!
+//! Every handler carries `#[utoipa::path(...)]`: its method, full path,
+//! body, each status the contract names for it and who may call; listed in
+//! `openapi.rs`, these make the OpenAPI document (rule 86). Routes are
+//! added through `Routes`, which remembers each path, so a test walks the
+//! router's own table against the document.
 
 pub mod extract;
+pub mod openapi;
 
 #[cfg(test)]
 mod appointment_tests;
+#[cfg(test)]
+mod openapi_tests;
 
 use std::net::SocketAddr;
 
@@ -16,25 +25,73 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
+#[allow(unused_imports)] // some are named only in `#[utoipa::path]`
 use luot_protocol::{
-    BookRequest, CheckInRequest, DailyReport, FeedbackRequest, IssueRequest, LoginRequest,
-    MAX_BODY_BYTES, PrintAccepted, PrintRequest, VisitsReport,
+    Appointment, AppointmentList, AppointmentView, BookRequest, CheckInRequest, DailyReport,
+    DevicesResponse, ErrorBody, FeedbackRequest, Health, IssueRequest, IssuedTicket, LoginRequest,
+    LoginResponse, MAX_BODY_BYTES, PrintAccepted, PrintRequest, SiteInfo, SlotsResponse, Ticket,
+    TicketList, VisitsReport,
 };
 
 use crate::app::appointments::{ListQuery, SlotsQuery};
-use crate::app::{App, AppState, CounterAction};
+use crate::app::{App, AppState, CounterAction, Issued, TicketQuery};
 use crate::config::SiteConfig;
 use crate::error::ApiError;
 use crate::hub::Outcome;
 use extract::{Admin, Authed, Body, CounterPath, Issuer, Staff, parse};
 
-pub fn router(app: AppState) -> Router {
-    let api = Router::new()
+/// A router that remembers the paths it was given: the OpenAPI test walks
+/// every route the server serves from here, not from a list of its own.
+pub struct Routes {
+    router: Router<AppState>,
+    paths: Vec<&'static str>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    /// `Router::route`, remembering `path`.
+    fn route(mut self, path: &'static str, method_router: MethodRouter<AppState>) -> Routes {
+        self.paths.push(path);
+        self.router = self.router.route(path, method_router);
+        self
+    }
+}
+
+/// Every path the server serves but the screens' pages and assets
+/// (`luot-display`), in full (`/api/v1/tickets/{id}`, `/healthz`), as the
+/// router has them.
+pub fn paths() -> Vec<String> {
+    let root = root_routes().paths.into_iter().map(String::from);
+    let api = api_routes()
+        .paths
+        .into_iter()
+        .map(|p| format!("/api/v1{p}"));
+    root.chain(api).collect()
+}
+
+/// The paths without prefix (§4, §13).
+fn root_routes() -> Routes {
+    Routes::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+}
+
+/// The HTTP API under `/api/v1`. A new route goes here, its handler
+/// annotated with `#[utoipa::path]` and listed in `openapi.rs`.
+fn api_routes() -> Routes {
+    Routes::new()
+        .route("/openapi.json", get(openapi_json))
         .route("/site", get(site))
         .route("/login", post(login))
-        .route("/tickets", post(issue))
+        .route("/tickets", post(issue).get(tickets))
         .route("/tickets/{id}", get(ticket))
         .route("/tickets/{id}/feedback", post(feedback))
         .route("/tickets/{id}/print", post(print))
@@ -49,13 +106,17 @@ pub fn router(app: AppState) -> Router {
         .route("/appointments/{id}", get(appointment))
         .route("/appointments/{id}/cancel", post(cancel_booking))
         .route("/ws", get(crate::ws::upgrade))
+}
+
+pub fn router(app: AppState) -> Router {
+    let api = api_routes()
+        .router
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { method_not_allowed() });
     let voice = app.config.server.data_dir.join("voice");
     Router::new()
         .merge(luot_display::router(Some(voice)))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .merge(root_routes().router)
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
@@ -101,17 +162,64 @@ fn ticket_response(outcome: Outcome) -> Response {
     }
 }
 
+/// Health: whether the store can be written (rules 33, 42).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "`ok`: the store is writable", body = Health),
+        (status = 503, description = "`unavailable`, with `reason`", body = Health)
+    )
+)]
 async fn healthz(State(app): State<AppState>) -> Response {
     match app.hub.probe().await {
-        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Ok(()) => Json(Health {
+            status: "ok".into(),
+            reason: None,
+        })
+        .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable", "reason": e.to_string()})),
+            Json(Health {
+                status: "unavailable".into(),
+                reason: Some(e.to_string()),
+            }),
         )
             .into_response(),
     }
 }
 
+/// This document: the OpenAPI 3.1 description of the HTTP API (rule 86),
+/// the same bytes each time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The OpenAPI document", content_type = "application/json")
+    )
+)]
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::document(),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics: anyone on localhost, an admin elsewhere.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "unauthorized: from elsewhere than localhost without a valid token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an admin", body = ErrorBody)
+    )
+)]
 async fn metrics(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -130,10 +238,35 @@ async fn metrics(
         .into_response())
 }
 
+/// The site: services with their waiting counts and capacity, counters.
+#[utoipa::path(
+    get,
+    path = "/api/v1/site",
+    tag = "site",
+    responses(
+        (status = 200, description = "The site now", body = SiteInfo)
+    )
+)]
 async fn site(State(app): State<AppState>) -> Response {
     Json(app.site().await).into_response()
 }
 
+/// Log in as staff or an admin; the token lasts 12 hours (rules 8, 9).
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    tag = "site",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A bearer token", body = LoginResponse),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: wrong username or password", body = ErrorBody),
+        (status = 413, description = "too_large: a body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not application/json", body = ErrorBody),
+        (status = 429, description = "too_many_attempts: 10 failures within a minute (rule 8)", body = ErrorBody),
+        (status = 503, description = "unavailable: too many password checks wait", body = ErrorBody)
+    )
+)]
 async fn login(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -143,6 +276,28 @@ async fn login(
     Ok(Json(app.login(req).await?).into_response())
 }
 
+/// Issue a ticket: kiosks, staff, admins and integrations (§4, §11, §12).
+///
+/// `external_ref`, `print_at` (and `notify`) from a kiosk: 403 after the 400s.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets",
+    tag = "tickets",
+    request_body = IssueRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new ticket (durable); `print_id` with `print_at`", body = IssuedTicket),
+        (status = 200, description = "The same `request_id` again: the same ticket as it is now", body = IssuedTicket),
+        (status = 400, description = "bad_request: a field, the priority class, the identity, external_ref or print_at", body = ErrorBody),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an issuer, a service without a button or outside an integration's, or external_ref/print_at from a kiosk", body = ErrorBody),
+        (status = 404, description = "unknown_service; unknown_device (print_at)", body = ErrorBody),
+        (status = 413, description = "too_large: a body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not application/json", body = ErrorBody),
+        (status = 409, description = "request_id_reused; service_closed, appointment_required, identity_required, person_limit, service_full (rule 75's order); kiosk_unavailable (print_at: nothing issued)", body = ErrorBody),
+        (status = 503, description = "unavailable: the command could not be made durable (rule 42)", body = ErrorBody)
+    )
+)]
 async fn issue(
     State(app): State<AppState>,
     Issuer(who): Issuer,
@@ -151,16 +306,58 @@ async fn issue(
 ) -> Result<Response, ApiError> {
     let req: IssueRequest = parse(&headers, &body)?;
     let issued = app.issue(&who, req).await?;
-    let status = if issued.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    Ok(issued_response(issued))
+}
+
+/// 201 for a new ticket, 200 for a replay, with `print_id` after `print_at`.
+fn issued_response(issued: Issued) -> Response {
+    let status = created_or_ok(issued.created);
+    let body = IssuedTicket {
+        ticket: issued.ticket,
+        print_id: issued.print_id,
     };
-    Ok((status, Json(issued.ticket)).into_response())
+    (status, Json(body)).into_response()
+}
+
+/// Tickets by `external_ref` (rule 87): the day's whose reference is
+/// exactly R, in order of issue; an integration's services only.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets",
+    tag = "tickets",
+    params(
+        ("external_ref" = String, Query, description = "The reference, exactly"),
+        ("day" = Option<String>, Query, description = "YYYY-MM-DD, default today"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tickets", body = TicketList),
+        (status = 400, description = "bad_request: no external_ref, a bad one, or a day that is not YYYY-MM-DD", body = ErrorBody),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an integration or admin", body = ErrorBody)
+    )
+)]
+async fn tickets(
+    State(app): State<AppState>,
+    Authed(who): Authed,
+    q: Result<Query<TicketQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    Ok(Json(app.tickets_by_ref(&who, query(q)?).await?).into_response())
 }
 
 /// `GET /tickets/{id}`: anyone; a token of staff, an admin or an
 /// integration shows `external_ref` (rule 87).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/{id}",
+    tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The ticket as it is now", body = Ticket),
+        (status = 404, description = "unknown_ticket", body = ErrorBody)
+    )
+)]
 async fn ticket(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -187,6 +384,23 @@ fn query<T: serde::de::DeserializeOwned>(
 }
 
 /// `GET /appointments/slots` (rule 76).
+#[utoipa::path(
+    get,
+    path = "/api/v1/appointments/slots",
+    tag = "appointments",
+    params(
+        ("service" = String, Query, description = "A service id"),
+        ("day" = Option<String>, Query, description = "YYYY-MM-DD, default today"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The day's sessions and slots", body = SlotsResponse),
+        (status = 400, description = "bad_request: no service, or a day that is not YYYY-MM-DD", body = ErrorBody),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an integration, staff or admin", body = ErrorBody),
+        (status = 404, description = "unknown_service", body = ErrorBody)
+    )
+)]
 async fn slots(
     State(app): State<AppState>,
     Authed(who): Authed,
@@ -197,6 +411,25 @@ async fn slots(
 }
 
 /// `POST /appointments`: 201, or 200 for a replay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/appointments",
+    tag = "appointments",
+    request_body = BookRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The booking", body = Appointment),
+        (status = 200, description = "The same `request_id` again: the same booking", body = Appointment),
+        (status = 400, description = "bad_request", body = ErrorBody),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an integration or admin, or a service outside an integration's", body = ErrorBody),
+        (status = 404, description = "unknown_service, unknown_slot", body = ErrorBody),
+        (status = 413, description = "too_large: a body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not application/json", body = ErrorBody),
+        (status = 409, description = "booking_closed, slot_full, person_limit (in this order); request_id_reused", body = ErrorBody),
+        (status = 503, description = "unavailable: the command could not be made durable (rule 42)", body = ErrorBody)
+    )
+)]
 async fn book(
     State(app): State<AppState>,
     Authed(who): Authed,
@@ -210,6 +443,25 @@ async fn book(
 }
 
 /// `GET /appointments`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/appointments",
+    tag = "appointments",
+    params(
+        ("day" = Option<String>, Query, description = "YYYY-MM-DD, default today"),
+        ("service" = Option<String>, Query, description = "A service id"),
+        ("status" = Option<String>, Query, description = "booked, checked_in, cancelled or expired"),
+        ("external_ref" = Option<String>, Query, description = "The booking's reference, exactly"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The day's bookings by `slot_at`, then `created_at`", body = AppointmentList),
+        (status = 400, description = "bad_request: a bad day or status", body = ErrorBody),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an integration, staff or admin", body = ErrorBody),
+        (status = 404, description = "unknown_service", body = ErrorBody)
+    )
+)]
 async fn appointments(
     State(app): State<AppState>,
     Authed(who): Authed,
@@ -220,6 +472,18 @@ async fn appointments(
 }
 
 /// `GET /appointments/{id}`: anyone holding the id (a wrong token: 401).
+#[utoipa::path(
+    get,
+    path = "/api/v1/appointments/{id}",
+    tag = "appointments",
+    params(("id" = String, Path, description = "The booking's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The booking: whole for its maker, staff and admins, brief for others (rule 85)", body = AppointmentView),
+        (status = 401, description = "unauthorized: a token was sent and is not valid", body = ErrorBody),
+        (status = 404, description = "unknown_appointment", body = ErrorBody)
+    )
+)]
 async fn appointment(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -233,6 +497,21 @@ async fn appointment(
 }
 
 /// `POST /appointments/{id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/appointments/{id}/cancel",
+    tag = "appointments",
+    params(("id" = String, Path, description = "The booking's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The booking, cancelled (also when it already was)", body = Appointment),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an integration or admin", body = ErrorBody),
+        (status = 404, description = "unknown_appointment", body = ErrorBody),
+        (status = 409, description = "already_checked_in, appointment_expired", body = ErrorBody),
+        (status = 503, description = "unavailable: the command could not be made durable (rule 42)", body = ErrorBody)
+    )
+)]
 async fn cancel_booking(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -243,6 +522,25 @@ async fn cancel_booking(
 }
 
 /// `POST /appointments/check-in`: 201 Ticket, or 200 for a replay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/appointments/check-in",
+    tag = "appointments",
+    request_body = CheckInRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The booking's ticket; `print_id` with `print_at`", body = IssuedTicket),
+        (status = 200, description = "The same `request_id` again: the same ticket", body = IssuedTicket),
+        (status = 400, description = "bad_request: code or appointment, the code's check digit, request_id, identity, print_at", body = ErrorBody),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not a kiosk, integration, staff or admin; print_at from a kiosk", body = ErrorBody),
+        (status = 404, description = "unknown_appointment; unknown_device (print_at)", body = ErrorBody),
+        (status = 413, description = "too_large: a body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not application/json", body = ErrorBody),
+        (status = 409, description = "appointment_cancelled, already_checked_in (adds number), appointment_expired, too_early (adds checkin_opens_at), identity_required, identity_mismatch (in this order); request_id_reused; kiosk_unavailable (print_at: nothing checked in)", body = ErrorBody),
+        (status = 503, description = "unavailable: the command could not be made durable (rule 42)", body = ErrorBody)
+    )
+)]
 async fn check_in(
     State(app): State<AppState>,
     Authed(who): Authed,
@@ -252,10 +550,26 @@ async fn check_in(
     App::may_check_in(&who)?;
     let req: CheckInRequest = parse(&headers, &body)?;
     let done = app.check_in(&who, req).await?;
-    let status = created_or_ok(done.issued.created);
-    Ok((status, Json(done.issued.ticket)).into_response())
+    Ok(issued_response(done.issued))
 }
 
+/// Rate a ticket that was served: anyone holding its id.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/feedback",
+    tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id")),
+    request_body = FeedbackRequest,
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "bad_request: rating outside 1–5, comment over 500 characters", body = ErrorBody),
+        (status = 404, description = "unknown_ticket", body = ErrorBody),
+        (status = 413, description = "too_large: a body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not application/json", body = ErrorBody),
+        (status = 409, description = "not_served, already_rated", body = ErrorBody),
+        (status = 503, description = "unavailable: the command could not be made durable (rule 42)", body = ErrorBody)
+    )
+)]
 async fn feedback(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -269,6 +583,24 @@ async fn feedback(
 
 /// `POST /tickets/{id}/print` (rule 88): who (401/403), the body (415/400),
 /// then the app's 404s and 409s; 202 with the job's `print_id`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/print",
+    tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id")),
+    request_body = PrintRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "The job, sent to the kiosk; a replay: the same `print_id`", body = PrintAccepted),
+        (status = 400, description = "bad_request: kiosk over 64 characters, request_id", body = ErrorBody),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not staff, an admin or an integration", body = ErrorBody),
+        (status = 404, description = "unknown_ticket, unknown_device", body = ErrorBody),
+        (status = 413, description = "too_large: a body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not application/json", body = ErrorBody),
+        (status = 409, description = "ticket_closed, kiosk_unavailable (in this order); request_id_reused", body = ErrorBody)
+    )
+)]
 async fn print(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -377,6 +709,24 @@ fn xlsx_failed(e: rust_xlsxwriter::XlsxError) -> ApiError {
     )
 }
 
+/// The daily report (rules 34, 45, 59): JSON, CSV or an Excel workbook.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/daily",
+    tag = "reports",
+    params(
+        ("day" = Option<String>, Query, description = "YYYY-MM-DD, default today"),
+        ("format" = Option<String>, Query, description = "json, csv or xlsx; else the Accept header"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The report: JSON; CSV for `format=csv` or `Accept: text/csv`; an Excel workbook for `format=xlsx` or its Accept", content((DailyReport = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "bad_request: a day that is not YYYY-MM-DD, an unknown format", body = ErrorBody),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an admin", body = ErrorBody),
+        (status = 500, description = "internal_error: the workbook could not be made", body = ErrorBody)
+    )
+)]
 async fn daily_report(
     State(app): State<AppState>,
     Admin(_): Admin,
@@ -390,6 +740,23 @@ async fn daily_report(
 }
 
 /// `GET /api/v1/reports/visits` (rule 58), as JSON, CSV or an Excel workbook.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/visits",
+    tag = "reports",
+    params(
+        ("day" = Option<String>, Query, description = "YYYY-MM-DD, default today"),
+        ("format" = Option<String>, Query, description = "json, csv or xlsx; else the Accept header"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The report: JSON; CSV for `format=csv` or `Accept: text/csv`; an Excel workbook for `format=xlsx` or its Accept", content((VisitsReport = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "bad_request: a day that is not YYYY-MM-DD, an unknown format", body = ErrorBody),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an admin", body = ErrorBody),
+        (status = 500, description = "internal_error: the workbook could not be made", body = ErrorBody)
+    )
+)]
 async fn visits_report(
     State(app): State<AppState>,
     Admin(_): Admin,
@@ -452,6 +819,18 @@ impl<R: serde::Serialize> Outputs<R> {
     }
 }
 
+/// Every device's last status and contact (rule 11).
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices",
+    tag = "site",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The devices", body = DevicesResponse),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an admin", body = ErrorBody)
+    )
+)]
 async fn devices(State(app): State<AppState>, Admin(_): Admin) -> Response {
     Json(app.devices().await).into_response()
 }

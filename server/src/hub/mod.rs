@@ -212,6 +212,18 @@ impl Hub {
         Ok(rec.map(|t| render_record(&site, &t)))
     }
 
+    /// Today's tickets whose `external_ref` is exactly `r` (rule 87), in
+    /// order of issue, each with the service it was issued for.
+    pub async fn tickets_by_ref(&self, r: &str) -> Vec<(String, Ticket)> {
+        let core = self.shared.core.read().await;
+        let st = core.planner.state();
+        st.tickets()
+            .iter()
+            .filter(|t| t.external_ref.as_deref() == Some(r))
+            .map(|t| (t.issued_service.clone(), st.render_ticket(t)))
+            .collect()
+    }
+
     /// `GET /api/v1/site`.
     pub async fn site(&self) -> SiteInfo {
         let now = self.shared.clock.now_ms();

@@ -31,6 +31,7 @@ fn issue(n: usize) -> Command {
         ticket_id: format!("tk_{n}"),
         identity: None,
         limited: false,
+        external_ref: None,
         fresh: crate::engine::identity::Fresh([0; 32]),
     }
 }

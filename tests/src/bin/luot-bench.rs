@@ -880,6 +880,7 @@ fn bench_engine(waiting: usize, visits: usize, calls: usize, f: &mut Figures) {
             ticket_id: format!("tk_{n}"),
             identity: None,
             limited: false,
+            external_ref: None,
             fresh: luot_server::engine::identity::Fresh([0; 32]),
         };
         st.apply(cmd, now);
