@@ -27,7 +27,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
-#[allow(unused_imports)] // some are named only in `#[utoipa::path]`
 use luot_protocol::{
     Appointment, AppointmentList, AppointmentView, BookRequest, CheckInRequest, DailyReport,
     DevicesResponse, ErrorBody, FeedbackRequest, Health, IssueRequest, IssuedTicket, LoginRequest,
