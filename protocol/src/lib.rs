@@ -217,6 +217,9 @@ pub struct IssueRequest {
     /// A scanned CCCD's fields (rule 80).
     #[serde(default)]
     pub identity: Option<Identity>,
+    /// A `/notify` body (rule 94): alerts for the new ticket.
+    #[serde(default)]
+    pub notify: Option<NotifyRequest>,
 }
 
 // ---------------------------------------------------------------- appointments (§11)
@@ -918,6 +921,110 @@ pub struct StepRow {
 pub const VISITS_CSV_HEADER: &str = "kind,tests,limit_min,service,returning,count,within_limit,share,total_mean_s,total_p50_s,total_p90_s,wait_mean_s,wait_p50_s,wait_p90_s,service_mean_s,service_p50_s,service_p90_s";
 
 pub const REPORT_CSV_HEADER: &str = "kind,id,issued,served,no_shows,wait_mean_s,wait_p50_s,wait_p90_s,service_mean_s,service_p50_s,service_p90_s,ratings,rating_mean";
+
+// ---------------------------------------------------------------- phone alerts (§12, rules 91–94)
+
+/// The body of `POST /tickets/{id}/notify`, and `notify` on `POST /tickets`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRequest {
+    /// `0…` or `+84…` (rule 94).
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub push: Option<PushSubscription>,
+    /// Must be `true`.
+    #[serde(default)]
+    pub consent: Option<bool>,
+}
+
+impl std::fmt::Debug for NotifyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NotifyRequest(phone: {}, push: {}, consent: {:?})",
+            self.phone.is_some(),
+            self.push.is_some(),
+            self.consent
+        )
+    }
+}
+
+/// A browser's `PushSubscription` as `toJSON()` gives it (other fields,
+/// such as `expirationTime`, are ignored).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PushSubscription {
+    pub endpoint: String,
+    pub keys: PushKeys,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PushKeys {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+/// A ticket's alert channels as its holder sees them in `GET /tickets/{id}`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NotifyStatus {
+    pub sms: bool,
+    pub push: u32,
+}
+
+/// `GET /tickets/{id}` for the ticket's holder: the Ticket and `notify`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HolderTicket {
+    #[serde(flatten)]
+    pub ticket: Ticket,
+    pub notify: NotifyStatus,
+}
+
+/// The alert channels a site offers (`/site`'s `notify`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NotifyChannels {
+    pub sms: bool,
+    pub push: bool,
+}
+
+/// `GET /site` with rule 93's fields.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SiteView {
+    #[serde(flatten)]
+    pub site: SiteInfo,
+    /// The VAPID public key, base64url of the uncompressed point; null
+    /// while Web Push is off.
+    pub push_key: Option<String>,
+    pub notify: NotifyChannels,
+}
+
+/// What a Web Push message carries (rule 93), before encryption.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PushMessage {
+    /// `near` or `called`.
+    pub kind: String,
+    pub number: String,
+    pub position: Option<u32>,
+    pub counter_name: String,
+    pub text: String,
+    /// The ticket page.
+    pub url: String,
+}
+
+/// What the HTTP gateway is sent (rule 92).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct GatewayMessage {
+    pub site: String,
+    /// `+84…`.
+    pub to: String,
+    pub text: String,
+    /// `near` or `called`.
+    pub kind: String,
+    /// The ticket's id.
+    pub ticket: String,
+    pub number: String,
+    /// `{ticket id}:{kind}:{n}`.
+    pub idempotency_key: String,
+}
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 //! `app/appointments.rs`.
 
 pub mod appointments;
+pub mod notify;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -267,6 +268,7 @@ impl App {
     pub async fn issue(&self, who: &Principal, req: IssueRequest) -> Result<Issued, ApiError> {
         Self::may_issue(who)?;
         self.check_issue(who, &req).await?;
+        let alerts = self.check_issue_notify(who, req.notify.as_ref())?;
         let cmd = Command::Issue {
             scope: who.scope(),
             request_id: req.request_id,
@@ -282,6 +284,7 @@ impl App {
             Outcome::Replayed(t) => (*t, false),
             _ => return Err(ApiError::unavailable("no ticket was made")),
         };
+        self.issue_notify(&ticket, created, alerts).await?;
         Ok(Issued {
             ticket: Self::ticket_view(Some(who), ticket),
             created,
@@ -307,6 +310,9 @@ impl App {
         }
         self.check_class(req.priority.as_deref())?;
         self.check_person(req.identity.as_ref()).await?;
+        if let Some(n) = &req.notify {
+            self.notify_fields(n)?;
+        }
         if self.config.service(&req.service).is_none() {
             return Err(Rejection::UnknownService.into());
         }

@@ -12,6 +12,7 @@ pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod print;
 pub mod report;

@@ -515,6 +515,7 @@ impl Conn {
                     priority,
                     request_id,
                     identity,
+                    notify: None,
                 };
                 self.issue(req, replies);
                 Ok(Flow::Continue)

@@ -61,6 +61,7 @@ async fn issue(app: &App, service: &str, request_id: &str) -> Ticket {
         priority: None,
         request_id: request_id.into(),
         identity: None,
+        notify: None,
     };
     app.issue(&staff(), req).await.unwrap().ticket
 }

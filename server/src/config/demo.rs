@@ -120,6 +120,7 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         reports: Reports::default(),
         appointments: Appointments::default(),
         identity: Identity::default(),
+        notify: Default::default(),
         priority: Priority {
             ratio: 3,
             classes: DEFAULT_PRIORITY_CLASSES

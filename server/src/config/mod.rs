@@ -9,7 +9,8 @@
 //! `types`. Each
 //! section is checked in its own file (`site`, `priority`, `queue`,
 //! `services` with its `sessions` and caps, `counters`, `devices`, `users`,
-//! `reports`, and `appointments` for `[appointments]` and `[identity]`) from
+//! `reports`, `appointments` for `[appointments]` and `[identity]`, and
+//! `notify` for `[notify]`) from
 //! the spanned TOML of `raw`, with the
 //! shared checks of `check`; `syntax` names the field of an error TOML
 //! itself reports; `demo` builds the demo site.
@@ -19,6 +20,7 @@ mod check;
 mod counters;
 mod demo;
 mod devices;
+pub mod notify;
 mod priority;
 mod queue;
 mod raw;
@@ -91,6 +93,7 @@ impl SiteConfig {
         let reports = reports::parse(&ctx, raw.reports.as_ref(), &services)?;
         let appointments = appointments::appointments(&ctx, raw.appointments.as_ref())?;
         let identity = appointments::identity(&ctx, raw.identity.as_ref(), &priority)?;
+        let notify = notify::parse(&ctx, raw.notify.as_ref(), &site)?;
         Ok(SiteConfig {
             site,
             server,
@@ -103,6 +106,7 @@ impl SiteConfig {
             reports,
             appointments,
             identity,
+            notify,
         })
     }
 

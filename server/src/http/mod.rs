@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use luot_protocol::{
     BookRequest, CheckInRequest, DailyReport, FeedbackRequest, IssueRequest, LoginRequest,
-    MAX_BODY_BYTES, PrintAccepted, PrintRequest, VisitsReport,
+    MAX_BODY_BYTES, NotifyRequest, PrintAccepted, PrintRequest, VisitsReport,
 };
 
 use crate::app::appointments::{ListQuery, SlotsQuery};
@@ -38,6 +38,7 @@ pub fn router(app: AppState) -> Router {
         .route("/tickets/{id}", get(ticket))
         .route("/tickets/{id}/feedback", post(feedback))
         .route("/tickets/{id}/print", post(print))
+        .route("/tickets/{id}/notify", post(notify).delete(notify_erase))
         .route("/counters/{id}/{action}", post(counter_action))
         .route("/reports/daily", get(daily_report))
         .route("/reports/visits", get(visits_report))
@@ -130,7 +131,7 @@ async fn metrics(
 }
 
 async fn site(State(app): State<AppState>) -> Response {
-    Json(app.site().await).into_response()
+    Json(app.site_view().await).into_response()
 }
 
 async fn login(
@@ -166,7 +167,40 @@ async fn ticket(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = extract::principal(&app, &headers).await.ok();
-    Ok(Json(app.ticket_as(who.as_ref(), &id).await?).into_response())
+    Ok(Json(app.holder_ticket(who.as_ref(), &id).await?).into_response())
+}
+
+/// The caller of a holder's request: none, or a token that must be valid
+/// (401).
+async fn holder(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        extract::principal(app, headers).await?;
+    }
+    Ok(())
+}
+
+/// `POST /tickets/{id}/notify` (rules 93–94): 204.
+async fn notify(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    holder(&app, &headers).await?;
+    let req: NotifyRequest = parse(&headers, &body)?;
+    app.notify(&id, req).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /tickets/{id}/notify`: 204, its phone and subscriptions erased.
+async fn notify_erase(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    holder(&app, &headers).await?;
+    app.notify_erase(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn created_or_ok(created: bool) -> StatusCode {

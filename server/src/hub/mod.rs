@@ -35,7 +35,7 @@ use crate::engine::render::render_record;
 use crate::engine::{Command, ListFilter, Site, TicketRec};
 use crate::frame::{Frame, Frames};
 use crate::metrics::Metrics;
-pub use crate::plan::{DeviceUpdate, HubError, Outcome, Reply};
+pub use crate::plan::{DeviceUpdate, HubError, Notice, NoticeKind, Outcome, Reply};
 use crate::plan::{Input, Plan, Planner};
 use crate::report;
 use crate::store::{Appended, Recovered, Session, Store, StoreError, StoredSnapshot};
@@ -75,6 +75,8 @@ struct Shared {
     /// The queue's clock, for queries whose answer depends on the time
     /// (capacities, slots).
     clock: crate::clock::Clock,
+    /// Where phone alerts due after a commit go (the notifier), if anywhere.
+    notices: std::sync::OnceLock<mpsc::Sender<Notice>>,
 }
 
 enum Request {
@@ -113,6 +115,7 @@ impl Hub {
             config,
             metrics,
             clock: knobs.clock,
+            notices: std::sync::OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel(64 * 1024);
         let writer = Writer {
@@ -158,6 +161,39 @@ impl Hub {
         })
         .await??;
         Ok(())
+    }
+
+    /// From now on, phone alerts due after each commit (rule 91) go to `tx`,
+    /// without waiting: when it is full they are dropped and logged.
+    pub fn send_notices_to(&self, tx: mpsc::Sender<Notice>) {
+        let _ = self.shared.notices.set(tx);
+    }
+
+    /// A ticket's alert contacts, opened (for the notifier only).
+    pub async fn notify_contacts(&self, ticket: &str) -> Option<crate::engine::notify::Contacts> {
+        self.shared
+            .core
+            .read()
+            .await
+            .planner
+            .state()
+            .notify_contacts(ticket)
+    }
+
+    /// A ticket's alert channels as its holder sees them: (sms, push).
+    pub async fn notify_status(&self, ticket: &str) -> (bool, u8) {
+        self.shared
+            .core
+            .read()
+            .await
+            .planner
+            .state()
+            .notify_status(ticket)
+    }
+
+    /// The site's VAPID private key, once made (rule 93).
+    pub async fn vapid(&self) -> Option<[u8; 32]> {
+        self.shared.core.read().await.planner.state().vapid()
     }
 
     /// Notes a device's connection or printer change (nobody waits for it).
@@ -466,7 +502,10 @@ impl Writer {
         };
         let mut broadcasts = Vec::with_capacity(2);
         match stored {
-            Ok(appended) => broadcasts.push(self.committed(core, &plan, appended)),
+            Ok(appended) => {
+                broadcasts.push(self.committed(core, &plan, appended));
+                self.notices(std::mem::take(&mut plan.notices));
+            }
             Err(e) => {
                 for r in plan.replies.iter_mut().flatten() {
                     *r = Err(e.clone());
@@ -552,6 +591,18 @@ impl Writer {
             core.ring.pop_front();
         }
         frames
+    }
+
+    /// Hands a durable batch's phone alerts to the notifier, never waiting.
+    fn notices(&self, notices: Vec<Notice>) {
+        let Some(tx) = self.shared.notices.get() else {
+            return;
+        };
+        for n in notices {
+            if tx.try_send(n).is_err() {
+                tracing::warn!("phone alert dropped: the notifier is behind");
+            }
+        }
     }
 
     /// Printer gauges; the admins' device frames to broadcast (not
