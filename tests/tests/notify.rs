@@ -578,7 +578,7 @@ fn encodings(phone: &str) -> Vec<Vec<u8>> {
                 let start = (pad * 4).div_ceil(3) + 1;
                 let end = e.trim_end_matches('=').len().saturating_sub(2);
                 if end > start + 6 {
-                    out.push(e[start..end].as_bytes().to_vec());
+                    out.push(e.as_bytes()[start..end].to_vec());
                 }
             }
         }
