@@ -8,7 +8,8 @@
 //! | `/board` | waiting-room TV board with voice (`?services=a,b` for one area); its counter tiles grow to fill the screen; "HẾT SỐ" on a full service |
 //! | `/counter/{id}` | the sign over one counter |
 //! | `/console` | staff console (login, next, recall, done, no-show, transfer, open/close, a booking's check-in by its code) |
-//! | `/t/{id}` | a patient's live ticket page, with a rating once served, and a booking's time (`Hẹn 08:30`) |
+//! | `/t/{id}` | a patient's live ticket page, with a rating once served, a booking's time (`Hẹn 08:30`), and "Báo cho tôi": alerts by SMS or this phone's notifications after consent (rules 93–94) |
+//! | `/sw.js` | the ticket page's service worker: shows a pushed alert, opens the ticket page when tapped |
 //! | `/a/{id}` | a booking's page on a phone (§11): service, time, check-in window, status, a QR code of its own address for the kiosk's scanner, then the ticket |
 //! | `/rate/{counter}` | the rating pad facing the citizen at a counter |
 //! | `/admin` | devices, today's figures (services and counters by name), the day's bookings by service and session, the daily report (CSV, Excel), the visits report (rule 58: visits against their limits, a chart of each stop's wait, JSON/CSV/Excel) |
@@ -30,6 +31,9 @@ const APPOINTMENT: &str = include_str!("../assets/appointment.html");
 const RATE: &str = include_str!("../assets/rate.html");
 const ADMIN: &str = include_str!("../assets/admin.html");
 const INDEX: &str = include_str!("../assets/index.html");
+/// The ticket page's service worker (rule 93), served at the root so that
+/// its scope covers `/t/`.
+const SERVICE_WORKER: &str = include_str!("../assets/sw.js");
 
 /// Shared scripts and styles under `/static/`.
 const STATIC: &[(&str, &str, &str)] = &[
@@ -150,6 +154,19 @@ where
         .route("/rate/{counter}", get(|| async { html(RATE) }))
         .route("/admin", get(|| async { html(ADMIN) }))
         .route(
+            "/sw.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    SERVICE_WORKER,
+                )
+                    .into_response()
+            }),
+        )
+        .route(
             "/static/{name}",
             get(|Path(name): Path<String>| async move {
                 match STATIC.iter().find(|(n, _, _)| *n == name) {
@@ -239,6 +256,12 @@ mod tests {
         assert_eq!(
             (s, ct.starts_with("text/javascript")),
             (StatusCode::OK, true)
+        );
+        let (s, n, ct) = get_status(router(None), "/sw.js").await;
+        assert_eq!(
+            (s, ct.starts_with("text/javascript"), n > 200),
+            (StatusCode::OK, true, true),
+            "the ticket page's service worker"
         );
         let (s, _, ct) = get_status(router(None), "/static/qr.js").await;
         assert_eq!(

@@ -237,6 +237,9 @@ pub struct IssueRequest {
     /// (rule 88); the answer then carries `print_id`. Not from a kiosk.
     #[serde(default)]
     pub print_at: Option<String>,
+    /// A `/notify` body (rule 94): alerts for the new ticket.
+    #[serde(default)]
+    pub notify: Option<NotifyRequest>,
 }
 
 // ---------------------------------------------------------------- appointments (§11)
@@ -1020,6 +1023,117 @@ pub struct Health {
     pub reason: Option<String>,
 }
 
+// ---------------------------------------------------------------- phone alerts (§12, rules 91–94)
+
+/// The body of `POST /tickets/{id}/notify`, and `notify` on `POST /tickets`.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotifyRequest {
+    /// `0…` or `+84…` (rule 94).
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub push: Option<PushSubscription>,
+    /// Must be `true`.
+    #[serde(default)]
+    pub consent: Option<bool>,
+}
+
+impl std::fmt::Debug for NotifyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NotifyRequest(phone: {}, push: {}, consent: {:?})",
+            self.phone.is_some(),
+            self.push.is_some(),
+            self.consent
+        )
+    }
+}
+
+/// A browser's `PushSubscription` as `toJSON()` gives it (other fields,
+/// such as `expirationTime`, are ignored).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PushSubscription {
+    pub endpoint: String,
+    pub keys: PushKeys,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PushKeys {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+/// A ticket's alert channels as its holder sees them in `GET /tickets/{id}`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotifyStatus {
+    pub sms: bool,
+    pub push: u32,
+}
+
+/// `GET /tickets/{id}` for the ticket's holder: the Ticket and `notify`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HolderTicket {
+    #[serde(flatten)]
+    pub ticket: Ticket,
+    pub notify: NotifyStatus,
+}
+
+/// The alert channels a site offers (`/site`'s `notify`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotifyChannels {
+    pub sms: bool,
+    pub push: bool,
+}
+
+/// `GET /site` with rule 93's fields.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SiteView {
+    #[serde(flatten)]
+    pub site: SiteInfo,
+    /// The VAPID public key, base64url of the uncompressed point; null
+    /// while Web Push is off.
+    pub push_key: Option<String>,
+    pub notify: NotifyChannels,
+}
+
+/// What a Web Push message carries (rule 93), before encryption.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PushMessage {
+    /// `near` or `called`.
+    pub kind: String,
+    pub number: String,
+    pub position: Option<u32>,
+    pub counter_name: String,
+    pub text: String,
+    /// The ticket page.
+    pub url: String,
+}
+
+/// What the HTTP gateway is sent (rule 92).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct GatewayMessage {
+    pub site: String,
+    /// `+84…`.
+    pub to: String,
+    pub text: String,
+    /// `near` or `called`.
+    pub kind: String,
+    /// The ticket's id.
+    pub ticket: String,
+    pub number: String,
+    /// `{ticket id}:{kind}:{n}`.
+    pub idempotency_key: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1136,12 +1250,14 @@ mod tests {
 /// `GET /api/v1/webhooks` (admin): every configured webhook's delivery
 /// state, never its secret.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhooksResponse {
     pub webhooks: Vec<WebhookStatus>,
 }
 
 /// One webhook's delivery state (§12, rule 90).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookStatus {
     pub id: String,
     pub url: String,
@@ -1161,6 +1277,7 @@ pub struct WebhookStatus {
 /// A failed delivery attempt: when, the HTTP status (`null` when none came:
 /// no connection, no answer within 15 s) and what happened.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookError {
     pub at: String,
     pub status: Option<u16>,

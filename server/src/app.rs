@@ -7,6 +7,7 @@
 //! `app/appointments.rs`.
 
 pub mod appointments;
+pub mod notify;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -299,6 +300,7 @@ impl App {
             None => None,
         };
         let request_id = req.request_id.clone();
+        let alerts = self.check_issue_notify(who, req.notify.as_ref())?;
         let cmd = Command::Issue {
             scope: who.scope(),
             request_id: req.request_id,
@@ -319,6 +321,7 @@ impl App {
             Some(at) => Some(self.print_new(who, at, &request_id, &ticket).await),
             None => None,
         };
+        self.issue_notify(&ticket, created, alerts).await?;
         Ok(Issued {
             ticket: Self::ticket_view(Some(who), ticket),
             created,
@@ -347,9 +350,14 @@ impl App {
         self.check_person(req.identity.as_ref()).await?;
         appointments::check_external_ref(req.external_ref.as_deref())?;
         check_print_at(req.print_at.as_deref())?;
-        if who.is_kiosk() && (req.external_ref.is_some() || req.print_at.is_some()) {
+        if let Some(n) = &req.notify {
+            self.notify_fields(n)?;
+        }
+        if who.is_kiosk()
+            && (req.external_ref.is_some() || req.print_at.is_some() || req.notify.is_some())
+        {
             return Err(ApiError::forbidden(
-                "Ki-ốt không gửi external_ref hay print_at (a kiosk may not send external_ref or print_at)",
+                "Ki-ốt không gửi external_ref, print_at hay notify (a kiosk may not send external_ref, print_at or notify)",
             ));
         }
         if self.config.service(&req.service).is_none() {

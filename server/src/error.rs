@@ -93,6 +93,7 @@ impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> ApiError {
         let status = match r {
             Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             _ if r.is_not_found() => StatusCode::NOT_FOUND,
             _ => StatusCode::CONFLICT,
         };

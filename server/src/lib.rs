@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod print;
 pub mod report;

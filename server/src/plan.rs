@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use luot_protocol::{
     Appointment, CounterInfo, DeviceInfo, EventKind, PrinterStatus, ServerMessage, Ticket,
-    WireEvent,
+    TicketStatus, WireEvent,
 };
 
 use crate::config::SiteConfig;
@@ -20,6 +20,10 @@ use crate::engine::{Applied, Command, Event, Millis, Rejection, Site, State, Sub
 use crate::frame::{Audience, Outgoing};
 use crate::report;
 use crate::store::{HookBody, Loaded, Record, Session, StoreError, WriteBatch};
+
+#[cfg(test)]
+#[path = "plan_notify_tests.rs"]
+mod notify_tests;
 
 /// What a command answers.
 #[derive(Debug, Clone)]
@@ -89,6 +93,47 @@ pub struct Plan {
     pub issued: u64,
     /// A new day started in this batch.
     pub day_started: bool,
+    /// Phone alerts due once the batch is durable (rule 91).
+    pub notices: Vec<Notice>,
+}
+
+/// A phone alert the planner found due (rule 91): what happened to which
+/// ticket, never where it goes (the notifier opens the contacts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub ticket: String,
+    pub kind: NoticeKind,
+    pub number: String,
+    /// `near`: the position; `called`: null.
+    pub position: Option<u32>,
+    pub service_name: String,
+    /// `called`: the counter's name; `near`: empty.
+    pub counter_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    Near,
+    Called,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Near => "near",
+            NoticeKind::Called => "called",
+        }
+    }
+}
+
+/// What the planner remembers of a ticket with alerts (in memory): its
+/// wait (the latest line join of its steps), its position when last
+/// seen, whether this wait's `near` went.
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    wait: u64,
+    position: Option<u32>,
+    near_sent: bool,
 }
 
 /// A device's live status (kept in memory; a restart forgets it).
@@ -106,6 +151,8 @@ pub struct Planner {
     /// The last public seq planned (committed once the plan is).
     last_seq: u64,
     devices: HashMap<String, DeviceLive>,
+    /// Tickets with alerts, as last seen (rule 91).
+    watches: HashMap<String, Watch>,
 }
 
 impl Planner {
@@ -118,12 +165,15 @@ impl Planner {
             .iter()
             .map(|d| (d.id.clone(), DeviceLive::default()))
             .collect();
-        Ok(Planner {
+        let mut planner = Planner {
             state,
             config,
             last_seq,
             devices,
-        })
+            watches: HashMap::new(),
+        };
+        planner.watch_all();
+        Ok(planner)
     }
 
     /// Throws away what was planned since the store last took a batch and
@@ -132,6 +182,7 @@ impl Planner {
         let (state, last_seq) = rebuild(self.state.site(), loaded)?;
         self.state = state;
         self.last_seq = last_seq;
+        self.watch_all();
         Ok(())
     }
 
@@ -157,6 +208,7 @@ impl Planner {
             device_frames: Vec::new(),
             issued: 0,
             day_started: false,
+            notices: Vec::new(),
         };
         for input in inputs {
             let reply = match input {
@@ -175,6 +227,7 @@ impl Planner {
             };
             plan.replies.push(reply);
         }
+        self.near(&mut plan);
         plan
     }
 
@@ -218,6 +271,7 @@ impl Planner {
                 return;
             }
             Event::DayStarted { day, .. } => plan.batch.drop_keys_before = Some(*day),
+            Event::TicketCalled { id, counter, .. } => self.called(id, counter, plan),
             _ => {}
         }
         let maker = e
@@ -360,6 +414,121 @@ impl Planner {
     /// A device's current printer status.
     pub fn printer(&self, id: &str) -> Option<PrinterStatus> {
         self.devices.get(id).and_then(|d| d.printer)
+    }
+}
+
+/// Phone alerts (rule 91): `called` at each call, `near` when a batch
+/// takes a waiting ticket's position to `near_position` or below (or finds
+/// it there at registration), once per wait.
+impl Planner {
+    /// Takes every ticket with alerts as it is now, `near` counted as sent
+    /// where it is already due (after a restart nothing goes twice).
+    fn watch_all(&mut self) {
+        let near = self.config.notify.near_position;
+        let ids: Vec<String> = self.state.notified().map(str::to_string).collect();
+        self.watches.clear();
+        for id in ids {
+            if let Some((wait, position)) = self.where_now(&id) {
+                let near_sent = position.is_some_and(|p| p <= near);
+                self.watches.insert(
+                    id,
+                    Watch {
+                        wait,
+                        position,
+                        near_sent,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A ticket's wait and its position if waiting.
+    fn where_now(&self, id: &str) -> Option<(u64, Option<u32>)> {
+        let t = self.state.ticket(id)?;
+        let wait = t.steps.iter().map(|s| s.join).max().unwrap_or(0);
+        let view = self.state.render_ticket(t);
+        let position = match view.status {
+            TicketStatus::Waiting => view.position,
+            _ => None,
+        };
+        Some((wait, position))
+    }
+
+    fn called(&mut self, id: &str, counter: &str, plan: &mut Plan) {
+        if !self.state.notified().any(|n| n == id) {
+            return;
+        }
+        let Some(t) = self.state.ticket(id) else {
+            return;
+        };
+        let view = self.state.render_ticket(t);
+        plan.notices.push(Notice {
+            ticket: id.to_string(),
+            kind: NoticeKind::Called,
+            number: view.number,
+            position: None,
+            service_name: self.service_name(&view.service),
+            counter_name: self
+                .config
+                .counter(counter)
+                .map_or_else(|| counter.to_string(), |c| c.name.clone()),
+        });
+    }
+
+    fn service_name(&self, id: &str) -> String {
+        self.config
+            .service(id)
+            .map_or_else(|| id.to_string(), |s| s.name.clone())
+    }
+
+    /// The `near` alerts a batch makes due.
+    fn near(&mut self, plan: &mut Plan) {
+        if self.state.notified().next().is_none() {
+            self.watches.clear();
+            return;
+        }
+        let near = self.config.notify.near_position;
+        let ids: Vec<String> = self.state.notified().map(str::to_string).collect();
+        self.watches.retain(|id, _| ids.contains(id));
+        for id in ids {
+            let Some((wait, position)) = self.where_now(&id) else {
+                continue;
+            };
+            let w = self.watches.entry(id.clone()).or_insert(Watch {
+                wait,
+                position: None,
+                near_sent: false,
+            });
+            if w.wait != wait {
+                // A new line join (rule 50): a new wait.
+                *w = Watch {
+                    wait,
+                    position: None,
+                    near_sent: false,
+                };
+            }
+            let was_above = w.position.is_none_or(|p| p > near);
+            w.position = position;
+            let Some(p) = position.filter(|&p| p <= near) else {
+                continue;
+            };
+            if !was_above || w.near_sent {
+                continue;
+            }
+            w.near_sent = true;
+            let Some(t) = self.state.ticket(&id) else {
+                continue;
+            };
+            let view = self.state.render_ticket(t);
+            plan.notices.push(Notice {
+                ticket: id,
+                kind: NoticeKind::Near,
+                number: view.number,
+                position: Some(p),
+                service_name: self.service_name(&view.service),
+                counter_name: String::new(),
+            });
+        }
     }
 }
 

@@ -45,6 +45,8 @@ pub async fn serve(
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let hub = start_hub(&config, &metrics, knobs).await?;
+    crate::notify::ensure_vapid(&hub, &config).await?;
+    crate::notify::start(&hub, &config)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let screens = ScreensRuntime::start()?;
     let hooks = crate::hooks::Hooks::start(&hub, &config, knobs.clock)

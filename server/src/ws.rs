@@ -530,6 +530,7 @@ impl Conn {
                     identity,
                     external_ref: None,
                     print_at: None,
+                    notify: None,
                 };
                 self.issue(req, replies);
                 Ok(Flow::Continue)

@@ -63,6 +63,7 @@ async fn issue(app: &App, service: &str, request_id: &str) -> Ticket {
         identity: None,
         external_ref: None,
         print_at: None,
+        notify: None,
     };
     app.issue(&staff(), req).await.unwrap().ticket
 }
@@ -311,6 +312,7 @@ async fn issue_at(
         identity: None,
         external_ref: external_ref.map(String::from),
         print_at: print_at.map(String::from),
+        notify: None,
     };
     app.issue(who, req)
         .await

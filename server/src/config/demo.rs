@@ -122,6 +122,7 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         appointments: Appointments::default(),
         identity: Identity::default(),
         webhooks: Vec::new(),
+        notify: Default::default(),
         priority: Priority {
             ratio: 3,
             classes: DEFAULT_PRIORITY_CLASSES

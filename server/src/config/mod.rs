@@ -11,6 +11,7 @@
 //! `services` with its `sessions` and caps, `counters`, `devices`, `users`,
 //! `reports`, `appointments` for `[appointments]` and `[identity]`, and
 //! `webhooks` for `[[webhooks]]`) from
+//! `notify` for `[notify]`) from
 //! the spanned TOML of `raw`, with the
 //! shared checks of `check`; `syntax` names the field of an error TOML
 //! itself reports; `demo` builds the demo site.
@@ -20,6 +21,7 @@ mod check;
 mod counters;
 mod demo;
 mod devices;
+pub mod notify;
 mod priority;
 mod queue;
 mod raw;
@@ -95,6 +97,7 @@ impl SiteConfig {
         let appointments = appointments::appointments(&ctx, raw.appointments.as_ref())?;
         let identity = appointments::identity(&ctx, raw.identity.as_ref(), &priority)?;
         let webhooks = webhooks::parse(&ctx, &raw.webhooks)?;
+        let notify = notify::parse(&ctx, raw.notify.as_ref(), &site)?;
         Ok(SiteConfig {
             site,
             server,
@@ -108,6 +111,7 @@ impl SiteConfig {
             appointments,
             identity,
             webhooks,
+            notify,
         })
     }
 

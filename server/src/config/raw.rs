@@ -36,6 +36,29 @@ pub(super) struct Raw {
     pub identity: Option<RawIdentity>,
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
+    pub notify: Option<Spanned<RawNotify>>,
+}
+
+/// `[notify]` (§12).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub authorization: Option<Spanned<String>>,
+    #[serde(default)]
+    pub near_position: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub near_text: Option<Spanned<String>>,
+    #[serde(default)]
+    pub called_text: Option<Spanned<String>>,
+    #[serde(default)]
+    pub web_push: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub push_subject: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -39,6 +39,59 @@ pub struct SiteConfig {
     pub identity: Identity,
     /// `[[webhooks]]` (§12, rules 89–90), in file order.
     pub webhooks: Vec<super::webhooks::Webhook>,
+    /// `[notify]` (§12): phone alerts.
+    pub notify: Notify,
+}
+
+/// `[notify]` (rules 91–94).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notify {
+    /// `kind = "http"`: the SMS or Zalo gateway; `None` for `"none"`.
+    pub gateway: Option<Gateway>,
+    pub near_position: u32,
+    pub near_text: String,
+    pub called_text: String,
+    pub web_push: bool,
+    pub push_subject: Option<String>,
+}
+
+impl Default for Notify {
+    fn default() -> Notify {
+        Notify {
+            gateway: None,
+            near_position: 3,
+            near_text:
+                "Số {number} sắp đến lượt, còn {position} người. Mời về khu chờ {service_name}."
+                    .into(),
+            called_text: "Mời số {number} đến {counter_name}.".into(),
+            web_push: false,
+            push_subject: None,
+        }
+    }
+}
+
+impl Notify {
+    /// Whether SMS alerts are on.
+    pub fn sms(&self) -> bool {
+        self.gateway.is_some()
+    }
+}
+
+/// An HTTP SMS or Zalo ZNS gateway (rule 92).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Gateway {
+    pub url: String,
+    /// Sent as `Authorization`; never printed.
+    pub authorization: Option<String>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("url", &self.url)
+            .field("authorization", &self.authorization.as_ref().map(|_| ".."))
+            .finish()
+    }
 }
 
 /// `[appointments]` (rule 76).

@@ -46,6 +46,22 @@ impl State {
     pub(super) fn decide(&self, cmd: Command, now: Millis) -> Decision {
         match cmd {
             Command::Tick => Ok((self.expiries(now), Subject::Nothing)),
+            Command::Notify(cmd) => self.decide_notify(*cmd, now),
+            Command::NotifyErase { ticket } => self.decide_notify_erase(ticket),
+            Command::NotifyDrop {
+                ticket,
+                endpoint,
+                nonce,
+            } => Ok((
+                self.notify_drop(&ticket, &endpoint, &nonce)
+                    .into_iter()
+                    .collect(),
+                Subject::Nothing,
+            )),
+            Command::VapidKey { key } => {
+                let made = self.vapid.is_none().then_some(Event::VapidKey { key });
+                Ok((made.into_iter().collect(), Subject::Nothing))
+            }
             Command::Issue {
                 scope,
                 request_id,
@@ -723,5 +739,110 @@ fn replay(rec: &IdemRec, service: &str, priority: &Option<String>) -> Decision {
         Ok((vec![], Subject::Replayed(rec.ticket.clone())))
     } else {
         Err(Rejection::RequestIdReused)
+    }
+}
+
+/// Phone alerts (rules 93–94): registering, erasing and dropping contacts,
+/// sealed under the ticket's day key; and what the planner and the
+/// notifier read of them.
+impl State {
+    /// 404, 409 `not_waiting`, 409 `notify_off`, 429, in this order; the
+    /// contacts merged into the kept ones and sealed anew.
+    fn decide_notify(&self, cmd: super::NotifyCmd, _now: Millis) -> Decision {
+        let t = self.ticket(&cmd.ticket).ok_or(Rejection::UnknownTicket)?;
+        if self.ticket_status(t) != TicketStatus::Waiting {
+            return Err(Rejection::NotWaiting);
+        }
+        if cmd.off {
+            return Err(Rejection::NotifyOff);
+        }
+        let rec = self.notify.get(&cmd.ticket);
+        if rec.is_some_and(|r| r.calls >= super::notify::MAX_CALLS) {
+            return Err(Rejection::TooManyAttempts);
+        }
+        let day = t.day;
+        let mut events = Vec::with_capacity(2);
+        let key = match self.book.key(day) {
+            Some(k) => *k,
+            None => {
+                events.push(Event::DayKey {
+                    day,
+                    key: cmd.fresh,
+                });
+                cmd.fresh.0
+            }
+        };
+        let mut contacts = rec
+            .and_then(|r| r.sealed.as_deref())
+            .and_then(|s| super::notify::unseal(&key, s))
+            .unwrap_or_default();
+        contacts.merge(cmd.contacts);
+        events.push(Event::NotifySet {
+            id: cmd.ticket,
+            sealed: super::notify::seal(&key, &cmd.nonce, &contacts),
+            sms: contacts.phone.is_some(),
+            push: u8::try_from(contacts.push.len()).unwrap_or(u8::MAX),
+            counted: true,
+        });
+        Ok((events, Subject::Nothing))
+    }
+
+    /// `DELETE /tickets/{id}/notify`: 404 for an unknown ticket of today;
+    /// erases its contacts, keeps its count of calls.
+    fn decide_notify_erase(&self, ticket: String) -> Decision {
+        self.ticket(&ticket).ok_or(Rejection::UnknownTicket)?;
+        let kept = self.notify.get(&ticket).is_some_and(|r| r.sealed.is_some());
+        let events = match kept {
+            true => vec![Event::NotifyErased { id: ticket }],
+            false => vec![],
+        };
+        Ok((events, Subject::Nothing))
+    }
+
+    /// A subscription a push service no longer knows, removed (not a call).
+    fn notify_drop(&self, ticket: &str, endpoint: &str, nonce: &[u8; 12]) -> Option<Event> {
+        let day = self.ticket(ticket)?.day;
+        let key = self.book.key(day)?;
+        let sealed = self.notify.get(ticket)?.sealed.as_deref()?;
+        let mut contacts = super::notify::unseal(key, sealed)?;
+        let before = contacts.push.len();
+        contacts.push.retain(|s| s.endpoint != endpoint);
+        if contacts.push.len() == before {
+            return None;
+        }
+        Some(Event::NotifySet {
+            id: ticket.to_string(),
+            sealed: super::notify::seal(key, nonce, &contacts),
+            sms: contacts.phone.is_some(),
+            push: u8::try_from(contacts.push.len()).unwrap_or(u8::MAX),
+            counted: false,
+        })
+    }
+
+    /// A ticket's alert channels as its holder sees them: (sms, push).
+    pub fn notify_status(&self, ticket: &str) -> (bool, u8) {
+        self.notify
+            .get(ticket)
+            .map_or((false, 0), |r| (r.sms, r.push))
+    }
+
+    /// The tickets with alert contacts kept.
+    pub fn notified(&self) -> impl Iterator<Item = &str> {
+        self.notify
+            .iter()
+            .filter(|(_, r)| r.sealed.is_some())
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// A ticket's contacts, opened with its day's key (for sending only).
+    pub fn notify_contacts(&self, ticket: &str) -> Option<super::notify::Contacts> {
+        let day = self.ticket(ticket)?.day;
+        let key = self.book.key(day)?;
+        super::notify::unseal(key, self.notify.get(ticket)?.sealed.as_deref()?)
+    }
+
+    /// The site's VAPID private key, once made.
+    pub fn vapid(&self) -> Option<[u8; 32]> {
+        self.vapid
     }
 }

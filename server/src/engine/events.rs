@@ -102,6 +102,27 @@ impl State {
                 self.book.set_status(id, AppointmentStatus::Expired, None)
             }
             Event::DayKey { day, key } => self.book.set_key(*day, key.0),
+            Event::NotifySet {
+                id,
+                sealed,
+                sms,
+                push,
+                counted,
+            } => {
+                let rec = self.notify.entry(id.clone()).or_default();
+                rec.calls = rec.calls.saturating_add(u8::from(*counted));
+                rec.sealed = Some(sealed.clone());
+                (rec.sms, rec.push) = (*sms, *push);
+            }
+            Event::NotifyErased { id } => {
+                if let Some(rec) = self.notify.get_mut(id) {
+                    rec.sealed = None;
+                    (rec.sms, rec.push) = (false, 0);
+                }
+            }
+            Event::VapidKey { key } => {
+                self.vapid.get_or_insert(key.0);
+            }
         }
         None
     }
@@ -119,7 +140,10 @@ impl State {
         let idem = std::mem::take(&mut self.idem);
         let book = std::mem::take(&mut self.book);
         let order_seq = self.order_seq;
+        let vapid = self.vapid;
+        // Alert contacts die with their day (rule 94): `State::new` has none.
         *self = State::new(self.site.clone());
+        self.vapid = vapid;
         self.idem = idem;
         self.book = book;
         self.book.start_day(day);

@@ -17,7 +17,8 @@
 //! capacity): `ledger.rs` keeps the bookings and what is counted,
 //! `identity.rs` the checks, hashes and codes, `capacity.rs` sessions,
 //! caps and slots, `appointments.rs` booking, cancelling, check-in and
-//! expiry.
+//! expiry. §12: `notify.rs` a ticket's alert contacts and their seal under
+//! the day's key; `commands.rs` decides `/notify` and its erasure.
 
 #[cfg(test)]
 mod appointment_tests;
@@ -28,6 +29,7 @@ mod events;
 pub mod identity;
 pub mod ledger;
 mod lines;
+pub mod notify;
 mod order;
 pub mod render;
 #[cfg(test)]
@@ -609,12 +611,36 @@ pub enum Event {
         day: NaiveDate,
         key: Fresh,
     },
+    /// A ticket's alert contacts, sealed under its day's key (rule 94);
+    /// `counted`: a `/notify` call (not a dropped subscription). Private.
+    NotifySet {
+        id: String,
+        sealed: String,
+        sms: bool,
+        push: u8,
+        counted: bool,
+    },
+    /// `DELETE /tickets/{id}/notify`: its contacts erased. Private.
+    NotifyErased {
+        id: String,
+    },
+    /// The site's VAPID private key (rule 93), made once. Private.
+    VapidKey {
+        key: Fresh,
+    },
 }
 
 impl Event {
     /// Queue events get a `seq` and go to every client; the rest are private.
     pub fn is_public(&self) -> bool {
-        !matches!(self, Event::FeedbackGiven { .. } | Event::DayKey { .. })
+        !matches!(
+            self,
+            Event::FeedbackGiven { .. }
+                | Event::DayKey { .. }
+                | Event::NotifySet { .. }
+                | Event::NotifyErased { .. }
+                | Event::VapidKey { .. }
+        )
     }
 
     /// The booking an `appointment_*` event is about.
@@ -689,6 +715,19 @@ pub struct CheckInCmd {
     pub fresh: Fresh,
 }
 
+/// `POST /tickets/{id}/notify` (rules 93–94), fields checked by the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifyCmd {
+    pub ticket: String,
+    pub contacts: notify::Contacts,
+    /// A channel asked for is off in `[notify]` (409 `notify_off`).
+    pub off: bool,
+    /// Random bytes for a day key, if one is needed.
+    pub fresh: Fresh,
+    /// The seal's nonce.
+    pub nonce: [u8; 12],
+}
+
 /// A ticket named in a counter action: by id or by today's number (rule 60).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Named {
@@ -709,6 +748,22 @@ pub struct StopReq {
 pub enum Command {
     /// Lets the day roll over without any other activity.
     Tick,
+    /// `POST /tickets/{id}/notify`.
+    Notify(Box<NotifyCmd>),
+    /// `DELETE /tickets/{id}/notify`.
+    NotifyErase {
+        ticket: String,
+    },
+    /// A push service answered 404 or 410: the subscription goes (rule 93).
+    NotifyDrop {
+        ticket: String,
+        endpoint: String,
+        nonce: [u8; 12],
+    },
+    /// Keeps the site's VAPID key unless it has one (rule 93).
+    VapidKey {
+        key: Fresh,
+    },
     Issue {
         scope: String,
         request_id: String,
@@ -871,6 +926,12 @@ pub enum Rejection {
     TooEarly { checkin_opens_at: String },
     #[error("CCCD không khớp với lịch hẹn (the identity does not match the booking)")]
     IdentityMismatch,
+    #[error("Số này không còn chờ (the ticket is not waiting)")]
+    NotWaiting,
+    #[error("Nơi này chưa bật kênh báo đó (that alert channel is off at this site)")]
+    NotifyOff,
+    #[error("Đã đăng ký báo quá 3 lần cho số này (at most 3 alert requests per waiting ticket)")]
+    TooManyAttempts,
 }
 
 impl Rejection {
@@ -904,6 +965,9 @@ impl Rejection {
             Rejection::AppointmentExpired => "appointment_expired",
             Rejection::TooEarly { .. } => "too_early",
             Rejection::IdentityMismatch => "identity_mismatch",
+            Rejection::NotWaiting => "not_waiting",
+            Rejection::NotifyOff => "notify_off",
+            Rejection::TooManyAttempts => "too_many_attempts",
         }
     }
 
@@ -1037,6 +1101,10 @@ pub struct State {
     book: Bookings,
     /// The day's tickets per session and person (§11).
     counted: Counted,
+    /// Today's tickets' alert contacts, sealed (rule 94); gone with the day.
+    notify: HashMap<String, notify::NotifyRec>,
+    /// The site's VAPID private key (rule 93); outlives the day.
+    vapid: Option<[u8; 32]>,
 }
 
 /// The portable form of `State`, keyed by ids rather than indexes, so a
@@ -1056,6 +1124,12 @@ pub struct StateSnapshot {
     /// Bookings kept (§11); day keys are never in a snapshot.
     #[serde(default)]
     appointments: Vec<AppointmentRec>,
+    /// Today's tickets' sealed alert contacts (rule 94).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    notify: Vec<(String, notify::NotifyRec)>,
+    /// The VAPID private key (rule 93).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vapid: Option<Fresh>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -1091,6 +1165,8 @@ impl State {
             done_today: vec![0; ns],
             book: Bookings::default(),
             counted: Counted::default(),
+            notify: HashMap::new(),
+            vapid: None,
             site,
         }
     }
@@ -1252,6 +1328,16 @@ impl State {
                 })
                 .collect(),
             appointments: self.appointment_list(),
+            notify: {
+                let mut n: Vec<_> = self
+                    .notify
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                n.sort_by(|a, b| a.0.cmp(&b.0));
+                n
+            },
+            vapid: self.vapid.map(Fresh),
         }
     }
 
@@ -1300,6 +1386,8 @@ impl State {
         for a in snap.appointments {
             st.book.insert(a);
         }
+        st.notify = snap.notify.into_iter().collect();
+        st.vapid = snap.vapid.map(|k| k.0);
         st
     }
 

@@ -271,7 +271,11 @@ impl State {
                 };
                 (kind, *at)
             }
-            Event::FeedbackGiven { .. } | Event::DayKey { .. } => return None,
+            Event::FeedbackGiven { .. }
+            | Event::DayKey { .. }
+            | Event::NotifySet { .. }
+            | Event::NotifyErased { .. }
+            | Event::VapidKey { .. } => return None,
             Event::AppointmentBooked { .. }
             | Event::AppointmentCancelled { .. }
             | Event::AppointmentCheckedIn { .. }

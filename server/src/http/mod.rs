@@ -29,9 +29,9 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use luot_protocol::{
     Appointment, AppointmentList, AppointmentView, BookRequest, CheckInRequest, DailyReport,
-    DevicesResponse, ErrorBody, FeedbackRequest, Health, IssueRequest, IssuedTicket, LoginRequest,
-    LoginResponse, MAX_BODY_BYTES, PrintAccepted, PrintRequest, SiteInfo, SlotsResponse, Ticket,
-    TicketList, VisitsReport,
+    DevicesResponse, ErrorBody, FeedbackRequest, Health, HolderTicket, IssueRequest, IssuedTicket,
+    LoginRequest, LoginResponse, MAX_BODY_BYTES, NotifyRequest, PrintAccepted, PrintRequest,
+    SiteView, SlotsResponse, TicketList, VisitsReport, WebhooksResponse,
 };
 
 use crate::app::appointments::{ListQuery, SlotsQuery};
@@ -94,6 +94,7 @@ fn api_routes() -> Routes {
         .route("/tickets/{id}", get(ticket))
         .route("/tickets/{id}/feedback", post(feedback))
         .route("/tickets/{id}/print", post(print))
+        .route("/tickets/{id}/notify", post(notify).delete(notify_erase))
         .route("/counters/{id}/{action}", post(counter_action))
         .route("/reports/daily", get(daily_report))
         .route("/reports/visits", get(visits_report))
@@ -243,11 +244,11 @@ async fn metrics(
     path = "/api/v1/site",
     tag = "site",
     responses(
-        (status = 200, description = "The site now", body = SiteInfo)
+        (status = 200, description = "The site now, with `push_key` and `notify` (rule 93)", body = SiteView)
     )
 )]
 async fn site(State(app): State<AppState>) -> Response {
-    Json(app.site().await).into_response()
+    Json(app.site_view().await).into_response()
 }
 
 /// Log in as staff or an admin; the token lasts 12 hours (rules 8, 9).
@@ -353,7 +354,7 @@ async fn tickets(
     params(("id" = String, Path, description = "The ticket's id")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "The ticket as it is now", body = Ticket),
+        (status = 200, description = "The ticket as it is now; `notify` where the site has an alert channel on", body = HolderTicket),
         (status = 404, description = "unknown_ticket", body = ErrorBody)
     )
 )]
@@ -363,7 +364,72 @@ async fn ticket(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let who = extract::principal(&app, &headers).await.ok();
-    Ok(Json(app.ticket_as(who.as_ref(), &id).await?).into_response())
+    Ok(Json(app.holder_ticket(who.as_ref(), &id).await?).into_response())
+}
+
+/// The caller of a holder's request: none, or a token that must be valid
+/// (401).
+async fn holder(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        extract::principal(app, headers).await?;
+    }
+    Ok(())
+}
+
+/// `POST /tickets/{id}/notify` (rules 93–94): 204.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/notify",
+    tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id")),
+    request_body = NotifyRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Registered, durable: alerts when the ticket comes near and when it is called"),
+        (status = 400, description = "bad_request: consent not true, neither phone nor push, a bad phone or subscription", body = ErrorBody),
+        (status = 401, description = "unauthorized: a token that is not valid", body = ErrorBody),
+        (status = 404, description = "unknown_ticket", body = ErrorBody),
+        (status = 409, description = "not_waiting, notify_off (in this order)", body = ErrorBody),
+        (status = 413, description = "too_large: a body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "unsupported_media_type: the body is not application/json", body = ErrorBody),
+        (status = 429, description = "too_many_attempts: a fourth /notify for this wait", body = ErrorBody),
+        (status = 503, description = "unavailable: the store cannot be written", body = ErrorBody)
+    )
+)]
+async fn notify(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    holder(&app, &headers).await?;
+    let req: NotifyRequest = parse(&headers, &body)?;
+    app.notify(&id, req).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /tickets/{id}/notify`: 204, its phone and subscriptions erased.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tickets/{id}/notify",
+    tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Its phone and subscriptions are erased"),
+        (status = 401, description = "unauthorized: a token that is not valid", body = ErrorBody),
+        (status = 404, description = "unknown_ticket", body = ErrorBody),
+        (status = 503, description = "unavailable: the store cannot be written", body = ErrorBody)
+    )
+)]
+async fn notify_erase(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    holder(&app, &headers).await?;
+    app.notify_erase(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 fn created_or_ok(created: bool) -> StatusCode {
@@ -835,6 +901,18 @@ async fn devices(State(app): State<AppState>, Admin(_): Admin) -> Response {
 }
 
 /// `GET /webhooks` (§12): each webhook's delivery state, never a secret.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks",
+    tag = "site",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Each webhook's last delivered seq, backlog and last error, never a secret", body = WebhooksResponse),
+        (status = 401, description = "unauthorized: no valid bearer token", body = ErrorBody),
+        (status = 403, description = "forbidden: not an admin", body = ErrorBody),
+        (status = 503, description = "unavailable: the store cannot be read", body = ErrorBody)
+    )
+)]
 async fn webhooks(State(app): State<AppState>, Admin(_): Admin) -> Result<Response, ApiError> {
     let status = app.hooks.status().await.map_err(|e| {
         ApiError::new(

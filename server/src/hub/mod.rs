@@ -35,7 +35,7 @@ use crate::engine::render::render_record;
 use crate::engine::{Command, ListFilter, Site, TicketRec};
 use crate::frame::{Frame, Frames};
 use crate::metrics::Metrics;
-pub use crate::plan::{DeviceUpdate, HubError, Outcome, Reply};
+pub use crate::plan::{DeviceUpdate, HubError, Notice, NoticeKind, Outcome, Reply};
 use crate::plan::{Input, Plan, Planner};
 use crate::report;
 use crate::store::{Appended, Recovered, Session, Store, StoreError, StoredSnapshot};
@@ -79,6 +79,8 @@ struct Shared {
     /// outbox: set after each commit that stored webhook bodies, never
     /// waited on.
     head: watch::Sender<u64>,
+    /// Where phone alerts due after a commit go (the notifier), if anywhere.
+    notices: std::sync::OnceLock<mpsc::Sender<Notice>>,
 }
 
 enum Request {
@@ -119,6 +121,7 @@ impl Hub {
             config,
             metrics,
             clock: knobs.clock,
+            notices: std::sync::OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel(64 * 1024);
         let writer = Writer {
@@ -164,6 +167,39 @@ impl Hub {
         })
         .await??;
         Ok(())
+    }
+
+    /// From now on, phone alerts due after each commit (rule 91) go to `tx`,
+    /// without waiting: when it is full they are dropped and logged.
+    pub fn send_notices_to(&self, tx: mpsc::Sender<Notice>) {
+        let _ = self.shared.notices.set(tx);
+    }
+
+    /// A ticket's alert contacts, opened (for the notifier only).
+    pub async fn notify_contacts(&self, ticket: &str) -> Option<crate::engine::notify::Contacts> {
+        self.shared
+            .core
+            .read()
+            .await
+            .planner
+            .state()
+            .notify_contacts(ticket)
+    }
+
+    /// A ticket's alert channels as its holder sees them: (sms, push).
+    pub async fn notify_status(&self, ticket: &str) -> (bool, u8) {
+        self.shared
+            .core
+            .read()
+            .await
+            .planner
+            .state()
+            .notify_status(ticket)
+    }
+
+    /// The site's VAPID private key, once made (rule 93).
+    pub async fn vapid(&self) -> Option<[u8; 32]> {
+        self.shared.core.read().await.planner.state().vapid()
     }
 
     /// Notes a device's connection or printer change (nobody waits for it).
@@ -495,7 +531,10 @@ impl Writer {
         };
         let mut broadcasts = Vec::with_capacity(2);
         match stored {
-            Ok(appended) => broadcasts.push(self.committed(core, &plan, appended)),
+            Ok(appended) => {
+                broadcasts.push(self.committed(core, &plan, appended));
+                self.notices(std::mem::take(&mut plan.notices));
+            }
             Err(e) => {
                 for r in plan.replies.iter_mut().flatten() {
                     *r = Err(e.clone());
@@ -584,6 +623,18 @@ impl Writer {
             core.ring.pop_front();
         }
         frames
+    }
+
+    /// Hands a durable batch's phone alerts to the notifier, never waiting.
+    fn notices(&self, notices: Vec<Notice>) {
+        let Some(tx) = self.shared.notices.get() else {
+            return;
+        };
+        for n in notices {
+            if tx.try_send(n).is_err() {
+                tracing::warn!("phone alert dropped: the notifier is behind");
+            }
+        }
     }
 
     /// Printer gauges; the admins' device frames to broadcast (not
