@@ -670,23 +670,22 @@ fn ticket_url(welcome: &Welcome, ticket: &Ticket) -> String {
 /// the people ahead, and `Hẹn` for a check-in.
 pub fn reprint_view(job: &PrintJob, welcome: &Welcome, footer: &str) -> TicketView {
     let t = &job.ticket;
-    if !job.reprint {
-        return TicketView {
-            site_name: welcome.site_name.clone(),
-            service_name: job
-                .service_name
+    let ahead = t.position.unwrap_or(1).saturating_sub(1);
+    let (ahead, reprint) = if job.reprint {
+        let reprint = Reprint {
+            at: job
+                .at
                 .clone()
-                .unwrap_or_else(|| welcome.service_name(&t.service)),
-            number: t.number.clone(),
-            priority: t.priority.clone(),
-            issued_at: t.issued_at.clone(),
-            ahead: Some(t.position.unwrap_or(1).saturating_sub(1)),
-            url: ticket_url(welcome, t),
-            footer: footer.to_string(),
-            reprint: None,
-            slot_at: job.slot_at.clone(),
+                .unwrap_or_else(|| chrono::Local::now().to_rfc3339()),
+            places: places_now(t),
         };
-    }
+        (
+            (t.status == TicketStatus::Waiting).then_some(ahead),
+            Some(reprint),
+        )
+    } else {
+        (Some(ahead), None)
+    };
     TicketView {
         site_name: welcome.site_name.clone(),
         service_name: job
@@ -696,18 +695,11 @@ pub fn reprint_view(job: &PrintJob, welcome: &Welcome, footer: &str) -> TicketVi
         number: t.number.clone(),
         priority: t.priority.clone(),
         issued_at: t.issued_at.clone(),
-        ahead: (t.status == TicketStatus::Waiting)
-            .then(|| t.position.unwrap_or(1).saturating_sub(1)),
+        ahead,
         url: ticket_url(welcome, t),
         footer: footer.to_string(),
         slot_at: job.slot_at.clone(),
-        reprint: Some(Reprint {
-            at: job
-                .at
-                .clone()
-                .unwrap_or_else(|| chrono::Local::now().to_rfc3339()),
-            places: places_now(t),
-        }),
+        reprint,
     }
 }
 
