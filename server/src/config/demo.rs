@@ -123,6 +123,8 @@ pub fn demo_site() -> (SiteConfig, DemoSecrets) {
         identity: Identity::default(),
         webhooks: Vec::new(),
         notify: Default::default(),
+        store: Default::default(),
+        ha: None,
         priority: Priority {
             ratio: 3,
             classes: DEFAULT_PRIORITY_CLASSES

@@ -10,8 +10,8 @@
 //! section is checked in its own file (`site`, `priority`, `queue`,
 //! `services` with its `sessions` and caps, `counters`, `devices`, `users`,
 //! `reports`, `appointments` for `[appointments]` and `[identity]`, and
-//! `webhooks` for `[[webhooks]]`) from
-//! `notify` for `[notify]`) from
+//! `webhooks` for `[[webhooks]]`, `notify` for `[notify]`, `store` for
+//! `[store]` and `[ha]`) from
 //! the spanned TOML of `raw`, with the
 //! shared checks of `check`; `syntax` names the field of an error TOML
 //! itself reports; `demo` builds the demo site.
@@ -29,6 +29,7 @@ mod reports;
 mod services;
 mod sessions;
 mod site;
+pub mod store;
 mod syntax;
 #[cfg(test)]
 mod tests;
@@ -98,6 +99,7 @@ impl SiteConfig {
         let identity = appointments::identity(&ctx, raw.identity.as_ref(), &priority)?;
         let webhooks = webhooks::parse(&ctx, &raw.webhooks)?;
         let notify = notify::parse(&ctx, raw.notify.as_ref(), &site)?;
+        let (store, ha) = store::parse(&ctx, raw.store.as_ref(), raw.ha.as_ref())?;
         Ok(SiteConfig {
             site,
             server,
@@ -112,6 +114,8 @@ impl SiteConfig {
             identity,
             webhooks,
             notify,
+            store,
+            ha,
         })
     }
 

@@ -37,6 +37,34 @@ pub(super) struct Raw {
     #[serde(default)]
     pub webhooks: Vec<RawWebhook>,
     pub notify: Option<Spanned<RawNotify>>,
+    #[serde(default)]
+    pub store: Option<Spanned<RawStore>>,
+    #[serde(default)]
+    pub ha: Option<Spanned<RawHa>>,
+}
+
+/// `[store]` (§13).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
+}
+
+/// `[ha]` (§13).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHa {
+    #[serde(default)]
+    pub node: Option<Spanned<String>>,
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub patroni_url: Option<Spanned<String>>,
 }
 
 /// `[notify]` (§12).

@@ -41,6 +41,10 @@ pub struct SiteConfig {
     pub webhooks: Vec<super::webhooks::Webhook>,
     /// `[notify]` (§12): phone alerts.
     pub notify: Notify,
+    /// `[store]` (§13): sled (the default) or PostgreSQL.
+    pub store: super::store::StoreKind,
+    /// `[ha]` (§13): this server's name and addresses on a site with a standby.
+    pub ha: Option<super::store::Ha>,
 }
 
 /// `[notify]` (rules 91–94).

@@ -39,6 +39,7 @@
 
 pub mod backup;
 pub mod memory;
+pub mod postgres;
 pub mod sled;
 #[cfg(test)]
 mod tests;
@@ -162,6 +163,16 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the data store is closed after an I/O error and could not be reopened yet")]
     Closed,
+    /// Another server writes the store now, or this one's database is a
+    /// replica (rules 102–104): this server must not write.
+    #[error("this server does not write the store: {0}")]
+    NotPrimary(String),
+    /// The database would acknowledge what it may lose (rule 100).
+    #[error("{0}")]
+    Unsafe(String),
+    /// A backup of another `[site] id` (rule 110).
+    #[error("the backup is of site \"{0}\", not of this site")]
+    WrongSite(String),
 }
 
 /// One record of the event log.

@@ -762,6 +762,17 @@ mod tests {
     }
 
     #[test]
+    fn pruning_removes_the_oldest_covered_records_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let at = append(&s, 0, 10);
+        assert_eq!(s.prune_log(at.index.unwrap(), 3).unwrap(), 3);
+        let left = s.read_from(0, 100).unwrap();
+        assert_eq!(left.len(), 7);
+        assert_eq!(left[0].seq, Some(4));
+    }
+
+    #[test]
     fn newer_data_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
         {
