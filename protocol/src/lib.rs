@@ -1021,6 +1021,48 @@ pub struct Health {
     /// Why the store cannot be written; absent when `ok`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// §13, with PostgreSQL: `starting`, `standby` or `primary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// §13, with PostgreSQL: the last event applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+/// `GET /api/v1/ha` (§13, rule 106).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HaStatus {
+    /// `starting`, `standby` or `primary`.
+    pub role: String,
+    /// Null on a serving primary; else `loading`, `store_unreachable`,
+    /// `store_in_recovery`, `patroni_not_primary`, `another_writer` or
+    /// `store_stalled`.
+    pub reason: Option<String>,
+    /// `sled` or `postgres`.
+    pub store: String,
+    pub node: Option<String>,
+    /// The last epoch of the lineage (rule 112).
+    pub epoch: Option<String>,
+    pub term: Option<u64>,
+    /// The last event applied.
+    pub seq: u64,
+    /// The store's `luot_head.seq`.
+    pub store_seq: Option<u64>,
+    pub lag_events: Option<u64>,
+    pub replica_lag_s: Option<f64>,
+    pub sync_standby: Option<String>,
+    pub config_sha256: Option<String>,
+    pub primary: Option<HaPrimary>,
+}
+
+/// Who writes the store, from `luot_head`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HaPrimary {
+    pub node: Option<String>,
+    pub url: Option<String>,
+    pub beat_at: Option<String>,
 }
 
 // ---------------------------------------------------------------- phone alerts (§12, rules 91–94)

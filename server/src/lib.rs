@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod fanout;
 pub mod frame;
+pub mod ha;
 pub mod hooks;
 pub mod http;
 pub mod hub;

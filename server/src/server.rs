@@ -15,10 +15,13 @@ use tokio::sync::watch;
 use crate::app::App;
 use crate::clock::Knobs;
 use crate::config::SiteConfig;
+use crate::config::store::{Postgres, StoreKind};
 use crate::engine::Command;
 use crate::http::router;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::store::StoreError;
+use crate::store::postgres::PgStore;
 use crate::store::sled::SledStore;
 
 /// The control socket in the data directory (backup while running).
@@ -44,10 +47,10 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let hub = start_hub(&config, &metrics, knobs).await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let hub = start_hub(&config, &metrics, knobs, &shutdown_rx).await?;
     crate::notify::ensure_vapid(&hub, &config).await?;
     crate::notify::start(&hub, &config)?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let screens = ScreensRuntime::start()?;
     let hooks = crate::hooks::Hooks::start(&hub, &config, knobs.clock)
         .await
@@ -85,33 +88,103 @@ pub async fn serve(
     Ok(())
 }
 
-/// Opens the store and loads the queue state into a running hub.
+/// Opens the store and loads the queue state into a running hub: sled, or
+/// PostgreSQL with its controller (the server serves once it has taken the
+/// store over, rule 104) and its beat.
 async fn start_hub(
     config: &Arc<SiteConfig>,
     metrics: &Arc<Metrics>,
     knobs: Knobs,
+    stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<Hub> {
-    let data_dir = &config.server.data_dir;
-    let store = SledStore::open(data_dir).with_context(|| {
-        format!(
-            "cannot open the data directory {} (if it is damaged, restore a backup with `luot-server restore --from FILE`)",
-            data_dir.display()
-        )
-    })?;
     if !knobs.clock.is_real() {
         tracing::warn!("the queue clock is shifted or runs faster (tests only)");
     }
     let t0 = std::time::Instant::now();
-    let hub = Hub::start(config.clone(), Arc::new(store), metrics.clone(), knobs).with_context(|| {
-        format!(
-            "cannot load the queue state from {} (restore a backup with `luot-server restore --from FILE`)",
-            data_dir.display()
-        )
-    })?;
+    let hub = match &config.store {
+        StoreKind::Sled => {
+            let data_dir = &config.server.data_dir;
+            let store = SledStore::open(data_dir).with_context(|| {
+                format!(
+                    "cannot open the data directory {} (if it is damaged, restore a backup with `luot-server restore --from FILE`)",
+                    data_dir.display()
+                )
+            })?;
+            Hub::start(config.clone(), Arc::new(store), metrics.clone(), knobs).with_context(|| {
+                format!(
+                    "cannot load the queue state from {} (restore a backup with `luot-server restore --from FILE`)",
+                    data_dir.display()
+                )
+            })?
+        }
+        StoreKind::Postgres(pg) => {
+            let store = Arc::new(open_postgres(config, pg).await?);
+            let hub = Hub::start_standby(config.clone(), store.clone(), metrics.clone(), knobs)
+                .context("cannot start the hub")?;
+            let node = node_name(config);
+            let controller =
+                crate::ha::Controller::new(store, config.ha.clone(), node, hub.clone());
+            tokio::spawn(controller.run(stop.clone()));
+            let beating = hub.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => beating.beat(),
+                        _ = stop.changed() => break,
+                    }
+                }
+            });
+            hub
+        }
+    };
     let seq = hub.seq().await;
     let took_ms = t0.elapsed().as_millis() as u64;
     tracing::info!(seq, took_ms, "state loaded");
     Ok(hub)
+}
+
+/// This server's node name (rule 104): `[ha] node`, else the host's.
+pub fn node_name(config: &SiteConfig) -> String {
+    config
+        .ha
+        .as_ref()
+        .map_or_else(crate::config::store::host_node, |h| h.node.clone())
+}
+
+/// Connects to the site's PostgreSQL, trying again every second while it
+/// cannot be reached (it may be starting too); a database that would not
+/// wait for the disk stops the server (rule 100).
+async fn open_postgres(config: &SiteConfig, pg: &Postgres) -> anyhow::Result<PgStore> {
+    let node = node_name(config);
+    let url = config.ha.as_ref().and_then(|h| h.url.clone());
+    let mut said = false;
+    loop {
+        let (site, pg2, node2, url2) = (
+            config.site.id.clone(),
+            pg.clone(),
+            node.clone(),
+            url.clone(),
+        );
+        let opened = tokio::task::spawn_blocking(move || {
+            PgStore::open(&site, &pg2, &node2, url2.as_deref())
+        })
+        .await?;
+        match opened {
+            Ok(s) => return Ok(s),
+            Err(e @ (StoreError::Unsafe(_) | StoreError::TooNew(_) | StoreError::Io(_))) => {
+                return Err(anyhow::anyhow!(e));
+            }
+            Err(e) => {
+                if !said {
+                    tracing::warn!(error = %e, "cannot open the store in PostgreSQL yet; trying again every second");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// The day rolls over even when nobody presses a button: a tick now and

@@ -237,6 +237,9 @@ struct Client {
     reply_tx: mpsc::Sender<Utf8Bytes>,
     reply_rx: mpsc::Receiver<Utf8Bytes>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The server's role: a primary that becomes a standby closes every
+    /// websocket with 1012 (rule 104).
+    role: tokio::sync::watch::Receiver<crate::ha::RoleState>,
     conn: Conn,
     hello_deadline: Instant,
     last_heard: Instant,
@@ -270,6 +273,7 @@ async fn client(ws: WebSocketStream<WireIo>, wire: Arc<Wire>, app: AppState) {
         reply_tx,
         reply_rx,
         shutdown: app.shutdown.clone(),
+        role: app.hub.role(),
         conn: Conn {
             app: app.clone(),
             who: None,
@@ -310,6 +314,7 @@ impl Client {
             reply_tx,
             reply_rx,
             shutdown,
+            role,
             conn,
             hello_deadline,
             last_heard,
@@ -344,6 +349,7 @@ impl Client {
                 _ = ping.tick() => on_ping(ws, wire, *last_heard).await,
                 _ = hello_wait => Some(Stop::Ended(End::Close(1008, "hello expected within 5 s"))),
                 _ = shutdown.changed() => Some(Stop::Ended(End::Close(1001, "server stopping"))),
+                stepped = stepped_down(role) => stepped.then_some(Stop::Ended(End::Close(1012, "this server is a standby now"))),
             };
             if let Some(stop) = stop {
                 return stop;
@@ -393,6 +399,15 @@ fn issue_request_id(raw: &str) -> Option<String> {
 }
 
 /// A message from the client; `Some` when the loop must stop.
+/// Waits for a change of the server's role; true when it is no longer the
+/// primary.
+async fn stepped_down(role: &mut tokio::sync::watch::Receiver<crate::ha::RoleState>) -> bool {
+    if role.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    !role.borrow_and_update().is_primary()
+}
+
 async fn on_message(
     msg: Option<Result<Message, tungstenite::Error>>,
     conn: &mut Conn,
@@ -710,6 +725,15 @@ impl Conn {
         since: Option<u64>,
         wire: &Wire,
     ) -> Result<Flow, ()> {
+        // Rule 105: a standby takes no hello; the client tries again (1013).
+        let role = self.app.hub.role().borrow().clone();
+        if !role.is_primary() {
+            send(wire, error_frame(None, &crate::http::standby_error(&role))).await?;
+            return Ok(Flow::Close(
+                1013,
+                "this server is a standby; try again later",
+            ));
+        }
         let who = match token.as_deref() {
             None | Some("") if self.app.config.server.public_board => {
                 Some(Principal::PublicDisplay)

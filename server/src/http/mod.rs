@@ -29,16 +29,19 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use luot_protocol::{
     Appointment, AppointmentList, AppointmentView, BookRequest, CheckInRequest, DailyReport,
-    DevicesResponse, ErrorBody, FeedbackRequest, Health, HolderTicket, IssueRequest, IssuedTicket,
-    LoginRequest, LoginResponse, MAX_BODY_BYTES, NotifyRequest, PrintAccepted, PrintRequest,
-    SiteView, SlotsResponse, TicketList, VisitsReport, WebhooksResponse,
+    DevicesResponse, ErrorBody, FeedbackRequest, HaPrimary, HaStatus, Health, HolderTicket,
+    IssueRequest, IssuedTicket, LoginRequest, LoginResponse, MAX_BODY_BYTES, NotifyRequest,
+    PrintAccepted, PrintRequest, SiteView, SlotsResponse, TicketList, VisitsReport,
+    WebhooksResponse,
 };
 
 use crate::app::appointments::{ListQuery, SlotsQuery};
 use crate::app::{App, AppState, CounterAction, Issued, TicketQuery};
 use crate::config::SiteConfig;
+use crate::config::store::StoreKind;
 use crate::error::ApiError;
-use crate::hub::Outcome;
+use crate::ha::{Reason, Role, RoleState};
+use crate::hub::{HubError, Outcome};
 use extract::{Admin, Authed, Body, CounterPath, Issuer, Staff, parse};
 
 /// A router that remembers the paths it was given: the OpenAPI test walks
@@ -89,6 +92,7 @@ fn api_routes() -> Routes {
     Routes::new()
         .route("/openapi.json", get(openapi_json))
         .route("/site", get(site))
+        .route("/ha", get(ha))
         .route("/login", post(login))
         .route("/tickets", post(issue).get(tickets))
         .route("/tickets/{id}", get(ticket))
@@ -121,6 +125,7 @@ pub fn router(app: AppState) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(axum::middleware::from_fn(too_large_first))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), standby_first))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
@@ -173,21 +178,167 @@ fn ticket_response(outcome: Outcome) -> Response {
     )
 )]
 async fn healthz(State(app): State<AppState>) -> Response {
-    match app.hub.probe().await {
+    let postgres = app.config.store != StoreKind::Sled;
+    let role = app.hub.role().borrow().clone();
+    let probe = if role.is_primary() {
+        app.hub.probe().await.map_err(|e| match e {
+            HubError::Unavailable(m) => m,
+            HubError::Rejected(r) => r.to_string(),
+        })
+    } else {
+        Err(String::new())
+    };
+    // With sled, §4's answer as it always was; with PostgreSQL, §13's.
+    let (role_name, seq) = if postgres {
+        (
+            Some(role_name(role.role).to_string()),
+            Some(app.hub.seq().await),
+        )
+    } else {
+        (None, None)
+    };
+    match probe {
         Ok(()) => Json(Health {
             status: "ok".into(),
             reason: None,
+            role: role_name,
+            seq,
         })
         .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Health {
-                status: "unavailable".into(),
-                reason: Some(e.to_string()),
-            }),
-        )
-            .into_response(),
+        Err(message) => {
+            let reason = match role.reason {
+                Some(r) => r.as_str().to_string(),
+                None if postgres => Reason::StoreStalled.as_str().to_string(),
+                None => message,
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health {
+                    status: "unavailable".into(),
+                    reason: Some(reason),
+                    role: role_name,
+                    seq,
+                }),
+            )
+                .into_response()
+        }
     }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Starting => "starting",
+        Role::Standby => "standby",
+        Role::Primary => "primary",
+    }
+}
+
+/// "Anyone on localhost" (rule 106): a loopback peer, and no `Forwarded`
+/// or `X-Forwarded-For` header (a reverse proxy on the same machine).
+fn on_localhost(peer: &SocketAddr, headers: &HeaderMap) -> bool {
+    peer.ip().is_loopback()
+        && !headers.contains_key(header::FORWARDED)
+        && !headers.contains_key("x-forwarded-for")
+}
+
+/// The server's role and its store's replication (§13, rule 106): anyone
+/// on localhost, an admin elsewhere. A standby answers it too.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ha",
+    tag = "operations",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The role, the store and its replication", body = HaStatus),
+        (status = 401, description = "`unauthorized` (not on localhost)", body = ErrorBody),
+        (status = 403, description = "`forbidden`: admins only", body = ErrorBody)
+    )
+)]
+async fn ha(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !on_localhost(&peer, &headers) {
+        App::require_admin(&extract::principal(&app, &headers).await?)?;
+    }
+    let role = app.hub.role().borrow().clone();
+    let seq = app.hub.seq().await;
+    let (repl, epoch) = app.hub.replication().await.unwrap_or_default();
+    let postgres = app.config.store != StoreKind::Sled;
+    let store_seq = if role.is_primary() {
+        Some(seq)
+    } else {
+        role.store_seq
+    };
+    let head = role.head.clone();
+    let primary = match (&head, role.is_primary()) {
+        (Some(h), _) => Some(HaPrimary {
+            node: h.writer.clone(),
+            url: h.writer_url.clone(),
+            beat_at: h.beat_at.clone(),
+        }),
+        (None, true) if postgres => Some(HaPrimary {
+            node: Some(crate::server::node_name(&app.config)),
+            url: app.config.ha.as_ref().and_then(|h| h.url.clone()),
+            beat_at: None,
+        }),
+        _ => None,
+    };
+    Ok(Json(HaStatus {
+        role: role_name(role.role).into(),
+        reason: role.reason.map(|r| r.as_str().to_string()),
+        store: if postgres { "postgres" } else { "sled" }.into(),
+        node: postgres.then(|| crate::server::node_name(&app.config)),
+        epoch,
+        term: repl.term,
+        seq,
+        store_seq,
+        lag_events: store_seq.map(|s| s.saturating_sub(seq)),
+        replica_lag_s: repl.replica_lag_s,
+        sync_standby: repl.sync_standby,
+        config_sha256: None,
+        primary,
+    })
+    .into_response())
+}
+
+/// Rule 105's answer of a standby to every `/api/v1` request but `/ha`:
+/// 503 `unavailable` naming who writes, with `Retry-After: 2`.
+pub fn standby_error(role: &RoleState) -> ApiError {
+    let who = match (&role.writer, &role.writer_url) {
+        (Some(w), Some(u)) => format!("{w} ({u})"),
+        (Some(w), None) => w.clone(),
+        _ => "another server".into(),
+    };
+    let mut e = ApiError::unavailable(format!(
+        "Máy chủ này đang dự phòng, vui lòng thử lại (this server is a standby; {who} writes the queue)"
+    ));
+    e.extra
+        .insert("writer".into(), serde_json::json!(role.writer.clone()));
+    e.extra.insert(
+        "writer_url".into(),
+        serde_json::json!(role.writer_url.clone()),
+    );
+    e
+}
+
+/// Before anything else, a server that is not the primary answers `/api/v1`
+/// (but `/api/v1/ha` and the websocket, whose hello is refused by a frame)
+/// with 503 (rule 105).
+async fn standby_first(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let api = path == "/api/v1" || path.starts_with("/api/v1/");
+    if api && path != "/api/v1/ha" && path != "/api/v1/ws" {
+        let role = app.hub.role().borrow().clone();
+        if !role.is_primary() {
+            let mut r = standby_error(&role).into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("2"));
+            return r;
+        }
+    }
+    next.run(req).await
 }
 
 /// This document: the OpenAPI 3.1 description of the HTTP API (rule 86),
@@ -225,7 +376,7 @@ async fn metrics(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !peer.ip().is_loopback() {
+    if !on_localhost(&peer, &headers) {
         App::require_admin(&extract::principal(&app, &headers).await?)?;
     }
     Ok((

@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::healthz,
         super::metrics,
+        super::ha,
         super::openapi_json,
         super::site,
         super::login,

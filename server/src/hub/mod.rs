@@ -34,6 +34,7 @@ use crate::config::SiteConfig;
 use crate::engine::render::render_record;
 use crate::engine::{Command, ListFilter, Site, TicketRec};
 use crate::frame::{Frame, Frames};
+use crate::ha::{Reason, Role, RoleState};
 use crate::metrics::Metrics;
 pub use crate::plan::{DeviceUpdate, HubError, Notice, NoticeKind, Outcome, Reply};
 use crate::plan::{Input, Plan, Planner};
@@ -81,12 +82,20 @@ struct Shared {
     head: watch::Sender<u64>,
     /// Where phone alerts due after a commit go (the notifier), if anywhere.
     notices: std::sync::OnceLock<mpsc::Sender<Notice>>,
+    /// Primary, standby or starting (§13); a sled hub is always the primary.
+    role: watch::Sender<RoleState>,
+    /// With PostgreSQL, a command unanswered this long gets 503 (rule 103).
+    answer_within: Option<std::time::Duration>,
 }
 
 enum Request {
     /// Boxed: a command with a card and random bytes is large, a shutdown small.
     Input(Box<Input>, Option<oneshot::Sender<Reply>>),
     Shutdown(oneshot::Sender<()>),
+    /// Rebuild from the store and serve as the primary (rule 104).
+    TakeOver(oneshot::Sender<Result<(), String>>),
+    /// An idle primary's beat (rule 102), every second.
+    Beat,
 }
 
 /// A handle to the hub; cheap to clone.
@@ -97,7 +106,7 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Loads the store and starts the hub thread.
+    /// Loads the store and starts the hub thread, as the primary.
     pub fn start(
         config: Arc<SiteConfig>,
         store: Arc<dyn Store>,
@@ -105,6 +114,53 @@ impl Hub {
         knobs: Knobs,
     ) -> Result<Hub, StoreError> {
         let loaded = store.load()?;
+        Self::start_as(
+            config,
+            store,
+            metrics,
+            knobs,
+            loaded,
+            RoleState::primary(),
+            None,
+        )
+    }
+
+    /// Starts the hub of a PostgreSQL site as `starting`, with what the
+    /// store holds now when it can be read (a replica may not have the
+    /// site's tables yet): it serves once `take_over` succeeds, and answers
+    /// every command within 10 s (rule 103).
+    pub fn start_standby(
+        config: Arc<SiteConfig>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        knobs: Knobs,
+    ) -> Result<Hub, StoreError> {
+        let loaded = store.load().unwrap_or(crate::store::Loaded {
+            snapshot: None,
+            records: Vec::new(),
+            index: None,
+            day_keys: Vec::new(),
+        });
+        Self::start_as(
+            config,
+            store,
+            metrics,
+            knobs,
+            loaded,
+            RoleState::starting(),
+            Some(std::time::Duration::from_secs(10)),
+        )
+    }
+
+    fn start_as(
+        config: Arc<SiteConfig>,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        knobs: Knobs,
+        loaded: crate::store::Loaded,
+        role: RoleState,
+        answer_within: Option<std::time::Duration>,
+    ) -> Result<Hub, StoreError> {
         let index = loaded.index;
         let planner = Planner::new(config.clone(), loaded)?;
         let (btx, _) = broadcast::channel(knobs.broadcast_capacity);
@@ -122,6 +178,8 @@ impl Hub {
             metrics,
             clock: knobs.clock,
             notices: std::sync::OnceLock::new(),
+            role: watch::Sender::new(role),
+            answer_within,
         });
         let (tx, rx) = mpsc::channel(64 * 1024);
         let writer = Writer {
@@ -131,6 +189,7 @@ impl Hub {
             index,
             snapshot_index: index,
             broken: false,
+            last_write: std::time::Instant::now(),
         };
         writer.update_gauges(&*shared.core.try_read().map_err(|_| StoreError::Closed)?);
         std::thread::Builder::new()
@@ -139,13 +198,56 @@ impl Hub {
         Ok(Hub { tx, shared })
     }
 
+    /// The role now and its changes (§13).
+    pub fn role(&self) -> watch::Receiver<RoleState> {
+        self.shared.role.subscribe()
+    }
+
+    /// Sets the role of a server that is not the primary (the controller's
+    /// view of the store); the primary's role is the hub's own.
+    pub fn set_role(&self, r: RoleState) {
+        self.shared.role.send_if_modified(|now| {
+            if now.is_primary() || *now == r {
+                return false;
+            }
+            *now = r;
+            true
+        });
+    }
+
+    /// Rebuilds the state from the store and serves (rule 104).
+    pub async fn take_over(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::TakeOver(tx))
+            .await
+            .map_err(|_| "the hub stopped".to_string())?;
+        rx.await.map_err(|_| "the hub stopped".to_string())?
+    }
+
+    /// Asks the hub to beat if it has been idle (rule 102).
+    pub fn beat(&self) {
+        let _ = self.tx.try_send(Request::Beat);
+    }
+
     async fn send(&self, input: Input) -> Result<Reply, HubError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Input(Box::new(input), Some(reply)))
-            .await
-            .map_err(|_| stopping())?;
-        rx.await.map_err(|_| stopping())
+        let send = async {
+            self.tx
+                .send(Request::Input(Box::new(input), Some(reply)))
+                .await
+                .map_err(|_| stopping())?;
+            rx.await.map_err(|_| stopping())
+        };
+        match self.shared.answer_within {
+            None => send.await,
+            Some(d) => tokio::time::timeout(d, send).await.unwrap_or_else(|_| {
+                Err(HubError::Unavailable(
+                    "Hệ thống chưa lưu được yêu cầu trong 10 giây (no answer from the store within 10 s)"
+                        .into(),
+                ))
+            }),
+        }
     }
 
     /// Applies a command; answers once its events are durable.
@@ -384,6 +486,21 @@ impl Hub {
         self.store_read(|s| s.probe()).await
     }
 
+    /// What the store knows of its replication, and its last epoch (rule 106).
+    pub async fn replication(
+        &self,
+    ) -> Result<(crate::store::Replication, Option<String>), HubError> {
+        self.store_read(|s| {
+            let r = s.replication()?;
+            let epoch = s
+                .lineage()
+                .ok()
+                .and_then(|l| l.last().map(|e| e.epoch.clone()));
+            Ok((r, epoch))
+        })
+        .await
+    }
+
     /// The store, for those that follow it off the hub's thread (webhook
     /// delivery reads its outbox and keeps its cursors there).
     pub fn store(&self) -> Arc<dyn Store> {
@@ -450,6 +567,8 @@ struct Writer {
     snapshot_index: Option<u64>,
     /// A commit failed and the store could not be recovered yet.
     broken: bool,
+    /// When the last commit or beat reached the store.
+    last_write: std::time::Instant,
 }
 
 impl Writer {
@@ -475,6 +594,8 @@ impl Writer {
         let mut inputs = Vec::with_capacity(requests.len());
         let mut waiting = Vec::with_capacity(requests.len());
         let mut shutdown = None;
+        let mut take_over = Vec::new();
+        let mut beat = false;
         for r in requests.drain(..) {
             match r {
                 Request::Input(input, reply) => {
@@ -482,11 +603,27 @@ impl Writer {
                     waiting.push(reply);
                 }
                 Request::Shutdown(tx) => shutdown = Some(tx),
+                Request::TakeOver(tx) => take_over.push(tx),
+                Request::Beat => beat = true,
             }
         }
         let shared = self.shared.clone();
         let mut core = shared.core.blocking_write();
-        let (replies, broadcasts) = if self.recovered(&mut core) {
+        for tx in take_over {
+            let _ = tx.send(self.take_over(&mut core));
+        }
+        let primary = self.shared.role.borrow().is_primary();
+        if beat && primary && inputs.is_empty() {
+            self.beat();
+        }
+        let (replies, broadcasts) = if !primary {
+            let why = "Máy chủ này đang dự phòng (this server is a standby)";
+            let refused = inputs
+                .iter()
+                .map(|_| Some(Err(HubError::Unavailable(why.into()))))
+                .collect();
+            (refused, vec![])
+        } else if self.recovered(&mut core) {
             let plan = core.planner.plan(inputs, self.clock.now_ms());
             self.commit(&mut core, plan)
         } else {
@@ -526,7 +663,10 @@ impl Writer {
             r
         };
         let stored = match stored {
-            Ok(appended) => Ok(appended),
+            Ok(appended) => {
+                self.last_write = std::time::Instant::now();
+                Ok(appended)
+            }
             Err(e) => self.failed(core, e),
         };
         let mut broadcasts = Vec::with_capacity(2);
@@ -552,6 +692,10 @@ impl Writer {
     fn failed(&mut self, core: &mut Core, e: StoreError) -> Result<Appended, HubError> {
         tracing::error!(error = %e, "group commit failed");
         self.shared.metrics.store_errors.inc();
+        if let StoreError::NotPrimary(why) = &e {
+            self.step_down(why);
+            return Err(unavailable(&e));
+        }
         let known_lost = !matches!(e, StoreError::OutcomeUnknown(_));
         match self.shared.store.recover() {
             Ok(Recovered::Committed) if !known_lost => {
@@ -560,12 +704,60 @@ impl Writer {
                 return Ok(Appended { index });
             }
             Ok(_) => self.reload(core),
+            Err(StoreError::NotPrimary(why)) => self.step_down(&why),
             Err(re) => {
                 tracing::error!(error = %re, "the store cannot be recovered yet; refusing commands until it can");
                 self.broken = true;
             }
         }
         Err(unavailable(&e))
+    }
+
+    /// Another server writes the store, or this one's database became a
+    /// replica (rule 102): a standby from now on. What this hub holds is
+    /// answered 503; the state is rebuilt when it takes over again.
+    fn step_down(&mut self, why: &str) {
+        tracing::error!(reason = %why, "this server is a standby now");
+        let reason = if why.contains("read-only") || why.contains("recovery") {
+            Reason::StoreInRecovery
+        } else {
+            Reason::AnotherWriter
+        };
+        self.shared.role.send_replace(RoleState {
+            role: Role::Standby,
+            reason: Some(reason),
+            ..RoleState::primary()
+        });
+    }
+
+    /// Rule 104: the controller took the store over; rebuild from what it
+    /// holds (the other writer's events included) and serve.
+    fn take_over(&mut self, core: &mut Core) -> Result<(), String> {
+        self.broken = false;
+        self.reload(core);
+        if self.broken {
+            return Err("cannot rebuild the state from the store".into());
+        }
+        // Events another server wrote are not in the resume ring: a client
+        // resuming from before now gets a snapshot.
+        core.ring.clear();
+        self.shared.head.send_replace(core.planner.seq());
+        self.update_gauges(core);
+        self.last_write = std::time::Instant::now();
+        self.shared.role.send_replace(RoleState::primary());
+        Ok(())
+    }
+
+    /// An idle primary's beat, when nothing reached the store for a second.
+    fn beat(&mut self) {
+        if self.last_write.elapsed() < std::time::Duration::from_millis(900) {
+            return;
+        }
+        match self.shared.store.beat() {
+            Ok(()) => self.last_write = std::time::Instant::now(),
+            Err(StoreError::NotPrimary(why)) => self.step_down(&why),
+            Err(e) => tracing::warn!(error = %e, "the store's beat failed"),
+        }
     }
 
     /// Whether the store works; after a failure, tries to recover it first.
@@ -743,5 +935,19 @@ fn write_snapshot(store: &dyn Store, snap: &StoredSnapshot) {
         Err(e) => {
             tracing::warn!(error = %e, "writing a state snapshot failed; the log still has everything")
         }
+    }
+}
+
+impl crate::ha::Takeover for Hub {
+    async fn take_over(&self) -> Result<(), String> {
+        Hub::take_over(self).await
+    }
+
+    fn role(&self) -> watch::Receiver<RoleState> {
+        Hub::role(self)
+    }
+
+    fn set_role(&self, r: RoleState) {
+        Hub::set_role(self, r)
     }
 }

@@ -52,6 +52,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{Event, StateSnapshot, TicketRec};
 
+/// A replicated store's facts for `/api/v1/ha` (rule 106).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Replication {
+    /// `postgres`, or `None` for the embedded store.
+    pub kind: Option<&'static str>,
+    /// This server's term (0 before it took the store over).
+    pub term: Option<u64>,
+    /// 0 when all WAL received is replayed, else seconds since the last
+    /// replayed transaction; `None` on a primary.
+    pub replica_lag_s: Option<f64>,
+    /// The synchronous standby's `application_name`; `None` on a replica or
+    /// when acknowledged events are on one machine.
+    pub sync_standby: Option<String>,
+}
+
 /// One entry of a store's lineage (rule 112): events from `first_seq` on
 /// (until the next entry) belong to `epoch`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -325,6 +340,16 @@ pub trait Store: Send + Sync {
     fn backup(&self, out: &mut dyn Write) -> Result<u64, StoreError>;
     /// Proves the store is writable now (for `/healthz`).
     fn probe(&self) -> Result<(), StoreError>;
+    /// An idle primary's proof of life (rule 102); nothing for a store only
+    /// one server writes.
+    fn beat(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// What the store knows of its replication (rule 106); nothing for an
+    /// embedded store.
+    fn replication(&self) -> Result<Replication, StoreError> {
+        Ok(Replication::default())
+    }
     /// The lineage (rule 112), oldest entry first; never empty.
     fn lineage(&self) -> Result<Vec<LineageEntry>, StoreError>;
     /// Up to `max` webhook bodies with a seq above `seq`, in order.

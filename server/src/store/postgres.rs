@@ -324,6 +324,13 @@ impl PgStore {
     /// Reads where the log ends (not the term: that is this server's own).
     fn read_tail(&self) -> Result<(), StoreError> {
         let (seq, privates, format) = self.with_client(|c| {
+            let tables: bool = c
+                .query_one("SELECT to_regclass('luot_head') IS NOT NULL", &[])?
+                .get(0);
+            if !tables {
+                // A replica of a primary that never ran luot: nothing yet.
+                return Ok((0, 0, FORMAT_VERSION as i32));
+            }
             let head = c.query_opt(
                 "SELECT seq, format FROM luot_head WHERE site_id = $1",
                 &[&self.site],
@@ -457,7 +464,7 @@ impl PgStore {
 
     /// An idle primary's beat (rule 102): the head `UPDATE` alone, which
     /// never changes `seq`. `NotPrimary` when no row was touched.
-    pub fn beat(&self) -> Result<(), StoreError> {
+    fn beat_now(&self) -> Result<(), StoreError> {
         let tail = *self.tail.lock().map_err(|_| StoreError::Closed)?;
         let mut guard = self.writer.lock().map_err(|_| StoreError::Closed)?;
         let w = self.writer_conn(&mut guard)?;
@@ -1281,6 +1288,42 @@ impl Store for PgStore {
         self.with_client(|c| self.backup_in(c, out))
     }
 
+    fn beat(&self) -> Result<(), StoreError> {
+        self.beat_now()
+    }
+
+    fn replication(&self) -> Result<super::Replication, StoreError> {
+        let term = self.term();
+        self.with_client(|c| {
+            let in_recovery: bool = c.query_one("SELECT pg_is_in_recovery()", &[])?.get(0);
+            let (replica_lag_s, sync_standby) = if in_recovery {
+                let lag: Option<f64> = c
+                    .query_one(
+                        "SELECT CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() \
+                         THEN 0 ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END",
+                        &[],
+                    )?
+                    .get(0);
+                (Some(lag.unwrap_or(0.0)), None)
+            } else {
+                let sync = c
+                    .query_opt(
+                        "SELECT application_name FROM pg_stat_replication \
+                         WHERE sync_state = 'sync' ORDER BY application_name LIMIT 1",
+                        &[],
+                    )?
+                    .map(|r| r.get::<_, String>(0));
+                (None, sync)
+            };
+            Ok(super::Replication {
+                kind: Some("postgres"),
+                term: Some(term),
+                replica_lag_s,
+                sync_standby,
+            })
+        })
+    }
+
     fn probe(&self) -> Result<(), StoreError> {
         // Rule 102: writable means the last commit or beat succeeded
         // within 2 s.
@@ -1417,7 +1460,7 @@ mod tests {
             event: crate::store::tests::ev(4),
         });
         assert!(matches!(a.append(&batch), Err(StoreError::NotPrimary(_))));
-        assert!(matches!(a.beat(), Err(StoreError::NotPrimary(_))));
+        assert!(matches!(a.beat_now(), Err(StoreError::NotPrimary(_))));
         // The new one goes on from seq 3; nothing of the refused batch is there.
         assert_eq!(b.load().unwrap().records.len(), 3);
         append(&b, 3, 2);
