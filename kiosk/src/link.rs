@@ -312,7 +312,11 @@ impl Driver {
     fn drop_conn(&mut self) {
         if let Conn::Open(mut ws) = std::mem::replace(&mut self.conn, Conn::None) {
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    WebSocketStream::close(&mut ws, None),
+                )
+                .await;
             });
         }
     }

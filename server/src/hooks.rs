@@ -171,20 +171,40 @@ impl Hooks {
             .connect_timeout(ANSWER_WITHIN)
             .user_agent(concat!("luot/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let mut hooks = Vec::new();
-        for w in &config.webhooks {
-            let cursor = match store.hook_cursor(&w.id)? {
-                Some(c) => c,
-                None => {
-                    let c = HookCursor {
-                        after: head,
-                        acked: None,
-                        skipped_from: None,
+        // The store's reads and writes off the runtime's threads (a
+        // database client blocks).
+        let (cursors, lineage) = {
+            let (store, ids) = (
+                store.clone(),
+                config
+                    .webhooks
+                    .iter()
+                    .map(|w| w.id.clone())
+                    .collect::<Vec<_>>(),
+            );
+            tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let mut cursors = Vec::new();
+                for id in &ids {
+                    let cursor = match store.hook_cursor(id)? {
+                        Some(c) => c,
+                        None => {
+                            let c = HookCursor {
+                                after: head,
+                                acked: None,
+                                skipped_from: None,
+                            };
+                            store.put_hook_cursor(id, &c, true)?;
+                            c
+                        }
                     };
-                    store.put_hook_cursor(&w.id, &c, true)?;
-                    c
+                    cursors.push(cursor);
                 }
-            };
+                Ok((cursors, store.lineage()?))
+            })
+            .await??
+        };
+        let mut hooks = Vec::new();
+        for (w, cursor) in config.webhooks.iter().zip(cursors) {
             tracing::info!(webhook = %w.id, after = cursor.after, "webhook delivery starts");
             hooks.push(Arc::new(Hook {
                 kinds: w.events.as_ref().map(|k| {
@@ -200,7 +220,7 @@ impl Hooks {
             }));
         }
         let shared = Arc::new(Shared {
-            lineage: store.lineage()?,
+            lineage,
             hooks,
             store,
             site_id: config.site.id.clone(),

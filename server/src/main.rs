@@ -10,7 +10,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use luot_server::clock::Knobs;
+use luot_server::config::store::{Postgres, StoreKind};
 use luot_server::config::{SiteConfig, demo_site};
+use luot_server::store::postgres::PgStore;
 use luot_server::store::{self, Store};
 use luot_server::{auth, server};
 
@@ -49,13 +51,25 @@ enum Cmd {
         #[arg(long)]
         to: PathBuf,
     },
-    /// Replace the data directory with a backup (the server must be stopped).
+    /// Replace the data directory (or, with PostgreSQL, the site's rows)
+    /// with a backup; the server must be stopped.
     Restore {
         #[arg(long, default_value = "/etc/luot/site.toml")]
         config: PathBuf,
         /// The backup file to read.
         #[arg(long)]
         from: PathBuf,
+    },
+    /// Copy a sled data directory into [store]'s PostgreSQL (§13, rule 109).
+    Migrate {
+        #[arg(long, default_value = "/etc/luot/site.toml")]
+        config: PathBuf,
+        /// The store to copy into: postgres.
+        #[arg(long)]
+        to: String,
+        /// The sled data directory (default: [server] data_dir).
+        #[arg(long)]
+        from_dir: Option<PathBuf>,
     },
 }
 
@@ -84,6 +98,11 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Backup { config, to }) => backup(&config, &to),
         Some(Cmd::Restore { config, from }) => restore(&config, &from),
+        Some(Cmd::Migrate {
+            config,
+            to,
+            from_dir,
+        }) => migrate(&config, &to, from_dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -184,23 +203,39 @@ fn hash_password() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The site's PostgreSQL store, for the commands that run beside a server.
+fn open_pg(cfg: &SiteConfig, pg: &Postgres) -> anyhow::Result<PgStore> {
+    PgStore::open(&cfg.site.id, pg, &server::node_name(cfg), None)
+        .context("cannot open the store in PostgreSQL ([store] url)")
+}
+
 fn backup(config: &Path, to: &Path) -> anyhow::Result<()> {
     let cfg = load(config)?;
     let dir = &cfg.server.data_dir;
-    let bytes = match server::backup_from_running(dir) {
-        Some(r) => r.with_context(|| {
-            format!(
-                "cannot get a backup from the server running on {}",
-                dir.display()
-            )
-        })?,
-        None => {
-            let s = store::sled::SledStore::open(dir)
-                .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
-            let mut buf = Vec::new();
-            s.backup(&mut buf)
-                .with_context(|| format!("cannot read the data in {}", dir.display()))?;
-            buf
+    let bytes = if let StoreKind::Postgres(pg) = &cfg.store {
+        // Rule 110: one REPEATABLE READ transaction, on the primary or a
+        // replica, servers running or not.
+        let mut buf = Vec::new();
+        open_pg(&cfg, pg)?
+            .backup(&mut buf)
+            .context("cannot read the site's rows in PostgreSQL")?;
+        buf
+    } else {
+        match server::backup_from_running(dir) {
+            Some(r) => r.with_context(|| {
+                format!(
+                    "cannot get a backup from the server running on {}",
+                    dir.display()
+                )
+            })?,
+            None => {
+                let s = store::sled::SledStore::open(dir)
+                    .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+                let mut buf = Vec::new();
+                s.backup(&mut buf)
+                    .with_context(|| format!("cannot read the data in {}", dir.display()))?;
+                buf
+            }
         }
     };
     if !bytes.starts_with(b"LUOT-BACKUP") {
@@ -236,6 +271,9 @@ fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
             dir.display()
         );
     }
+    if let StoreKind::Postgres(pg) = &cfg.store {
+        return restore_pg(&cfg, pg, from);
+    }
     let mut file = std::fs::File::open(from)
         .with_context(|| format!("cannot read the backup {}", from.display()))?;
     std::fs::create_dir_all(dir)
@@ -265,6 +303,112 @@ fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
         "restored {n} records from {} into {}",
         from.display(),
         dir.display()
+    );
+    Ok(())
+}
+
+/// Rule 110 with PostgreSQL: refuses a backup of another site, a replica,
+/// and a store whose beat is under 3 s old (a server writes it); keeps the
+/// site's rows as `data_dir/before-restore-<time>.backup`, then replaces
+/// them in one transaction (a new epoch, term + 1).
+fn restore_pg(cfg: &SiteConfig, pg: &Postgres, from: &Path) -> anyhow::Result<()> {
+    let mut file = std::fs::File::open(from)
+        .with_context(|| format!("cannot read the backup {}", from.display()))?;
+    let entries = store::backup::read(&mut file)
+        .with_context(|| format!("cannot read the backup {}", from.display()))?;
+    let s = open_pg(cfg, pg)?;
+    if s.status()?.in_recovery {
+        anyhow::bail!(
+            "this PostgreSQL is a replica (in recovery); restore on the primary's machine"
+        );
+    }
+    if let Some(age) = s.beat_age_s()?
+        && age < 3.0
+    {
+        anyhow::bail!(
+            "a luot server wrote this site's store {age:.1} s ago; stop every server of the site first"
+        );
+    }
+    let dir = &cfg.server.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let keep = dir.join(format!("before-restore-{stamp}.backup"));
+    let mut before = Vec::new();
+    s.backup(&mut before)?;
+    std::fs::write(&keep, &before)
+        .with_context(|| format!("cannot keep the current rows in {}", keep.display()))?;
+    eprintln!("the previous rows are kept in {}", keep.display());
+    let n = entries.len();
+    s.import(entries, &[], true).map_err(|e| match e {
+        store::StoreError::WrongSite(other) => anyhow::anyhow!(
+            "{} is a backup of site \"{other}\", not of \"{}\" ([site] id)",
+            from.display(),
+            cfg.site.id
+        ),
+        e => anyhow::anyhow!(e),
+    })?;
+    eprintln!(
+        "restored {n} records from {} into PostgreSQL (site {})",
+        from.display(),
+        cfg.site.id
+    );
+    Ok(())
+}
+
+/// Rule 109: copies a sled data directory into [store]'s PostgreSQL in one
+/// transaction, leaving the directory as it was.
+fn migrate(config: &Path, to: &str, from_dir: Option<&Path>) -> anyhow::Result<()> {
+    let cfg = load(config)?;
+    if to != "postgres" {
+        anyhow::bail!("--to {to}: the only store to migrate to is postgres");
+    }
+    let StoreKind::Postgres(pg) = &cfg.store else {
+        anyhow::bail!(
+            "{}: [store] kind = \"postgres\" with its url is needed to migrate to",
+            config.display()
+        );
+    };
+    let dir = from_dir.unwrap_or(&cfg.server.data_dir);
+    if server::is_running(dir) {
+        anyhow::bail!(
+            "a server is running on {}; stop it first (systemctl stop luot-server)",
+            dir.display()
+        );
+    }
+    if !dir.join("db").exists() {
+        anyhow::bail!("{} holds no sled database (db/)", dir.display());
+    }
+    let sled = store::sled::SledStore::open(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the sled data in {} ({e}); is a server using it?",
+            dir.display()
+        )
+    })?;
+    let mut bytes = Vec::new();
+    sled.backup(&mut bytes)
+        .with_context(|| format!("cannot read the data in {}", dir.display()))?;
+    let day_keys = sled
+        .load()
+        .with_context(|| format!("cannot read the data in {}", dir.display()))?
+        .day_keys;
+    drop(sled);
+    let entries = store::backup::read(&mut bytes.as_slice())?;
+    let pg_store = open_pg(&cfg, pg)?;
+    if pg_store.holds_site()? {
+        anyhow::bail!(
+            "the database already holds site \"{}\"; migrate refuses to overwrite it",
+            cfg.site.id
+        );
+    }
+    let done = pg_store.import(entries, &day_keys, false)?;
+    let range = match (done.first, done.last) {
+        (Some(a), Some(b)) => format!("{a}..{b}"),
+        _ => "-".into(),
+    };
+    println!(
+        "migrated {} events (seq {range}) of site {}",
+        done.events, cfg.site.id
     );
     Ok(())
 }

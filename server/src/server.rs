@@ -41,6 +41,10 @@ pub async fn serve(
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
     let data_dir = config.server.data_dir.clone();
+    // With sled the store makes it; with PostgreSQL it still holds the
+    // control socket.
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -49,7 +53,23 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let hub = start_hub(&config, &metrics, knobs, &shutdown_rx).await?;
-    crate::notify::ensure_vapid(&hub, &config).await?;
+    if hub.role().borrow().is_primary() {
+        crate::notify::ensure_vapid(&hub, &config).await?;
+    } else {
+        // A PostgreSQL server writes nothing before it takes the store over.
+        let (hub, config) = (hub.clone(), config.clone());
+        tokio::spawn(async move {
+            let mut role = hub.role();
+            while !role.borrow_and_update().is_primary() {
+                if role.changed().await.is_err() {
+                    return;
+                }
+            }
+            if let Err(e) = crate::notify::ensure_vapid(&hub, &config).await {
+                tracing::error!(error = %e, "cannot make the Web Push key pair");
+            }
+        });
+    }
     crate::notify::start(&hub, &config)?;
     let screens = ScreensRuntime::start()?;
     let hooks = crate::hooks::Hooks::start(&hub, &config, knobs.clock)
@@ -119,7 +139,9 @@ async fn start_hub(
         }
         StoreKind::Postgres(pg) => {
             let store = Arc::new(open_postgres(config, pg).await?);
-            let hub = Hub::start_standby(config.clone(), store.clone(), metrics.clone(), knobs)
+            let (c, s, m) = (config.clone(), store.clone(), metrics.clone());
+            let hub = tokio::task::spawn_blocking(move || Hub::start_standby(c, s, m, knobs))
+                .await?
                 .context("cannot start the hub")?;
             let node = node_name(config);
             let controller =

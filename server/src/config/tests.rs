@@ -571,3 +571,45 @@ fn the_hospital_example_takes_tests_and_limits() {
     assert_eq!(c.reports.visit_limits_min, [120, 180, 210, 240]);
     assert_eq!(c.queue.policy, Policy::LongestWait);
 }
+
+#[test]
+fn the_store_and_ha_sections_follow_rule_100() {
+    // The default is sled, with no [ha].
+    let c = SiteConfig::parse("site.toml", GOOD).unwrap();
+    assert_eq!(c.store, crate::config::store::StoreKind::Sled);
+    assert!(c.ha.is_none());
+    let pg = format!(
+        "{GOOD}\n[store]\nkind = \"postgres\"\nurl = \"host=/var/run/postgresql dbname=luot user=luot\"\n\
+         password_file = \"/etc/luot/pg-password\"\n[ha]\nnode = \"luot-a\"\nurl = \"http://10.0.0.11:8080\"\n"
+    );
+    let c = SiteConfig::parse("site.toml", &pg).unwrap();
+    let crate::config::store::StoreKind::Postgres(p) = &c.store else {
+        panic!("postgres");
+    };
+    assert_eq!(p.url, "host=/var/run/postgresql dbname=luot user=luot");
+    let ha = c.ha.unwrap();
+    assert_eq!(ha.node, "luot-a");
+    assert_eq!(ha.patroni_url, "http://127.0.0.1:8008", "the default");
+    // A password in the url: refused at its line, naming store.url, never
+    // echoing it.
+    for url in [
+        "host=db dbname=luot user=luot password=hunter2",
+        "postgres://luot:hunter2@db/luot",
+        "postgresql://db/luot?password=hunter2",
+    ] {
+        let text = format!("{GOOD}\n[store]\nkind = \"postgres\"\nurl = \"{url}\"\n");
+        let e = err_of(&text);
+        assert_eq!(e.field, "store.url", "{e}");
+        assert_eq!(e.line, text.lines().count(), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+    // postgres needs a url; [ha] needs postgres; a node name is checked.
+    let e = err_of(&format!("{GOOD}\n[store]\nkind = \"postgres\"\n"));
+    assert_eq!(e.field, "store.url");
+    let e = err_of(&format!("{GOOD}\n[ha]\nnode = \"luot-a\"\n"));
+    assert_eq!(e.field, "ha", "{e}");
+    let e = err_of(&pg.replace("node = \"luot-a\"", "node = \"Luot A\""));
+    assert_eq!(e.field, "ha.node");
+    let e = err_of(&format!("{GOOD}\n[store]\nkind = \"mysql\"\n"));
+    assert_eq!(e.field, "store.kind");
+}

@@ -263,6 +263,8 @@ impl PgStore {
         }
         config.connect_timeout(Duration::from_secs(5));
         config.application_name(&format!("luot-{node}"));
+        // "relation … already exists, skipping" and such are not news.
+        config.options("-c client_min_messages=warning");
         // A connection that stops answering counts as lost (rule 103).
         config.keepalives_idle(Duration::from_secs(5));
         let store = PgStore {
@@ -1064,6 +1066,18 @@ fn private_entry(
     let event: Event = serde_json::from_str(body).map_err(|e| corrupt("a private record", e))?;
     let index = (reached + *n_private).saturating_sub(1);
     w.entry(&log_key(index), &json(&Record { seq: None, event }))
+}
+
+impl Drop for PgStore {
+    /// A synchronous client ends its connection by blocking on its own
+    /// runtime, which panics inside another runtime: the last handle of a
+    /// server's store goes when its async `serve` returns, so the
+    /// connections are closed on a thread of their own.
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut().ok().and_then(|w| w.take());
+        let pool = self.pool.get_mut().map(std::mem::take).unwrap_or_default();
+        let _ = std::thread::spawn(move || drop((writer, pool))).join();
+    }
 }
 
 /// What `import` wrote.
