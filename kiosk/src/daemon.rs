@@ -1,8 +1,13 @@
 //! The kiosk's one loop: take a press, check the printer, ask the server for
 //! a ticket (with a request id that is on disk first), print it exactly once.
-//! While the printer cannot print, presses are refused with clear feedback;
-//! when no number can be had in time, a slip says where to go. A ticket the
-//! server does not know is never printed. Print jobs from the server (rule
+//! While the printer cannot print, presses are refused with clear feedback.
+//! While a press is held up (rule 107: the server answered `unavailable`,
+//! or no connection carries it; the session sends it again) the touch page
+//! shows a blinking "please wait" and the LED blinks; when no number can be
+//! had by `issue_deadline_s` after the press, the out-of-service slip
+//! (site, "Tạm ngưng cấp số, vui lòng thử lại", the time) is printed and
+//! never a ticket for that press. A ticket the server does not know is
+//! never printed. Print jobs from the server (rule
 //! 88) print each `print_id` at most once, written down on disk first
 //! (`printlog.rs`), as rule 67's reprint.
 //!
@@ -22,18 +27,21 @@ use tokio::sync::{mpsc, watch};
 use zeroize::Zeroize;
 
 use crate::buttons::{Outcome, Press, Request};
+use crate::config::KioskConfig;
 use crate::leds::LedMode;
-use crate::link::{Booking, IssueError, Issued, Link, PrintJob, Welcome};
+use crate::link::{Asked, Booking, IssueError, Issued, Link, PrintJob, Welcome};
 use crate::printer::{Target, can_print, print_page, query_status};
 use crate::printlog::{self, PrintLog};
 use crate::refusal::{self, SlipLimit};
 use crate::render::{
-    RefusalView, Reprint, TicketView, render_out_of_service, render_refusal, render_ticket,
+    OUT_OF_SERVICE_WORDS, RefusalView, Reprint, TicketView, render_out_of_service, render_refusal,
+    render_ticket,
 };
 use crate::reqid::RequestIds;
 use crate::scanner::{Scan, Unreadable, valid_code};
 
-/// How long a press waits for the server (over reconnects) before the slip.
+/// How long a press waits for the server (over reconnects and `unavailable`
+/// answers) before the slip: rule 107's `issue_deadline_s`, 8 by default.
 pub const ISSUE_DEADLINE: Duration = Duration::from_secs(8);
 const STATUS_EVERY: Duration = Duration::from_secs(15);
 const HEALTH_EVERY: Duration = Duration::from_secs(60);
@@ -47,9 +55,24 @@ pub struct Settings {
     pub width: u32,
     pub footer: String,
     pub help: String,
+    /// How long after a press (or check-in) the kiosk keeps trying before
+    /// the out-of-service slip (`issue_deadline_s`, rule 107).
     pub issue_deadline: Duration,
     /// How long a scanned CCCD (or a check-in waiting for one) is kept.
     pub hold: Duration,
+}
+
+impl Settings {
+    /// The daemon's settings from `kiosk.toml`.
+    pub fn from_config(cfg: &KioskConfig) -> Settings {
+        Settings {
+            width: cfg.width_dots(),
+            footer: cfg.site.footer.clone(),
+            help: cfg.site.help.clone(),
+            issue_deadline: cfg.issue_deadline(),
+            hold: cfg.hold(),
+        }
+    }
 }
 
 #[derive(Default, Clone, Debug)]
@@ -64,12 +87,14 @@ pub struct Stats {
 }
 
 /// What the touch page shows beside its buttons: whether a CCCD is held
-/// (never any of its data), whether a check-in waits for one, and the
-/// outcome of the last press that did not come from the page itself.
+/// (never any of its data), whether a check-in waits for one, whether a
+/// press is held up (a blinking "please wait", rule 107), and the outcome
+/// of the last press that did not come from the page itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Screen {
     pub cccd: bool,
     pub waiting_for_cccd: bool,
+    pub please_wait: bool,
     pub notice: Option<Notice>,
 }
 
@@ -117,6 +142,8 @@ pub struct Kiosk {
     awaiting: Option<Awaiting>,
     slips: SlipLimit,
     screen: watch::Sender<Screen>,
+    /// A press or check-in is held up (rule 107): "please wait".
+    held_up: bool,
 }
 
 impl Kiosk {
@@ -142,6 +169,7 @@ impl Kiosk {
             awaiting: None,
             slips: SlipLimit::default(),
             screen: watch::channel(Screen::default()).0,
+            held_up: false,
         }
     }
 
@@ -318,7 +346,7 @@ impl Kiosk {
     }
 
     fn update_led(&self) {
-        let ready = self.link.connected() && self.printer.is_some_and(can_print);
+        let ready = self.link.connected() && self.printer.is_some_and(can_print) && !self.held_up;
         self.led.send_if_modified(|m| {
             let want = if ready {
                 LedMode::Ready
@@ -399,7 +427,7 @@ impl Kiosk {
         // waiting for a CCCD stops waiting.
         self.awaiting = None;
         let identity = self.take_identity();
-        let answer = self
+        let asked = self
             .link
             .issue(
                 &request_id,
@@ -409,6 +437,7 @@ impl Kiosk {
                 self.settings.issue_deadline,
             )
             .await;
+        let answer = self.wait_for(asked).await;
         self.show();
         match answer {
             Ok(issued) => self.print_ticket(issued, &request_id).await,
@@ -452,7 +481,7 @@ impl Kiosk {
         };
         let identity = self.take_identity();
         let with_identity = identity.is_some();
-        let answer = self
+        let asked = self
             .link
             .check_in(
                 &request_id,
@@ -461,6 +490,7 @@ impl Kiosk {
                 self.settings.issue_deadline,
             )
             .await;
+        let answer = self.wait_for(asked).await;
         let outcome = match answer {
             Ok(issued) => self.print_ticket(issued, &request_id).await,
             Err(IssueError::Refused { code, extra, .. })
@@ -486,6 +516,47 @@ impl Kiosk {
         };
         self.show();
         outcome
+    }
+
+    /// Waits for the one answer to an issue or a check-in (the same wait for
+    /// both). While the session reports it held up (rule 107: answered
+    /// `unavailable`, or no connection; it is sent again meanwhile) the touch
+    /// page blinks "please wait" and so does the LED; the deadline ends it
+    /// with `Timeout`, and a late answer never reaches this press.
+    async fn wait_for(&mut self, asked: Asked) -> Result<Issued, IssueError> {
+        let (answer, mut held_up) = asked.split();
+        tokio::pin!(answer);
+        let result = loop {
+            tokio::select! {
+                a = &mut answer => break a,
+                changed = held_up.changed() => match changed {
+                    Ok(()) => {
+                        let held = *held_up.borrow_and_update();
+                        self.please_wait(held);
+                    }
+                    // Answered: the answer is on its way.
+                    Err(_) => break answer.await,
+                },
+            }
+        };
+        self.please_wait(false);
+        result
+    }
+
+    /// Shows (or stops showing) "please wait" on the touch page and the LED.
+    fn please_wait(&mut self, on: bool) {
+        if self.held_up != on {
+            if on {
+                tracing::info!("the press is held up; please wait");
+            }
+            self.held_up = on;
+        }
+        self.screen.send_if_modified(|s| {
+            let changed = s.please_wait != on;
+            s.please_wait = on;
+            changed
+        });
+        self.update_led();
     }
 
     /// A refusal of §11 (rule 84): `refused CODE` in the log, and a slip
@@ -633,15 +704,15 @@ impl Kiosk {
             reason = why,
             "no number could be had; printing the out-of-service slip"
         );
-        let site = self.link.welcome().map(|w| w.site_name).unwrap_or_default();
-        let slip = render_out_of_service(&site, &self.settings.help, self.settings.width);
+        let welcome = self.link.welcome().unwrap_or_default();
+        let at = welcome
+            .server_now(tokio::time::Instant::now().into_std())
+            .unwrap_or_else(|| chrono::Local::now().fixed_offset());
+        let slip = render_out_of_service(&welcome.site_name, &at, self.settings.width);
         if let Err(e) = self.print(slip).await {
             tracing::error!(error = %e, "the out-of-service slip could not be printed either");
         }
-        Outcome::OutOfService(format!(
-            "Máy lấy số tạm ngừng phục vụ. {}",
-            self.settings.help
-        ))
+        Outcome::OutOfService(format!("{OUT_OF_SERVICE_WORDS}. {}", self.settings.help))
     }
 }
 
