@@ -435,6 +435,33 @@ ready = 27
     }
 
     #[test]
+    fn issue_deadline_s_is_8_by_default_and_an_ha_site_sets_it() {
+        let secs = |c: &KioskConfig| c.issue_deadline().as_secs();
+        let c = KioskConfig::parse("k.toml", GOOD).unwrap();
+        assert_eq!(secs(&c), 8, "rule 107's default");
+        let c = KioskConfig::parse("k.toml", &format!("issue_deadline_s = 20\n{GOOD}")).unwrap();
+        assert_eq!(secs(&c), 20, "a top-level key");
+        let in_server = GOOD.replace("token = \"abc\"", "token = \"abc\"\nissue_deadline_s = 20");
+        let c = KioskConfig::parse("k.toml", &in_server).unwrap();
+        assert_eq!(secs(&c), 20, "or in [server]");
+        let both = format!("issue_deadline_s = 20\n{in_server}");
+        let e = KioskConfig::parse("k.toml", &both).unwrap_err();
+        assert_eq!(e.field, "server.issue_deadline_s");
+        for bad in ["0", "121"] {
+            let e = KioskConfig::parse("k.toml", &format!("issue_deadline_s = {bad}\n{GOOD}"))
+                .unwrap_err();
+            assert_eq!(e.field, "issue_deadline_s");
+            assert!(
+                e.message.starts_with(bad) && e.message.contains("giây"),
+                "{e}"
+            );
+        }
+        let e = KioskConfig::parse("k.toml", &format!("issue_deadline_s = \"20\"\n{GOOD}"))
+            .unwrap_err();
+        assert!(e.field.starts_with("line"), "{e}");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let e = KioskConfig::parse("k.toml", &GOOD.replace("pin = 22", "pin = 17")).unwrap_err();
         assert_eq!(e.field, "buttons[1].pin");

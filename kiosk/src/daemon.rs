@@ -1029,11 +1029,10 @@ mod tests {
         stop: watch::Sender<bool>,
         handle: tokio::task::JoinHandle<Stats>,
         screen: watch::Receiver<Screen>,
+        led: watch::Receiver<LedMode>,
     }
 
     fn start_kiosk(url: String, target: Target, dir: &std::path::Path, hold: Duration) -> Running {
-        let link = Link::start(url, "t".into());
-        let (led, _) = watch::channel(LedMode::Off);
         let settings = Settings {
             width: 576,
             footer: "Vui lòng chờ gọi số".into(),
@@ -1041,6 +1040,17 @@ mod tests {
             issue_deadline: ISSUE_DEADLINE,
             hold,
         };
+        start_with(url, target, dir, settings)
+    }
+
+    fn start_with(
+        url: String,
+        target: Target,
+        dir: &std::path::Path,
+        settings: Settings,
+    ) -> Running {
+        let link = Link::start(url, "t".into());
+        let (led, led_rx) = watch::channel(LedMode::Off);
         let ids = RequestIds::open(dir).unwrap();
         let jobs = PrintLog::open(dir).unwrap();
         let k = Kiosk::new(link, target, settings, ids, jobs, led);
@@ -1052,6 +1062,7 @@ mod tests {
             stop,
             handle: tokio::spawn(k.run(presses_rx, stop_rx)),
             screen,
+            led: led_rx,
         }
     }
 
@@ -1810,6 +1821,193 @@ mod tests {
         assert!(
             !shown.contains("001099012345") && !shown.contains("1950"),
             "{shown}"
+        );
+        k.stop.send(true).unwrap();
+        k.handle.await.unwrap();
+    }
+
+    // ------------------------------------------- rule 107: `unavailable`
+
+    fn unavailable(request_id: &str) -> ServerMessage {
+        refusal(
+            request_id,
+            crate::session::UNAVAILABLE,
+            serde_json::json!({"writer": "luot-b", "writer_url": null}),
+        )
+    }
+
+    /// Waits (up to 5 s) until the touch page's "please wait" is `on`.
+    async fn please_wait(screen: &mut watch::Receiver<Screen>, on: bool) {
+        let wait = screen.wait_for(|s| s.please_wait == on);
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("the touch page changed in time")
+            .unwrap();
+    }
+
+    fn press_kham_noi(presses: &mpsc::Sender<Press>) -> oneshot::Receiver<Outcome> {
+        ask(
+            presses,
+            Request::Issue {
+                service: "kham-noi".into(),
+                priority: None,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_press_answered_unavailable_blinks_please_wait_and_prints_the_one_ticket() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let mut k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            HOLD,
+        );
+        let mut c = server.welcome().await;
+        let outcome = press_kham_noi(&k.presses);
+        let first = next_request(&mut c).await;
+        let rid = request_id(&first);
+        // A failover: the server cannot take the issue now.
+        c.send(&unavailable(&rid)).await;
+        let t0 = Instant::now();
+        please_wait(&mut k.screen, true).await;
+        assert_eq!(
+            *k.led.borrow(),
+            LedMode::Attention,
+            "the LED blinks while the press is held up"
+        );
+        let again = next_request(&mut c).await;
+        let waited = t0.elapsed();
+        assert_eq!(again, first, "the same issue, the same request_id");
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+            "sent again after 1 s: {waited:?}"
+        );
+        // The connection is closed with 1012; after the reconnect's
+        // welcome the issue goes out once more, and is answered.
+        drop(c);
+        let mut c = server.welcome().await;
+        assert_eq!(next_request(&mut c).await, first, "after the reconnect");
+        let t = ticket("A021", None);
+        c.send(&issued(&rid, t.clone(), None)).await;
+        c.send(&issued(&rid, t.clone(), None)).await;
+        assert_eq!(
+            outcome.await.unwrap(),
+            Outcome::Printed {
+                number: "A021".into()
+            }
+        );
+        please_wait(&mut k.screen, false).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            capture.bytes(),
+            printed_as(&[render_ticket(&view(&t, None), 576)]),
+            "the server's ticket, printed once"
+        );
+        k.stop.send(true).unwrap();
+        k.handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unavailable_past_issue_deadline_s_prints_the_slip_and_never_the_late_ticket() {
+        // issue_deadline_s from kiosk.toml: 2 s here, not the default 8.
+        let cfg = crate::config::KioskConfig::parse(
+            "kiosk.toml",
+            "issue_deadline_s = 2\n[server]\nurl = \"http://127.0.0.1:9\"\ntoken = \"t\"\n\
+             [printer]\ntarget = \"tcp:127.0.0.1:9100\"\n",
+        )
+        .unwrap();
+        let settings = Settings::from_config(&cfg);
+        assert_eq!(settings.issue_deadline, Duration::from_secs(2));
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let mut k = start_with(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            settings,
+        );
+        let mut c = server.welcome().await;
+        let t0 = Instant::now();
+        let mut outcome = press_kham_noi(&k.presses);
+        let rid = request_id(&next_request(&mut c).await);
+        // Every send is answered unavailable, until the kiosk gives up.
+        let mut sends = 1;
+        let answer = loop {
+            c.send(&unavailable(&rid)).await;
+            tokio::select! {
+                o = &mut outcome => break o.unwrap(),
+                m = next_request(&mut c) => {
+                    assert_eq!(request_id(&m), rid);
+                    sends += 1;
+                }
+            }
+        };
+        let took = t0.elapsed();
+        assert!(
+            matches!(&answer, Outcome::OutOfService(m) if m.starts_with("Tạm ngưng cấp số, vui lòng thử lại")),
+            "{answer:?}"
+        );
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+            "given up issue_deadline_s after the press: {took:?}"
+        );
+        assert!((2..=3).contains(&sends), "sent at 0 s and 1 s: {sends}");
+        please_wait(&mut k.screen, false).await;
+        // The slip: site, the words and the time (the server's clock,
+        // 09:00 at the welcome); no number, no QR code.
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-22T09:00:00+07:00").unwrap();
+        let slip = render_out_of_service("Bệnh viện Thử nghiệm", &at, 576);
+        let mut prepared = rqrr::PreparedImage::prepare(slip.clone());
+        assert!(prepared.detect_grids().is_empty(), "no QR code");
+        assert_eq!(
+            capture.bytes(),
+            printed_as(&[slip]),
+            "the out-of-service slip, once"
+        );
+        // The outcome was unknown: the ticket may exist, and comes late.
+        c.send(&issued(&rid, ticket("A022", None), None)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(cuts(&capture), 1, "the late ticket is never printed");
+        k.stop.send(true).unwrap();
+        let stats = k.handle.await.unwrap();
+        assert_eq!((stats.printed, stats.out_of_service), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_check_in_answered_unavailable_is_asked_again_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let mut k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            HOLD,
+        );
+        let mut c = server.welcome().await;
+        let outcome = ask(&k.presses, Request::Code("40817269".into()));
+        let first = next_request(&mut c).await;
+        let rid = request_id(&first);
+        c.send(&unavailable(&rid)).await;
+        please_wait(&mut k.screen, true).await;
+        assert_eq!(next_request(&mut c).await, first, "the same check-in");
+        let t = ticket("A023", Some("ap_1"));
+        let slot = "2026-11-22T08:30:00+07:00";
+        c.send(&issued(&rid, t.clone(), Some(slot))).await;
+        assert_eq!(
+            outcome.await.unwrap(),
+            Outcome::Printed {
+                number: "A023".into()
+            }
+        );
+        assert_eq!(
+            capture.bytes(),
+            printed_as(&[render_ticket(&view(&t, Some(slot)), 576)])
         );
         k.stop.send(true).unwrap();
         k.handle.await.unwrap();
