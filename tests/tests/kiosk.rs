@@ -6,7 +6,9 @@
 //! never logged; a scanner with a plain `http://` server needs `allow_plain`;
 //! a server killed right after a press (rule 107) gives that press its one
 //! ticket when it is back within `--issue-deadline-s`, and past it one
-//! out-of-service slip and never the ticket.
+//! out-of-service slip and never the ticket; a server that answers
+//! `unavailable` (its disk full) gets the same issue again every second
+//! until it can store it, and the press prints that one ticket.
 
 #![allow(clippy::unwrap_used)] // tests may panic on a broken server
 
@@ -900,4 +902,98 @@ async fn a_server_down_past_issue_deadline_s_gives_one_slip_and_never_the_ticket
     let s = Api::new(&server).get("/api/v1/site", None).await;
     let waiting = s.body["services"][0]["waiting"].as_u64().unwrap();
     assert!(waiting <= 1, "stored once at most: {waiting}");
+}
+
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system of `dir` with `dir/ballast` until a write fails.
+fn fill(dir: &Path) -> PathBuf {
+    let ballast = dir.join("ballast");
+    let mut f = std::fs::File::create(&ballast).unwrap();
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).and_then(|()| f.sync_all()).is_ok() {}
+    ballast
+}
+
+/// A server that answers `unavailable` (rule 107's answer of a standby; here
+/// the server's disk is full, the cheapest real way to make it refuse
+/// writes): the kiosk sends the same issue again after 1 s, and again, until
+/// space returns; the press prints the one ticket the server stored. Needs
+/// root to mount a small tmpfs; without it the test says so and checks
+/// nothing (the session's unit tests cover the path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_unavailable_gets_the_issue_again_until_it_stores_it() {
+    let site = Site::hospital();
+    let data = site.data();
+    std::fs::create_dir_all(&data).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _mount = Mount(data.clone());
+    let server = site.start();
+    let api = Api::new(&server);
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start_with(
+        &server.url(""),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+        "info",
+        &["--issue-deadline-s", "20"],
+    );
+    k.wait_for_log("connected to luot-server", 1, Duration::from_secs(20));
+    // The disk fills up; the server refuses (the few bytes left may take a
+    // ticket or two first, on another service).
+    let ballast = fill(&data);
+    let mut refused = false;
+    for i in 0..200 {
+        let r = api
+            .issue(KIOSK_TOKEN, "kham-ngoai", &format!("fill-{i}"))
+            .await;
+        if r.status == 503 {
+            assert_eq!(r.code(), "unavailable");
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "a full disk refuses");
+    k.press("kham-noi");
+    let said = "luot-server answered unavailable; sending the request again in 1 s";
+    k.wait_for_log(said, 2, Duration::from_secs(10));
+    let again = "sending an unanswered issue again";
+    assert!(k.log().contains(again), "{}", k.log());
+    assert!(pages(&out).is_empty(), "nothing printed while it waits");
+    // Space returns: the next resend is stored and answered.
+    std::fs::remove_file(&ballast).unwrap();
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    let pages = pages(&out);
+    assert_eq!(pages.len(), 1, "one ticket for the one press: {log}");
+    let id = ticket_id(&escpos::qr(&pages[0].image()).expect("a ticket"));
+    let logged = printed(&log);
+    assert_eq!(logged.len(), 1, "{log}");
+    let t = api.get(&format!("/api/v1/tickets/{id}"), None).await;
+    assert_eq!(t.status, 200);
+    assert_eq!(t.body["number"].as_str(), Some(logged[0].0.as_str()));
+    assert_eq!(
+        t.body["number"], "A001",
+        "stored once, as the first of its service"
+    );
+    let s = api.get("/api/v1/site", None).await;
+    assert_eq!(
+        s.body["services"][0]["waiting"], 1,
+        "one ticket for kham-noi"
+    );
 }
