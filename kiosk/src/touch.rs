@@ -110,7 +110,7 @@ async fn ask(t: &Touch, request: Request) -> serde_json::Value {
             };
             json!({"ok": ok, "number": number, "headline": headline, "message": message})
         }
-        Err(_) => json!({"ok": false, "message": "Máy lấy số tạm ngừng phục vụ."}),
+        Err(_) => json!({"ok": false, "message": "Tạm ngưng cấp số, vui lòng thử lại."}),
     }
 }
 
@@ -209,7 +209,7 @@ async function ask(path,body){
   try{
     const r=await (await fetch(path,{method:'POST',headers:{'Content-Type':'application/json'},body:JSON.stringify(body)})).json();
     show(r);
-  }catch(e){show({ok:false,message:'Máy lấy số tạm ngừng phục vụ.'});}
+  }catch(e){show({ok:false,message:'Tạm ngưng cấp số, vui lòng thử lại.'});}
   hideSoon();
 }
 function press(id){ if(!busy) ask('/press',{service:id}); }
