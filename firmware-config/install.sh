@@ -6,12 +6,13 @@
 #
 #   install.sh --role kiosk --server http://192.168.1.10:8080 --token TOKEN \
 #              --printer usb:0416:5011 --buttons 17=kham-noi,22=kham-ngoai [--led 27] \
-#              [--paper 80] [--deb luot-kiosk_0.1.0-1_arm64.deb]
+#              [--paper 80] [--issue-deadline-s 8] [--deb luot-kiosk_0.1.0-1_arm64.deb]
 #   install.sh --role display --server http://192.168.1.10:8080 --token TOKEN [--page board]
 #   common:    [--root DIR] [--read-only] [--nightly-reboot 03:30]
 set -euo pipefail
 
 role='' root=/ server='' token='' printer='' buttons='' led='' paper=80 deb='' page=board
+issue_deadline_s=8
 read_only='' reboot_at=''
 
 die() { echo "install.sh: $*" >&2; exit 2; }
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
         --buttons) buttons=${2:-}; shift 2 ;;
         --led) led=${2:-}; shift 2 ;;
         --paper) paper=${2:-}; shift 2 ;;
+        --issue-deadline-s) issue_deadline_s=${2:-}; shift 2 ;;
         --deb) deb=${2:-}; shift 2 ;;
         --page) page=${2:-}; shift 2 ;;
         --read-only) read_only=1; shift ;;
@@ -93,6 +95,8 @@ CFG
 if [ "$role" = kiosk ]; then
     [ -n "$printer" ] || die "--printer usb:VID:PID|file:PATH|tcp:HOST:PORT is required for a kiosk"
     [ "$paper" = 80 ] || [ "$paper" = 58 ] || die "--paper 80 or 58"
+    case "$issue_deadline_s" in ''|*[!0-9]*) die "--issue-deadline-s: whole seconds, 1-120" ;; esac
+    [ "$issue_deadline_s" -ge 1 ] && [ "$issue_deadline_s" -le 120 ] || die "--issue-deadline-s: 1-120"
     if [ -n "$deb" ]; then
         [ -f "$deb" ] || die "--deb $deb: no such file"
         if [ -n "$live" ]; then apt-get install -y "$(realpath "$deb")"; else dpkg-deb -x "$deb" "$R"; fi
@@ -103,6 +107,9 @@ if [ "$role" = kiosk ]; then
     fi
     {
         echo "# Written by firmware-config/install.sh; run it again to change."
+        echo "# Seconds a press keeps trying before the out-of-service slip (rule 107)."
+        echo "issue_deadline_s = $issue_deadline_s"
+        echo
         echo "[server]"
         echo "url = \"$server\""
         echo "token = \"$token\""

@@ -12,6 +12,12 @@ use crate::printer::Target;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KioskConfig {
+    /// How long after a press the kiosk keeps asking (over reconnects and
+    /// `unavailable` answers) before the out-of-service slip, in seconds
+    /// (rule 107; default 8; an HA site sets it above its failover bound,
+    /// e.g. 20). A top-level key; `[server] issue_deadline_s` is read too.
+    #[serde(default)]
+    pub issue_deadline_s: Option<u64>,
     pub server: ServerConfig,
     pub printer: PrinterConfig,
     #[serde(default)]
@@ -49,6 +55,11 @@ fn default_hold_s() -> u64 {
     30
 }
 
+/// Rule 107's default `issue_deadline_s`.
+pub const DEFAULT_ISSUE_DEADLINE_S: u64 = 8;
+/// The longest `issue_deadline_s` accepted: a person will not wait longer.
+pub const MAX_ISSUE_DEADLINE_S: u64 = 120;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -56,6 +67,9 @@ pub struct ServerConfig {
     pub url: String,
     /// The device token made by `luot-server token`.
     pub token: String,
+    /// The same as the top-level `issue_deadline_s` (either place, not both).
+    #[serde(default)]
+    pub issue_deadline_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +255,25 @@ impl KioskConfig {
                 ));
             }
         }
+        let deadline_field = match (cfg.issue_deadline_s, cfg.server.issue_deadline_s) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "server.issue_deadline_s",
+                    "issue_deadline_s được ghi hai lần; chỉ giữ một (issue_deadline_s is set both at the top and in [server]; keep one)".into(),
+                ));
+            }
+            (_, Some(_)) => "server.issue_deadline_s",
+            _ => "issue_deadline_s",
+        };
+        let deadline = cfg.issue_deadline_secs();
+        if !(1..=MAX_ISSUE_DEADLINE_S).contains(&deadline) {
+            return Err(err(
+                deadline_field,
+                format!(
+                    "{deadline} giây không hợp lệ, cần từ 1 đến {MAX_ISSUE_DEADLINE_S} (issue_deadline_s must be 1-{MAX_ISSUE_DEADLINE_S} seconds)"
+                ),
+            ));
+        }
         if let Some(p) = cfg.leds.ready
             && (p > 27 || pins.contains(&p))
         {
@@ -280,6 +313,18 @@ impl KioskConfig {
         // No [[buttons]] and no [touch]: a desk printer (rule 66), which
         // only prints the jobs staff send it.
         Ok(cfg)
+    }
+
+    fn issue_deadline_secs(&self) -> u64 {
+        self.issue_deadline_s
+            .or(self.server.issue_deadline_s)
+            .unwrap_or(DEFAULT_ISSUE_DEADLINE_S)
+    }
+
+    /// How long a press keeps trying before the out-of-service slip (rule
+    /// 107's `issue_deadline_s`, 8 s by default).
+    pub fn issue_deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.issue_deadline_secs())
     }
 
     /// How long a scanned CCCD is held (rule 83's `hold_s`, 30 s by default).
@@ -387,6 +432,33 @@ ready = 27
         let c = KioskConfig::parse("k.toml", GOOD).unwrap();
         assert!(c.scanner.is_none());
         assert_eq!(c.hold(), std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn issue_deadline_s_is_8_by_default_and_an_ha_site_sets_it() {
+        let secs = |c: &KioskConfig| c.issue_deadline().as_secs();
+        let c = KioskConfig::parse("k.toml", GOOD).unwrap();
+        assert_eq!(secs(&c), 8, "rule 107's default");
+        let c = KioskConfig::parse("k.toml", &format!("issue_deadline_s = 20\n{GOOD}")).unwrap();
+        assert_eq!(secs(&c), 20, "a top-level key");
+        let in_server = GOOD.replace("token = \"abc\"", "token = \"abc\"\nissue_deadline_s = 20");
+        let c = KioskConfig::parse("k.toml", &in_server).unwrap();
+        assert_eq!(secs(&c), 20, "or in [server]");
+        let both = format!("issue_deadline_s = 20\n{in_server}");
+        let e = KioskConfig::parse("k.toml", &both).unwrap_err();
+        assert_eq!(e.field, "server.issue_deadline_s");
+        for bad in ["0", "121"] {
+            let e = KioskConfig::parse("k.toml", &format!("issue_deadline_s = {bad}\n{GOOD}"))
+                .unwrap_err();
+            assert_eq!(e.field, "issue_deadline_s");
+            assert!(
+                e.message.starts_with(bad) && e.message.contains("giây"),
+                "{e}"
+            );
+        }
+        let e = KioskConfig::parse("k.toml", &format!("issue_deadline_s = \"20\"\n{GOOD}"))
+            .unwrap_err();
+        assert!(e.field.starts_with("line"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! The kiosk's one loop: take a press, check the printer, ask the server for
 //! a ticket (with a request id that is on disk first), print it exactly once.
-//! While the printer cannot print, presses are refused with clear feedback;
-//! when no number can be had in time, a slip says where to go. A ticket the
-//! server does not know is never printed. Print jobs from the server (rule
+//! While the printer cannot print, presses are refused with clear feedback.
+//! While a press is held up (rule 107: the server answered `unavailable`,
+//! or no connection carries it; the session sends it again) the touch page
+//! shows a blinking "please wait" and the LED blinks; when no number can be
+//! had by `issue_deadline_s` after the press, the out-of-service slip
+//! (site, "Tạm ngưng cấp số, vui lòng thử lại", the time) is printed and
+//! never a ticket for that press. A ticket the server does not know is
+//! never printed. Print jobs from the server (rule
 //! 88) print each `print_id` at most once, written down on disk first
 //! (`printlog.rs`), as rule 67's reprint.
 //!
@@ -22,18 +27,21 @@ use tokio::sync::{mpsc, watch};
 use zeroize::Zeroize;
 
 use crate::buttons::{Outcome, Press, Request};
+use crate::config::KioskConfig;
 use crate::leds::LedMode;
-use crate::link::{Booking, IssueError, Issued, Link, PrintJob, Welcome};
+use crate::link::{Asked, Booking, IssueError, Issued, Link, PrintJob, Welcome};
 use crate::printer::{Target, can_print, print_page, query_status};
 use crate::printlog::{self, PrintLog};
 use crate::refusal::{self, SlipLimit};
 use crate::render::{
-    RefusalView, Reprint, TicketView, render_out_of_service, render_refusal, render_ticket,
+    OUT_OF_SERVICE_WORDS, RefusalView, Reprint, TicketView, render_out_of_service, render_refusal,
+    render_ticket,
 };
 use crate::reqid::RequestIds;
 use crate::scanner::{Scan, Unreadable, valid_code};
 
-/// How long a press waits for the server (over reconnects) before the slip.
+/// How long a press waits for the server (over reconnects and `unavailable`
+/// answers) before the slip: rule 107's `issue_deadline_s`, 8 by default.
 pub const ISSUE_DEADLINE: Duration = Duration::from_secs(8);
 const STATUS_EVERY: Duration = Duration::from_secs(15);
 const HEALTH_EVERY: Duration = Duration::from_secs(60);
@@ -47,9 +55,24 @@ pub struct Settings {
     pub width: u32,
     pub footer: String,
     pub help: String,
+    /// How long after a press (or check-in) the kiosk keeps trying before
+    /// the out-of-service slip (`issue_deadline_s`, rule 107).
     pub issue_deadline: Duration,
     /// How long a scanned CCCD (or a check-in waiting for one) is kept.
     pub hold: Duration,
+}
+
+impl Settings {
+    /// The daemon's settings from `kiosk.toml`.
+    pub fn from_config(cfg: &KioskConfig) -> Settings {
+        Settings {
+            width: cfg.width_dots(),
+            footer: cfg.site.footer.clone(),
+            help: cfg.site.help.clone(),
+            issue_deadline: cfg.issue_deadline(),
+            hold: cfg.hold(),
+        }
+    }
 }
 
 #[derive(Default, Clone, Debug)]
@@ -64,12 +87,14 @@ pub struct Stats {
 }
 
 /// What the touch page shows beside its buttons: whether a CCCD is held
-/// (never any of its data), whether a check-in waits for one, and the
-/// outcome of the last press that did not come from the page itself.
+/// (never any of its data), whether a check-in waits for one, whether a
+/// press is held up (a blinking "please wait", rule 107), and the outcome
+/// of the last press that did not come from the page itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Screen {
     pub cccd: bool,
     pub waiting_for_cccd: bool,
+    pub please_wait: bool,
     pub notice: Option<Notice>,
 }
 
@@ -117,6 +142,8 @@ pub struct Kiosk {
     awaiting: Option<Awaiting>,
     slips: SlipLimit,
     screen: watch::Sender<Screen>,
+    /// A press or check-in is held up (rule 107): "please wait".
+    held_up: bool,
 }
 
 impl Kiosk {
@@ -142,6 +169,7 @@ impl Kiosk {
             awaiting: None,
             slips: SlipLimit::default(),
             screen: watch::channel(Screen::default()).0,
+            held_up: false,
         }
     }
 
@@ -318,7 +346,7 @@ impl Kiosk {
     }
 
     fn update_led(&self) {
-        let ready = self.link.connected() && self.printer.is_some_and(can_print);
+        let ready = self.link.connected() && self.printer.is_some_and(can_print) && !self.held_up;
         self.led.send_if_modified(|m| {
             let want = if ready {
                 LedMode::Ready
@@ -399,7 +427,7 @@ impl Kiosk {
         // waiting for a CCCD stops waiting.
         self.awaiting = None;
         let identity = self.take_identity();
-        let answer = self
+        let asked = self
             .link
             .issue(
                 &request_id,
@@ -409,6 +437,7 @@ impl Kiosk {
                 self.settings.issue_deadline,
             )
             .await;
+        let answer = self.wait_for(asked).await;
         self.show();
         match answer {
             Ok(issued) => self.print_ticket(issued, &request_id).await,
@@ -452,7 +481,7 @@ impl Kiosk {
         };
         let identity = self.take_identity();
         let with_identity = identity.is_some();
-        let answer = self
+        let asked = self
             .link
             .check_in(
                 &request_id,
@@ -461,6 +490,7 @@ impl Kiosk {
                 self.settings.issue_deadline,
             )
             .await;
+        let answer = self.wait_for(asked).await;
         let outcome = match answer {
             Ok(issued) => self.print_ticket(issued, &request_id).await,
             Err(IssueError::Refused { code, extra, .. })
@@ -486,6 +516,47 @@ impl Kiosk {
         };
         self.show();
         outcome
+    }
+
+    /// Waits for the one answer to an issue or a check-in (the same wait for
+    /// both). While the session reports it held up (rule 107: answered
+    /// `unavailable`, or no connection; it is sent again meanwhile) the touch
+    /// page blinks "please wait" and so does the LED; the deadline ends it
+    /// with `Timeout`, and a late answer never reaches this press.
+    async fn wait_for(&mut self, asked: Asked) -> Result<Issued, IssueError> {
+        let (answer, mut held_up) = asked.split();
+        tokio::pin!(answer);
+        let result = loop {
+            tokio::select! {
+                a = &mut answer => break a,
+                changed = held_up.changed() => match changed {
+                    Ok(()) => {
+                        let held = *held_up.borrow_and_update();
+                        self.please_wait(held);
+                    }
+                    // Answered: the answer is on its way.
+                    Err(_) => break answer.await,
+                },
+            }
+        };
+        self.please_wait(false);
+        result
+    }
+
+    /// Shows (or stops showing) "please wait" on the touch page and the LED.
+    fn please_wait(&mut self, on: bool) {
+        if self.held_up != on {
+            if on {
+                tracing::info!("the press is held up; please wait");
+            }
+            self.held_up = on;
+        }
+        self.screen.send_if_modified(|s| {
+            let changed = s.please_wait != on;
+            s.please_wait = on;
+            changed
+        });
+        self.update_led();
     }
 
     /// A refusal of §11 (rule 84): `refused CODE` in the log, and a slip
@@ -633,15 +704,15 @@ impl Kiosk {
             reason = why,
             "no number could be had; printing the out-of-service slip"
         );
-        let site = self.link.welcome().map(|w| w.site_name).unwrap_or_default();
-        let slip = render_out_of_service(&site, &self.settings.help, self.settings.width);
+        let welcome = self.link.welcome().unwrap_or_default();
+        let at = welcome
+            .server_now(tokio::time::Instant::now().into_std())
+            .unwrap_or_else(|| chrono::Local::now().fixed_offset());
+        let slip = render_out_of_service(&welcome.site_name, &at, self.settings.width);
         if let Err(e) = self.print(slip).await {
             tracing::error!(error = %e, "the out-of-service slip could not be printed either");
         }
-        Outcome::OutOfService(format!(
-            "Máy lấy số tạm ngừng phục vụ. {}",
-            self.settings.help
-        ))
+        Outcome::OutOfService(format!("{OUT_OF_SERVICE_WORDS}. {}", self.settings.help))
     }
 }
 
@@ -958,11 +1029,10 @@ mod tests {
         stop: watch::Sender<bool>,
         handle: tokio::task::JoinHandle<Stats>,
         screen: watch::Receiver<Screen>,
+        led: watch::Receiver<LedMode>,
     }
 
     fn start_kiosk(url: String, target: Target, dir: &std::path::Path, hold: Duration) -> Running {
-        let link = Link::start(url, "t".into());
-        let (led, _) = watch::channel(LedMode::Off);
         let settings = Settings {
             width: 576,
             footer: "Vui lòng chờ gọi số".into(),
@@ -970,6 +1040,17 @@ mod tests {
             issue_deadline: ISSUE_DEADLINE,
             hold,
         };
+        start_with(url, target, dir, settings)
+    }
+
+    fn start_with(
+        url: String,
+        target: Target,
+        dir: &std::path::Path,
+        settings: Settings,
+    ) -> Running {
+        let link = Link::start(url, "t".into());
+        let (led, led_rx) = watch::channel(LedMode::Off);
         let ids = RequestIds::open(dir).unwrap();
         let jobs = PrintLog::open(dir).unwrap();
         let k = Kiosk::new(link, target, settings, ids, jobs, led);
@@ -981,6 +1062,7 @@ mod tests {
             stop,
             handle: tokio::spawn(k.run(presses_rx, stop_rx)),
             screen,
+            led: led_rx,
         }
     }
 
@@ -1739,6 +1821,193 @@ mod tests {
         assert!(
             !shown.contains("001099012345") && !shown.contains("1950"),
             "{shown}"
+        );
+        k.stop.send(true).unwrap();
+        k.handle.await.unwrap();
+    }
+
+    // ------------------------------------------- rule 107: `unavailable`
+
+    fn unavailable(request_id: &str) -> ServerMessage {
+        refusal(
+            request_id,
+            crate::session::UNAVAILABLE,
+            serde_json::json!({"writer": "luot-b", "writer_url": null}),
+        )
+    }
+
+    /// Waits (up to 5 s) until the touch page's "please wait" is `on`.
+    async fn please_wait(screen: &mut watch::Receiver<Screen>, on: bool) {
+        let wait = screen.wait_for(|s| s.please_wait == on);
+        tokio::time::timeout(Duration::from_secs(5), wait)
+            .await
+            .expect("the touch page changed in time")
+            .unwrap();
+    }
+
+    fn press_kham_noi(presses: &mpsc::Sender<Press>) -> oneshot::Receiver<Outcome> {
+        ask(
+            presses,
+            Request::Issue {
+                service: "kham-noi".into(),
+                priority: None,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_press_answered_unavailable_blinks_please_wait_and_prints_the_one_ticket() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let mut k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            HOLD,
+        );
+        let mut c = server.welcome().await;
+        let outcome = press_kham_noi(&k.presses);
+        let first = next_request(&mut c).await;
+        let rid = request_id(&first);
+        // A failover: the server cannot take the issue now.
+        c.send(&unavailable(&rid)).await;
+        let t0 = Instant::now();
+        please_wait(&mut k.screen, true).await;
+        assert_eq!(
+            *k.led.borrow(),
+            LedMode::Attention,
+            "the LED blinks while the press is held up"
+        );
+        let again = next_request(&mut c).await;
+        let waited = t0.elapsed();
+        assert_eq!(again, first, "the same issue, the same request_id");
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+            "sent again after 1 s: {waited:?}"
+        );
+        // The connection is closed with 1012; after the reconnect's
+        // welcome the issue goes out once more, and is answered.
+        drop(c);
+        let mut c = server.welcome().await;
+        assert_eq!(next_request(&mut c).await, first, "after the reconnect");
+        let t = ticket("A021", None);
+        c.send(&issued(&rid, t.clone(), None)).await;
+        c.send(&issued(&rid, t.clone(), None)).await;
+        assert_eq!(
+            outcome.await.unwrap(),
+            Outcome::Printed {
+                number: "A021".into()
+            }
+        );
+        please_wait(&mut k.screen, false).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            capture.bytes(),
+            printed_as(&[render_ticket(&view(&t, None), 576)]),
+            "the server's ticket, printed once"
+        );
+        k.stop.send(true).unwrap();
+        k.handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unavailable_past_issue_deadline_s_prints_the_slip_and_never_the_late_ticket() {
+        // issue_deadline_s from kiosk.toml: 2 s here, not the default 8.
+        let cfg = crate::config::KioskConfig::parse(
+            "kiosk.toml",
+            "issue_deadline_s = 2\n[server]\nurl = \"http://127.0.0.1:9\"\ntoken = \"t\"\n\
+             [printer]\ntarget = \"tcp:127.0.0.1:9100\"\n",
+        )
+        .unwrap();
+        let settings = Settings::from_config(&cfg);
+        assert_eq!(settings.issue_deadline, Duration::from_secs(2));
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let mut k = start_with(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            settings,
+        );
+        let mut c = server.welcome().await;
+        let t0 = Instant::now();
+        let mut outcome = press_kham_noi(&k.presses);
+        let rid = request_id(&next_request(&mut c).await);
+        // Every send is answered unavailable, until the kiosk gives up.
+        let mut sends = 1;
+        let answer = loop {
+            c.send(&unavailable(&rid)).await;
+            tokio::select! {
+                o = &mut outcome => break o.unwrap(),
+                m = next_request(&mut c) => {
+                    assert_eq!(request_id(&m), rid);
+                    sends += 1;
+                }
+            }
+        };
+        let took = t0.elapsed();
+        assert!(
+            matches!(&answer, Outcome::OutOfService(m) if m.starts_with("Tạm ngưng cấp số, vui lòng thử lại")),
+            "{answer:?}"
+        );
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+            "given up issue_deadline_s after the press: {took:?}"
+        );
+        assert!((2..=3).contains(&sends), "sent at 0 s and 1 s: {sends}");
+        please_wait(&mut k.screen, false).await;
+        // The slip: site, the words and the time (the server's clock,
+        // 09:00 at the welcome); no number, no QR code.
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-22T09:00:00+07:00").unwrap();
+        let slip = render_out_of_service("Bệnh viện Thử nghiệm", &at, 576);
+        let mut prepared = rqrr::PreparedImage::prepare(slip.clone());
+        assert!(prepared.detect_grids().is_empty(), "no QR code");
+        assert_eq!(
+            capture.bytes(),
+            printed_as(&[slip]),
+            "the out-of-service slip, once"
+        );
+        // The outcome was unknown: the ticket may exist, and comes late.
+        c.send(&issued(&rid, ticket("A022", None), None)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(cuts(&capture), 1, "the late ticket is never printed");
+        k.stop.send(true).unwrap();
+        let stats = k.handle.await.unwrap();
+        assert_eq!((stats.printed, stats.out_of_service), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_check_in_answered_unavailable_is_asked_again_the_same_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = CaptureDriver::new();
+        let server = stand_in::Server::bind().await;
+        let mut k = start_kiosk(
+            server.url(),
+            Target::Capture(capture.clone()),
+            dir.path(),
+            HOLD,
+        );
+        let mut c = server.welcome().await;
+        let outcome = ask(&k.presses, Request::Code("40817269".into()));
+        let first = next_request(&mut c).await;
+        let rid = request_id(&first);
+        c.send(&unavailable(&rid)).await;
+        please_wait(&mut k.screen, true).await;
+        assert_eq!(next_request(&mut c).await, first, "the same check-in");
+        let t = ticket("A023", Some("ap_1"));
+        let slot = "2026-11-22T08:30:00+07:00";
+        c.send(&issued(&rid, t.clone(), Some(slot))).await;
+        assert_eq!(
+            outcome.await.unwrap(),
+            Outcome::Printed {
+                number: "A023".into()
+            }
+        );
+        assert_eq!(
+            capture.bytes(),
+            printed_as(&[render_ticket(&view(&t, Some(slot)), 576)])
         );
         k.stop.send(true).unwrap();
         k.handle.await.unwrap();

@@ -1,11 +1,13 @@
 //! The link to luot-server: one task that moves frames between a websocket
 //! (tokio-tungstenite 0.29) and a [`Session`], sleeps until the session's
 //! next timer, dials or drops the connection when the session says so, and
-//! hands each answer to the press or check-in waiting for it and each print
+//! hands each answer to the press or check-in waiting for it (and tells it
+//! when it is held up, so the kiosk shows "please wait") and each print
 //! job to the daemon.
 //!
 //! Every rule (hello, resend of unanswered issues with the same
-//! `request_id`, backoff, silence, deadlines, at most one answer per press,
+//! `request_id`, after each reconnect and 1 s after `unavailable`, backoff,
+//! silence, deadlines, at most one answer per press,
 //! a ticket only from the server's `issued`) lives in `session.rs`; this
 //! module decides nothing and never reads or writes JSON itself.
 
@@ -39,6 +41,39 @@ pub struct LinkStatus {
 
 type Reply = oneshot::Sender<Result<Issued, IssueError>>;
 
+/// Who waits for a request: its one answer, and whether it is held up.
+struct Waiter {
+    reply: Reply,
+    held_up: watch::Sender<bool>,
+}
+
+/// A request on its way to the server (an issue or a check-in).
+pub struct Asked {
+    answer: Pin<Box<dyn Future<Output = Result<Issued, IssueError>> + Send>>,
+    /// Turns true once the request is held up (rule 107: answered
+    /// `unavailable`, or no welcomed connection to carry it): the kiosk
+    /// shows "please wait" while it is sent again. Closed once answered.
+    pub held_up: watch::Receiver<bool>,
+}
+
+impl Asked {
+    /// The one answer (a ticket, a refusal, or `Timeout` at the deadline),
+    /// and the held-up flag to watch meanwhile.
+    pub fn split(
+        self,
+    ) -> (
+        impl Future<Output = Result<Issued, IssueError>>,
+        watch::Receiver<bool>,
+    ) {
+        (self.answer, self.held_up)
+    }
+
+    /// Just the answer.
+    pub async fn answer(self) -> Result<Issued, IssueError> {
+        self.answer.await
+    }
+}
+
 enum Cmd {
     /// An issue or a check-in.
     Ask {
@@ -47,6 +82,7 @@ enum Cmd {
         identity: Option<Identity>,
         deadline: Instant,
         reply: Reply,
+        held_up: watch::Sender<bool>,
     },
     Printer(PrinterStatus),
     Printed {
@@ -132,7 +168,7 @@ impl Link {
         priority: Option<&str>,
         identity: Option<Identity>,
         deadline: Duration,
-    ) -> Result<Issued, IssueError> {
+    ) -> Asked {
         let ask = Ask::Issue {
             service: service.to_string(),
             priority: priority.map(String::from),
@@ -147,35 +183,45 @@ impl Link {
         booking: Booking,
         identity: Option<Identity>,
         deadline: Duration,
-    ) -> Result<Issued, IssueError> {
+    ) -> Asked {
         self.ask(request_id, Ask::CheckIn(booking), identity, deadline)
             .await
     }
 
+    /// Issue and check-in alike: one request, one answer, one deadline.
     async fn ask(
         &self,
         request_id: &str,
         ask: Ask,
         identity: Option<Identity>,
         deadline: Duration,
-    ) -> Result<Issued, IssueError> {
+    ) -> Asked {
         let deadline = tokio::time::Instant::now() + deadline;
         let (reply, rx) = oneshot::channel();
+        let (held_tx, held_up) = watch::channel(false);
         let cmd = Cmd::Ask {
             request_id: request_id.to_string(),
             ask,
             identity,
             deadline: deadline.into_std(),
             reply,
+            held_up: held_tx,
         };
-        if self.tx.send(cmd).await.is_err() {
-            return Err(IssueError::Timeout);
-        }
-        // The session answers `Timeout` at the deadline itself; this bound
-        // only matters if the link task is held up in a send.
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(answer)) => answer,
-            _ => Err(IssueError::Timeout),
+        let sent = self.tx.send(cmd).await.is_ok();
+        let answer = async move {
+            if !sent {
+                return Err(IssueError::Timeout);
+            }
+            // The session answers `Timeout` at the deadline itself; this
+            // bound only matters if the link task is held up in a send.
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(answer)) => answer,
+                _ => Err(IssueError::Timeout),
+            }
+        };
+        Asked {
+            answer: Box::pin(answer),
+            held_up,
         }
     }
 
@@ -241,7 +287,7 @@ struct Driver {
     session: Session,
     url: String,
     conn: Conn,
-    replies: HashMap<String, Reply>,
+    replies: HashMap<String, Waiter>,
     status: watch::Sender<LinkStatus>,
     jobs: mpsc::Sender<PrintJob>,
     /// `Link::sync` calls to answer after the next flush.
@@ -325,8 +371,13 @@ impl Driver {
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::Answer { request_id, answer } => {
-                    if let Some(reply) = self.replies.remove(&request_id) {
-                        let _ = reply.send(answer.map(|i| *i));
+                    if let Some(w) = self.replies.remove(&request_id) {
+                        let _ = w.reply.send(answer.map(|i| *i));
+                    }
+                }
+                Event::HeldUp { request_id } => {
+                    if let Some(w) = self.replies.get(&request_id) {
+                        w.held_up.send_replace(true);
                     }
                 }
                 Event::Welcome(w) => {
@@ -356,8 +407,10 @@ impl Driver {
                 identity,
                 deadline,
                 reply,
+                held_up,
             } => {
-                self.replies.insert(request_id.clone(), reply);
+                self.replies
+                    .insert(request_id.clone(), Waiter { reply, held_up });
                 match ask {
                     Ask::Issue { service, priority } => self
                         .session

@@ -10,8 +10,8 @@ use clap::{Parser, Subcommand};
 use tokio::sync::{mpsc, watch};
 
 use luot_kiosk::buttons::{Buttons, GpioButtons, Press, StdinButtons};
-use luot_kiosk::config::{KioskConfig, ws_url};
-use luot_kiosk::daemon::{HOLD, ISSUE_DEADLINE, Kiosk, Settings};
+use luot_kiosk::config::{DEFAULT_ISSUE_DEADLINE_S, KioskConfig, MAX_ISSUE_DEADLINE_S, ws_url};
+use luot_kiosk::daemon::{HOLD, Kiosk, Settings};
 use luot_kiosk::leds::{self, GpioLed, LedMode};
 use luot_kiosk::link::Link;
 use luot_kiosk::printer::Target;
@@ -35,6 +35,12 @@ struct Cli {
     /// (with --simulate).
     #[arg(long, default_value_t = HOLD.as_secs())]
     hold_s: u64,
+    /// How long a press keeps trying (over reconnects and `unavailable`
+    /// answers) before the out-of-service slip, in seconds (with
+    /// --simulate; kiosk.toml's issue_deadline_s otherwise).
+    #[arg(long, default_value_t = DEFAULT_ISSUE_DEADLINE_S,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_ISSUE_DEADLINE_S))]
+    issue_deadline_s: u64,
     /// Server URL, e.g. http://127.0.0.1:8080 (with --simulate).
     #[arg(long)]
     server: Option<String>,
@@ -82,6 +88,17 @@ fn width(paper_mm: u32) -> anyhow::Result<u32> {
         58 => Ok(384),
         other => anyhow::bail!("--paper-mm {other}: 80 or 58"),
     }
+}
+
+/// `--simulate`'s settings: the flags in place of kiosk.toml.
+fn simulate_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        width: width(cli.paper_mm)?,
+        footer: "Vui lòng chờ gọi số".into(),
+        help: "Xin mời đến Quầy Tiếp đón để được hỗ trợ.".into(),
+        issue_deadline: Duration::from_secs(cli.issue_deadline_s),
+        hold: Duration::from_secs(cli.hold_s),
+    })
 }
 
 fn main() -> ExitCode {
@@ -154,6 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (led_tx, led_rx) = watch::channel(LedMode::Attention);
     let mut guards: Vec<Box<dyn Send>> = Vec::new();
     let (kiosk, touch) = if cli.simulate {
+        let settings = simulate_settings(&cli)?;
         let (Some(server), Some(token), Some(printer)) = (cli.server, cli.token, cli.printer)
         else {
             anyhow::bail!("--simulate needs --server, --token and --printer");
@@ -163,13 +181,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let ids = RequestIds::open(&cli.state_dir)?;
         let jobs = PrintLog::open(&cli.state_dir)?;
         guards.push(Box::new(StdinButtons).start(presses_tx.clone())?);
-        let settings = Settings {
-            width: width(cli.paper_mm)?,
-            footer: "Vui lòng chờ gọi số".into(),
-            help: "Xin mời đến Quầy Tiếp đón để được hỗ trợ.".into(),
-            issue_deadline: ISSUE_DEADLINE,
-            hold: Duration::from_secs(cli.hold_s),
-        };
         (Kiosk::new(link, target, settings, ids, jobs, led_tx), None)
     } else {
         let Some(path) = cli.config else {
@@ -204,13 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if let Some(pin) = cfg.leds.ready {
             leds::spawn(Box::new(GpioLed::open(pin)?), led_rx);
         }
-        let settings = Settings {
-            width: cfg.width_dots(),
-            footer: cfg.site.footer.clone(),
-            help: cfg.site.help.clone(),
-            issue_deadline: ISSUE_DEADLINE,
-            hold: cfg.hold(),
-        };
+        let settings = Settings::from_config(&cfg);
         let touch = cfg.touch.enabled.then_some(cfg.touch.listen);
         (Kiosk::new(link, target, settings, ids, jobs, led_tx), touch)
     };
@@ -247,4 +252,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     drop(guards); // releases the GPIO pins
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simulate(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let args = [
+            "luot-kiosk",
+            "--simulate",
+            "--server",
+            "http://127.0.0.1:8080",
+            "--token",
+            "t",
+            "--printer",
+            "file:out.bin",
+        ];
+        Cli::try_parse_from(args.iter().chain(extra))
+    }
+
+    #[test]
+    fn issue_deadline_s_is_8_unless_given() {
+        let cli = simulate(&[]).unwrap();
+        let s = simulate_settings(&cli).unwrap();
+        assert_eq!(s.issue_deadline, Duration::from_secs(8));
+        let cli = simulate(&["--issue-deadline-s", "20"]).unwrap();
+        let s = simulate_settings(&cli).unwrap();
+        assert_eq!(s.issue_deadline, Duration::from_secs(20));
+        assert!(simulate(&["--issue-deadline-s", "0"]).is_err());
+        assert!(simulate(&["--issue-deadline-s", "ten"]).is_err());
+    }
 }

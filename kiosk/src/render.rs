@@ -367,8 +367,15 @@ pub fn render_ticket(t: &TicketView, width: u32) -> GrayImage {
     draw(width, blocks)
 }
 
-/// The slip printed when no number can be given.
-pub fn render_out_of_service(site_name: &str, help: &str, width: u32) -> GrayImage {
+/// The out-of-service slip (rule 107), printed when no number could be had
+/// by the press's deadline: exactly the site name, "Tạm ngưng cấp số, vui
+/// lòng thử lại" and the time (`at`, in its own offset); no number, no QR
+/// code.
+pub fn render_out_of_service(
+    site_name: &str,
+    at: &chrono::DateTime<chrono::FixedOffset>,
+    width: u32,
+) -> GrayImage {
     let k = width as f32 / 576.0;
     draw(
         width,
@@ -379,25 +386,24 @@ pub fn render_out_of_service(site_name: &str, help: &str, width: u32) -> GrayIma
                 bold: true,
             },
             Block::Rule,
+            Block::Gap(8),
             Block::Text {
-                text: "XIN LỖI".into(),
-                size: 64.0 * k,
+                text: OUT_OF_SERVICE_WORDS.into(),
+                size: 44.0 * k,
                 bold: true,
-            },
-            Block::Text {
-                text: "Máy lấy số tạm ngừng phục vụ, chưa lấy được số thứ tự.".into(),
-                size: 30.0 * k,
-                bold: false,
             },
             Block::Gap(8),
             Block::Text {
-                text: help.to_string(),
+                text: at.format("%H:%M - %d/%m/%Y").to_string(),
                 size: 30.0 * k,
-                bold: true,
+                bold: false,
             },
         ],
     )
 }
+
+/// The out-of-service slip's sentence.
+pub const OUT_OF_SERVICE_WORDS: &str = "Tạm ngưng cấp số, vui lòng thử lại";
 
 /// The slip printed when the server refuses a press or a check-in with a
 /// refusal of §11 (rule 84): site, service, a large headline and when to
@@ -715,9 +721,32 @@ mod tests {
     }
 
     #[test]
-    fn out_of_service_slip_has_no_qr() {
-        let img = render_out_of_service("Bệnh viện", "Xin mời đến Quầy Tiếp đón.", 576);
-        let mut prepared = rqrr::PreparedImage::prepare(img);
-        assert!(prepared.detect_grids().is_empty());
+    fn the_out_of_service_slip_has_the_site_the_words_and_the_time_and_no_qr() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-22T09:05:40+07:00").unwrap();
+        for width in [576, 384] {
+            let img = render_out_of_service("Bệnh viện Đa khoa", &at, width);
+            assert_eq!(img.width(), width);
+            assert_eq!(img.height() % 8, 0);
+            let k = width as f32 / 576.0;
+            assert!(shows(&img, "Bệnh viện Đa khoa", 26.0 * k, true));
+            if width == 576 {
+                // On 58 mm paper the sentence wraps onto two lines.
+                assert!(shows(
+                    &img,
+                    "Tạm ngưng cấp số, vui lòng thử lại",
+                    44.0 * k,
+                    true
+                ));
+            }
+            assert!(shows(&img, "09:05 - 22/11/2026", 30.0 * k, false));
+            let mut prepared = rqrr::PreparedImage::prepare(img);
+            assert!(prepared.detect_grids().is_empty(), "no QR code");
+        }
+        // The time is the slip's own: another minute prints another slip.
+        let later = chrono::DateTime::parse_from_rfc3339("2026-11-22T09:06:00+07:00").unwrap();
+        assert_ne!(
+            render_out_of_service("Bệnh viện Đa khoa", &at, 576),
+            render_out_of_service("Bệnh viện Đa khoa", &later, 576)
+        );
     }
 }

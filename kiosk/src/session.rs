@@ -7,11 +7,17 @@
 //! It owns the kiosk's promise on the wire (ARCHITECTURE.md, "The kiosk's
 //! promise"): hello with the device token, nothing else before `welcome`,
 //! every unanswered issue or check-in (§11: answered as `issue` is) sent
-//! again with the same `request_id` once per connection, one answer per
-//! request at most, a ticket only from the server's `issued` for that
-//! `request_id`, a request past its deadline forgotten (a late
-//! answer is dropped), printer status after each welcome, backoff 0.5 s
-//! doubling to 10 s with jitter, a connection silent for 45 s dropped;
+//! again with the same `request_id` once per connection, and one answered
+//! `unavailable` (rule 107: a standby, a failover, a store that cannot
+//! write) sent again 1 s later on the same connection as well, one answer
+//! per request at most, a ticket only from the server's `issued` for that
+//! `request_id`, a request past its deadline (`issue_deadline_s` after the
+//! press) forgotten (a late answer is dropped), a request held up (answered
+//! `unavailable`, or waiting with no welcomed connection) reported once so
+//! the kiosk shows "please wait", printer status after each welcome,
+//! backoff 0.5 s doubling to 10 s with jitter (a `hello` answered
+//! `unavailable` is a standby, not a refused token: the same backoff), a
+//! connection silent for 45 s dropped;
 //! print jobs (rule 88) reported as they come and their `printed` answers
 //! sent on a welcomed connection (an answer that cannot be sent is not
 //! kept: the server sends the job again after the next hello).
@@ -42,6 +48,10 @@ pub const SILENCE: Duration = Duration::from_secs(45);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// The longest wait before reconnecting, and the wait after a refused token.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A request answered `unavailable` is sent again this long after (rule 107).
+pub const RETRY_UNAVAILABLE: Duration = Duration::from_secs(1);
+/// The error code of a server that cannot take commands now (rules 103–107).
+pub const UNAVAILABLE: &str = "unavailable";
 
 /// What the server told us in `welcome`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -143,6 +153,11 @@ pub enum Event {
     Down,
     /// The server refused the device token; the session waits 10 s.
     TokenRefused { code: String, message: String },
+    /// A request is held up: the server answered it `unavailable`, or no
+    /// welcomed connection can carry it now. It is sent again (after 1 s,
+    /// and after each welcome) until answered or its deadline; the kiosk
+    /// shows "please wait". Reported once per request.
+    HeldUp { request_id: String },
     /// A print job, each time the server sends it (after each hello until
     /// answered): the owner prints each `print_id` at most once.
     Print(Box<PrintJob>),
@@ -187,6 +202,11 @@ struct Pending {
     deadline: Instant,
     /// The connection it was last sent on, if any.
     sent_on: Option<u64>,
+    /// Answered `unavailable`: sent again at this time on a welcomed
+    /// connection (or after the next welcome, whichever comes first).
+    retry_at: Option<Instant>,
+    /// `Event::HeldUp` was reported for it.
+    held_up: bool,
 }
 
 /// The link's state: the connection's phase, the unanswered issues, the
@@ -249,8 +269,10 @@ impl Session {
     }
 
     /// Asks for a ticket. It is sent now if the server has welcomed this
-    /// connection, else after the next welcome; answered at most once, and
-    /// forgotten at `deadline`. A `request_id` already waiting is ignored.
+    /// connection, else after the next welcome (and reported held up);
+    /// sent again 1 s after an `unavailable` answer and after each
+    /// reconnect; answered at most once, and forgotten at `deadline`. A
+    /// `request_id` already waiting is ignored.
     pub fn issue(
         &mut self,
         request_id: String,
@@ -267,8 +289,9 @@ impl Session {
         );
     }
 
-    /// Checks a booking in (§11), with the same rules as [`Session::issue`]:
-    /// sent after a welcome, again with the same `request_id` after each
+    /// Checks a booking in (§11), with the same rules as [`Session::issue`]
+    /// (the same code): sent after a welcome, again with the same
+    /// `request_id` 1 s after an `unavailable` answer and after each
     /// reconnect, answered at most once (`issued` or an error), forgotten at
     /// `deadline`.
     pub fn check_in(
@@ -292,9 +315,12 @@ impl Session {
             identity,
             deadline,
             sent_on: None,
+            retry_at: None,
+            held_up: false,
         });
-        if let Phase::Ready { conn, .. } = self.phase {
-            self.send_unsent(conn);
+        match self.phase {
+            Phase::Ready { conn, .. } => self.send_unsent(conn),
+            _ => self.hold_up_all(),
         }
     }
 
@@ -405,6 +431,10 @@ impl Session {
             ServerMessage::Error {
                 request_id: Some(request_id),
                 error,
+            } if error.code == UNAVAILABLE => self.unavailable(&request_id, &error.message, now),
+            ServerMessage::Error {
+                request_id: Some(request_id),
+                error,
             } => {
                 let refused = IssueError::Refused {
                     code: error.code,
@@ -456,10 +486,17 @@ impl Session {
     }
 
     /// An error frame that answers no issue: before welcome it refuses the
-    /// token (wait the longest backoff); after, it is only logged.
+    /// token (wait the longest backoff), or, `unavailable`, says this server
+    /// is not the primary now (a standby closes with 1013: reconnect with
+    /// the usual backoff); after welcome it is only logged.
     fn on_error(&mut self, error: ErrorDetail, now: Instant) {
         if self.is_ready() {
             tracing::warn!(code = %error.code, message = %error.message, "server error");
+            return;
+        }
+        if error.code == UNAVAILABLE {
+            tracing::warn!(message = %error.message, "luot-server cannot serve now (a standby, or a failover under way); reconnecting");
+            self.back_off(now);
             return;
         }
         tracing::error!(code = %error.code, message = %error.message, "the server refused this kiosk's token; check [server] token in kiosk.toml");
@@ -486,43 +523,111 @@ impl Session {
         self.events.push_back(Event::Answer { request_id, answer });
     }
 
-    /// Queues every waiting request not yet sent on connection `conn`.
-    fn send_unsent(&mut self, conn: u64) {
-        for p in self.pending.iter_mut().filter(|p| p.sent_on != Some(conn)) {
-            if p.sent_on.is_some() {
-                match p.ask {
-                    Ask::Issue { .. } => {
-                        tracing::info!(request_id = %p.request_id, "sending an unanswered issue again")
-                    }
-                    Ask::CheckIn(_) => {
-                        tracing::info!(request_id = %p.request_id, "sending an unanswered check-in again")
-                    }
-                }
-            }
-            p.sent_on = Some(conn);
-            let request_id = p.request_id.clone();
-            let identity = p.identity.clone();
-            self.outbox.push_back(match &p.ask {
-                Ask::Issue { service, priority } => ClientMessage::Issue {
-                    request_id,
-                    service: service.clone(),
-                    priority: priority.clone(),
-                    identity,
-                },
-                Ask::CheckIn(booking) => ClientMessage::CheckIn {
-                    request_id,
-                    code: match booking {
-                        Booking::Code(c) => Some(serde_json::Value::String(c.clone())),
-                        Booking::Appointment(_) => None,
-                    },
-                    appointment: match booking {
-                        Booking::Appointment(a) => Some(a.clone()),
-                        Booking::Code(_) => None,
-                    },
-                    identity,
-                },
+    /// An `unavailable` answer to `request_id` (rule 107): not an answer
+    /// for the press; the request is sent again in 1 s (or after the next
+    /// welcome) with the same `request_id`, until its deadline.
+    fn unavailable(&mut self, request_id: &str, message: &str, now: Instant) {
+        let Some(p) = self
+            .pending
+            .iter_mut()
+            .find(|p| p.request_id == request_id && p.sent_on.is_some())
+        else {
+            tracing::debug!(request_id, "unavailable for no waiting request; dropped");
+            return;
+        };
+        tracing::warn!(
+            request_id,
+            message,
+            "luot-server answered unavailable; sending the request again in 1 s"
+        );
+        p.retry_at = Some(now + RETRY_UNAVAILABLE);
+        Self::hold_up(&mut self.events, p);
+    }
+
+    /// Reports `p` held up, once.
+    fn hold_up(events: &mut VecDeque<Event>, p: &mut Pending) {
+        if !p.held_up {
+            p.held_up = true;
+            events.push_back(Event::HeldUp {
+                request_id: p.request_id.clone(),
             });
         }
+    }
+
+    /// No welcomed connection: every waiting request is held up.
+    fn hold_up_all(&mut self) {
+        for p in &mut self.pending {
+            Self::hold_up(&mut self.events, p);
+        }
+    }
+
+    /// Sends again, on the welcomed connection, each request whose 1 s
+    /// after `unavailable` is up; without one, they wait for the next
+    /// welcome (which sends every request not sent on its connection).
+    fn retry_unavailable(&mut self, now: Instant) {
+        let conn = match self.phase {
+            Phase::Ready { conn, .. } => Some(conn),
+            _ => None,
+        };
+        for i in 0..self.pending.len() {
+            let p = &mut self.pending[i];
+            if p.retry_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            p.retry_at = None;
+            if let Some(conn) = conn {
+                self.send(i, conn);
+            }
+        }
+    }
+
+    /// Queues every waiting request not yet sent on connection `conn`.
+    fn send_unsent(&mut self, conn: u64) {
+        for i in 0..self.pending.len() {
+            if self.pending[i].sent_on != Some(conn) {
+                self.send(i, conn);
+            }
+        }
+    }
+
+    /// Queues the waiting request `i` on connection `conn`: the one frame
+    /// for an issue or a check-in, the same each time it is sent.
+    fn send(&mut self, i: usize, conn: u64) {
+        let p = &mut self.pending[i];
+        if p.sent_on.is_some() {
+            match p.ask {
+                Ask::Issue { .. } => {
+                    tracing::info!(request_id = %p.request_id, "sending an unanswered issue again")
+                }
+                Ask::CheckIn(_) => {
+                    tracing::info!(request_id = %p.request_id, "sending an unanswered check-in again")
+                }
+            }
+        }
+        p.sent_on = Some(conn);
+        p.retry_at = None;
+        let request_id = p.request_id.clone();
+        let identity = p.identity.clone();
+        self.outbox.push_back(match &p.ask {
+            Ask::Issue { service, priority } => ClientMessage::Issue {
+                request_id,
+                service: service.clone(),
+                priority: priority.clone(),
+                identity,
+            },
+            Ask::CheckIn(booking) => ClientMessage::CheckIn {
+                request_id,
+                code: match booking {
+                    Booking::Code(c) => Some(serde_json::Value::String(c.clone())),
+                    Booking::Appointment(_) => None,
+                },
+                appointment: match booking {
+                    Booking::Appointment(a) => Some(a.clone()),
+                    Booking::Code(_) => None,
+                },
+                identity,
+            },
+        });
     }
 
     /// Drops the connection (if any) and waits a jittered backoff, which
@@ -531,6 +636,7 @@ impl Session {
         if self.is_ready() {
             self.events.push_back(Event::Down);
         }
+        self.hold_up_all();
         self.outbox.clear();
         let wait = self.backoff.mul_f64(self.rng.random_range(0.5..1.0));
         tracing::debug!(
@@ -542,7 +648,8 @@ impl Session {
     }
 
     /// When `handle_timeout` must next be called. There is always a timer:
-    /// the phase's (backoff, dial, welcome or silence), or an issue's deadline.
+    /// the phase's (backoff, dial, welcome or silence), a request's deadline
+    /// or its resend 1 s after `unavailable`.
     pub fn poll_timeout(&self) -> Instant {
         let phase = match self.phase {
             Phase::Waiting { until } => until,
@@ -550,13 +657,18 @@ impl Session {
             Phase::Greeting { heard, give_up, .. } => give_up.min(heard + SILENCE),
             Phase::Ready { heard, .. } => heard + SILENCE,
         };
-        let issues = self.pending.iter().map(|p| p.deadline).min();
+        let issues = self
+            .pending
+            .iter()
+            .map(|p| p.retry_at.map_or(p.deadline, |r| r.min(p.deadline)))
+            .min();
         issues.map_or(phase, |d| d.min(phase))
     }
 
     /// Acts on every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire_issues(now);
+        self.retry_unavailable(now);
         match self.phase {
             Phase::Waiting { until } if now >= until => {
                 self.phase = Phase::Dialing {

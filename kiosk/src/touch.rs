@@ -3,8 +3,10 @@
 //! screen; a touch counts as a press and the page says what happened. A
 //! keypad of big digits takes a booking's 8-digit code and checks it in
 //! (§11); the page shows "Đã quét CCCD" while a scanned CCCD is held (never
-//! any of its data), asks for a CCCD scan when a check-in needs one, and
-//! shows the headline of a refusal (rule 84) and the outcome of scans.
+//! any of its data), asks for a CCCD scan when a check-in needs one, blinks
+//! "Vui lòng chờ" while a press is held up (rule 107: the server is
+//! switching over; the kiosk keeps asking), and shows the headline of a
+//! refusal (rule 84) and the outcome of scans.
 
 use std::net::SocketAddr;
 
@@ -61,6 +63,7 @@ async fn status(State(t): State<Touch>) -> impl IntoResponse {
         "services": w.services.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
         "cccd": screen.cccd,
         "waiting_for_cccd": screen.waiting_for_cccd,
+        "please_wait": screen.please_wait,
         "notice": screen.notice,
     }))
 }
@@ -107,7 +110,7 @@ async fn ask(t: &Touch, request: Request) -> serde_json::Value {
             };
             json!({"ok": ok, "number": number, "headline": headline, "message": message})
         }
-        Err(_) => json!({"ok": false, "message": "Máy lấy số tạm ngừng phục vụ."}),
+        Err(_) => json!({"ok": false, "message": "Tạm ngưng cấp số, vui lòng thử lại."}),
     }
 }
 
@@ -134,6 +137,12 @@ const PAGE: &str = r#"<!doctype html>
  #msgh{font-size:10vh;font-weight:bold;margin-bottom:3vh}
  #msg.bad #msgh{color:#b00020}
  #msgt{font-size:5vh}
+ #wait{position:fixed;inset:0;display:none;flex-direction:column;align-items:center;justify-content:center;text-align:center;background:#fff1c2;color:#6b4e00;padding:5vw;z-index:10}
+ #wait.on{display:flex}
+ #wait b{font-size:11vh;animation:blink 1s steps(2,start) infinite}
+ #wait span{font-size:5vh;margin-top:3vh}
+ #wait i{font-size:3vh;margin-top:2vh;font-style:normal;color:#8a6d1f}
+ @keyframes blink{to{visibility:hidden}}
  #offline{display:none;background:#b00020;color:#fff;font-size:3.5vh;text-align:center;padding:1vh}
  #pad{position:fixed;inset:0;display:none;flex-direction:column;background:#f4f6f8;padding:2vh 4vw;box-sizing:border-box}
  #pad h2{font-size:4.5vh;text-align:center;margin:1vh 0}
@@ -161,6 +170,7 @@ const PAGE: &str = r#"<!doctype html>
  <div id="padbar"><button id="cancel" onclick="closePad()">Quay lại</button><button id="go" onclick="sendCode()" disabled>Lấy số</button></div>
 </div>
 <div id="msg"><div id="msgh"></div><div id="msgt"></div></div>
+<div id="wait"><b>VUI LÒNG CHỜ</b><span>Đang lấy số cho bạn, xin đừng bấm lại.</span><i>Please wait</i></div>
 <script>
 let busy=false, code='', seen=null;
 function show(r){
@@ -174,6 +184,7 @@ async function load(){
   try{
     const s=await (await fetch('/status')).json();
     document.getElementById('offline').style.display=s.connected?'none':'block';
+    document.getElementById('wait').className=s.please_wait?'on':'';
     if(s.site) document.getElementById('site').textContent=s.site;
     const c=document.getElementById('cccd');
     if(s.waiting_for_cccd){c.className='wait';c.textContent='Mời quét mã QR trên thẻ CCCD để hoàn tất lịch hẹn';}
@@ -198,7 +209,7 @@ async function ask(path,body){
   try{
     const r=await (await fetch(path,{method:'POST',headers:{'Content-Type':'application/json'},body:JSON.stringify(body)})).json();
     show(r);
-  }catch(e){show({ok:false,message:'Máy lấy số tạm ngừng phục vụ.'});}
+  }catch(e){show({ok:false,message:'Tạm ngưng cấp số, vui lòng thử lại.'});}
   hideSoon();
 }
 function press(id){ if(!busy) ask('/press',{service:id}); }
@@ -290,6 +301,10 @@ mod tests {
         let s = call(&app, "GET", "/status", "").await;
         assert_eq!(s["cccd"], true);
         assert_eq!(s["waiting_for_cccd"], false);
+        assert_eq!(s["please_wait"], false);
+        screen_tx.send_modify(|s| s.please_wait = true);
+        let s = call(&app, "GET", "/status", "").await;
+        assert_eq!(s["please_wait"], true, "the page blinks 'please wait'");
         assert_eq!(s["notice"]["seq"], 3);
         assert_eq!(s["notice"]["headline"], "Đã quét CCCD");
     }
@@ -300,6 +315,8 @@ mod tests {
             "Nhập mã lịch hẹn",
             "Đã quét CCCD",
             "Mời quét mã QR trên thẻ CCCD",
+            "VUI LÒNG CHỜ",
+            "please_wait",
             "/checkin",
             "Xóa",
         ] {

@@ -263,6 +263,8 @@ fn install_sh_sets_up_a_kiosk_idempotently() {
         "27",
         "--paper",
         "58",
+        "--issue-deadline-s",
+        "20",
         "--nightly-reboot",
         "03:30",
         "--read-only",
@@ -288,6 +290,7 @@ fn install_sh_sets_up_a_kiosk_idempotently() {
         [(17, "kham-noi"), (22, "kham-ngoai")]
     );
     assert_eq!(cfg.leds.ready, Some(27));
+    assert_eq!(cfg.issue_deadline(), std::time::Duration::from_secs(20));
     let udev = std::fs::read_to_string(root.path().join("etc/udev/rules.d/60-luot-printers.rules"))
         .unwrap();
     assert!(udev.contains("bInterfaceClass}==\"07\"") && udev.contains("GROUP=\"lp\""));
@@ -419,6 +422,21 @@ fn install_sh_refuses_bad_arguments() {
                 "x=y",
             ],
             "PIN=SERVICE",
+        ),
+        (
+            vec![
+                "--role",
+                "kiosk",
+                "--server",
+                "http://x",
+                "--token",
+                "t",
+                "--printer",
+                "usb:1:2",
+                "--issue-deadline-s",
+                "0",
+            ],
+            "--issue-deadline-s",
         ),
     ] {
         let (ok, out) = install(root.path(), &args);

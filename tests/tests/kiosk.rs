@@ -3,7 +3,12 @@
 //! QR code opens the ticket; a dead printer refuses presses; a server killed
 //! mid-rush and a connection cut after `issue` never cause a double print;
 //! scans and typed codes on standard input (rule 83) are used or refused and
-//! never logged; a scanner with a plain `http://` server needs `allow_plain`.
+//! never logged; a scanner with a plain `http://` server needs `allow_plain`;
+//! a server killed right after a press (rule 107) gives that press its one
+//! ticket when it is back within `--issue-deadline-s`, and past it one
+//! out-of-service slip and never the ticket; a server that answers
+//! `unavailable` (its disk full) gets the same issue again every second
+//! until it can store it, and the press prints that one ticket.
 
 #![allow(clippy::unwrap_used)] // tests may panic on a broken server
 
@@ -35,6 +40,17 @@ impl Kiosk {
 
     /// As `start`, with `RUST_LOG` set to `rust_log`.
     fn start_logging(server_url: &str, printer: &str, state: &Path, rust_log: &str) -> Kiosk {
+        Kiosk::start_with(server_url, printer, state, rust_log, &[])
+    }
+
+    /// As `start_logging`, with more command-line arguments.
+    fn start_with(
+        server_url: &str,
+        printer: &str,
+        state: &Path,
+        rust_log: &str,
+        extra: &[&str],
+    ) -> Kiosk {
         let log = state.with_extension("log");
         let child = Command::new(binary("luot-kiosk"))
             .args([
@@ -48,6 +64,7 @@ impl Kiosk {
             ])
             .arg("--state-dir")
             .arg(state)
+            .args(extra)
             .env("RUST_LOG", rust_log)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -65,6 +82,24 @@ impl Kiosk {
 
     fn press(&mut self, service: &str) {
         writeln!(self.stdin.as_mut().unwrap(), "{service}").unwrap();
+    }
+
+    /// What the kiosk has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (up to `limit`) until the log holds `words` `n` times.
+    fn wait_for_log(&self, words: &str, n: usize, limit: Duration) {
+        let t0 = Instant::now();
+        while self.log().matches(words).count() < n {
+            assert!(
+                t0.elapsed() < limit,
+                "no {n} × {words:?} in the kiosk's log: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Any line of standard input (`scan:TEXT`, `code:N`).
@@ -716,4 +751,249 @@ async fn booked_and_scanned_patients_at_a_real_kiosk() {
         assert!(matches, "page {i} prints ticket {t} as rendered");
     }
     assert_eq!(slips, 2);
+}
+
+// ------------------------------------------------------------- rule 107
+
+/// A proxy to `server` that tells when the first `issue` frame has gone
+/// through (and then cuts that connection, so its answer never arrives: the
+/// outcome is unknown to the kiosk). While the server is down it refuses
+/// connections as the server would; once it is back, it pipes again.
+fn telling_proxy(
+    server: std::net::SocketAddr,
+) -> (std::net::SocketAddr, std::sync::mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let told = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let Ok(upstream) = TcpStream::connect(server) else {
+                continue; // the server is down: the kiosk's dial fails
+            };
+            let (tx, told) = (tx.clone(), told.clone());
+            ws_pipe::pipe(client, upstream, move |text| {
+                if !text.contains("\"type\":\"issue\"") || told.swap(true, Ordering::SeqCst) {
+                    return Verdict::Pass;
+                }
+                let _ = tx.send(());
+                Verdict::PassThenCut
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn a_server_killed_after_the_press_and_back_within_the_deadline_prints_its_one_ticket() {
+    let site = Site::hospital();
+    let mut server = site.start();
+    let port = server.addr.port().to_string();
+    let (proxy, issue_sent) = telling_proxy(server.addr);
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start_with(
+        &format!("http://{proxy}"),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+        "info",
+        &["--issue-deadline-s", "20"],
+    );
+    k.press("kham-noi");
+    issue_sent
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the kiosk sent its issue");
+    // kill -9 right after the issue reached the server: stored or not, the
+    // kiosk does not know.
+    server.kill9();
+    std::thread::sleep(Duration::from_secs(1));
+    let server = Server::start(
+        &site.config(),
+        &site.data(),
+        &[("LUOT_LISTEN", &format!("127.0.0.1:{port}"))],
+    );
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    assert!(log.contains("sending an unanswered issue again"), "{log}");
+    let pages = pages(&out);
+    assert_eq!(pages.len(), 1, "one page for the one press: {log}");
+    let url = escpos::qr(&pages[0].image()).expect("a ticket, not a slip");
+    let id = ticket_id(&url);
+    let logged = printed(&log);
+    assert_eq!(logged.len(), 1, "{log}");
+    assert_eq!(logged[0].1, id);
+    let api = Api::new(&server);
+    let t = api.get(&format!("/api/v1/tickets/{id}"), None).await;
+    assert_eq!(t.status, 200, "the printed ticket is the server's");
+    assert_eq!(
+        t.body["number"].as_str(),
+        Some(logged[0].0.as_str()),
+        "the number the server stored"
+    );
+    let s = api.get("/api/v1/site", None).await;
+    assert_eq!(
+        s.body["services"][0]["waiting"], 1,
+        "one ticket on the server for the one press"
+    );
+}
+
+#[tokio::test]
+async fn a_server_down_past_issue_deadline_s_gives_one_slip_and_never_the_ticket() {
+    use luot_kiosk::render::render_out_of_service;
+    let site = Site::hospital();
+    let mut server = site.start();
+    let port = server.addr.port().to_string();
+    let (proxy, issue_sent) = telling_proxy(server.addr);
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start_with(
+        &format!("http://{proxy}"),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+        "info",
+        &["--issue-deadline-s", "3"],
+    );
+    k.wait_for_log("connected to luot-server", 1, Duration::from_secs(20));
+    let pressed = Instant::now();
+    k.press("kham-noi");
+    issue_sent
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the kiosk sent its issue");
+    server.kill9();
+    k.wait_for_log(
+        "printing the out-of-service slip",
+        1,
+        Duration::from_secs(10),
+    );
+    let gave_up = pressed.elapsed();
+    assert!(
+        gave_up >= Duration::from_millis(2900) && gave_up < Duration::from_secs(8),
+        "given up --issue-deadline-s 3 after the press, not 8: {gave_up:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let slip = pages(&out);
+    assert_eq!(slip.len(), 1, "one slip: {}", k.log());
+    let img = slip[0].image();
+    assert!(slip[0].cut);
+    assert_eq!(escpos::qr(&img), None, "no QR code on the slip");
+    // Exactly the site name, the words and the time (this minute or the
+    // one before, in the site's offset).
+    let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap());
+    let is_the_slip = [now, now - chrono::Duration::seconds(60)]
+        .iter()
+        .any(|at| render_out_of_service("Bệnh viện Thử nghiệm", at, 576) == img);
+    assert!(is_the_slip, "the page is the out-of-service slip");
+
+    // The server comes back (with the ticket, if it was stored): the kiosk
+    // reconnects and prints nothing more for that press.
+    let server = Server::start(
+        &site.config(),
+        &site.data(),
+        &[("LUOT_LISTEN", &format!("127.0.0.1:{port}"))],
+    );
+    k.wait_for_log("connected to luot-server", 2, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    assert_eq!(pages(&out).len(), 1, "nothing more printed: {log}");
+    assert!(
+        printed(&log).is_empty(),
+        "never a ticket for that press: {log}"
+    );
+    let s = Api::new(&server).get("/api/v1/site", None).await;
+    let waiting = s.body["services"][0]["waiting"].as_u64().unwrap();
+    assert!(waiting <= 1, "stored once at most: {waiting}");
+}
+
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system of `dir` with `dir/ballast` until a write fails.
+fn fill(dir: &Path) -> PathBuf {
+    let ballast = dir.join("ballast");
+    let mut f = std::fs::File::create(&ballast).unwrap();
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).and_then(|()| f.sync_all()).is_ok() {}
+    ballast
+}
+
+/// A server that answers `unavailable` (rule 107's answer of a standby; here
+/// the server's disk is full, the cheapest real way to make it refuse
+/// writes): the kiosk sends the same issue again after 1 s, and again, until
+/// space returns; the press prints the one ticket the server stored. Needs
+/// root to mount a small tmpfs; without it the test says so and checks
+/// nothing (the session's unit tests cover the path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_unavailable_gets_the_issue_again_until_it_stores_it() {
+    let site = Site::hospital();
+    let data = site.data();
+    std::fs::create_dir_all(&data).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _mount = Mount(data.clone());
+    let server = site.start();
+    let api = Api::new(&server);
+    let out = site.dir.path().join("printer.bin");
+    let mut k = Kiosk::start_with(
+        &server.url(""),
+        &format!("file:{}", out.display()),
+        &site.dir.path().join("kiosk"),
+        "info",
+        &["--issue-deadline-s", "20"],
+    );
+    k.wait_for_log("connected to luot-server", 1, Duration::from_secs(20));
+    // The disk fills up; the server refuses (the few bytes left may take a
+    // ticket or two first, on another service).
+    let ballast = fill(&data);
+    let mut refused = false;
+    for i in 0..200 {
+        let r = api
+            .issue(KIOSK_TOKEN, "kham-ngoai", &format!("fill-{i}"))
+            .await;
+        if r.status == 503 {
+            assert_eq!(r.code(), "unavailable");
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "a full disk refuses");
+    k.press("kham-noi");
+    let said = "luot-server answered unavailable; sending the request again in 1 s";
+    k.wait_for_log(said, 2, Duration::from_secs(10));
+    let again = "sending an unanswered issue again";
+    assert!(k.log().contains(again), "{}", k.log());
+    assert!(pages(&out).is_empty(), "nothing printed while it waits");
+    // Space returns: the next resend is stored and answered.
+    std::fs::remove_file(&ballast).unwrap();
+    let (ok, log) = k.finish();
+    assert!(ok, "{log}");
+    let pages = pages(&out);
+    assert_eq!(pages.len(), 1, "one ticket for the one press: {log}");
+    let id = ticket_id(&escpos::qr(&pages[0].image()).expect("a ticket"));
+    let logged = printed(&log);
+    assert_eq!(logged.len(), 1, "{log}");
+    let t = api.get(&format!("/api/v1/tickets/{id}"), None).await;
+    assert_eq!(t.status, 200);
+    assert_eq!(t.body["number"].as_str(), Some(logged[0].0.as_str()));
+    assert_eq!(
+        t.body["number"], "A001",
+        "stored once, as the first of its service"
+    );
+    let s = api.get("/api/v1/site", None).await;
+    assert_eq!(
+        s.body["services"][0]["waiting"], 1,
+        "one ticket for kham-noi"
+    );
 }

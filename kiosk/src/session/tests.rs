@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use luot_protocol::{
     BoardCounter, BoardState, EventKind, TicketStatus, WelcomeService, WelcomeSite, WireEvent,
@@ -188,7 +188,15 @@ fn hello_first_and_no_issue_before_welcome() {
     );
     assert_eq!(issues(&sent), ["r1", "r2"]);
     let ev = k.events();
-    assert!(matches!(&ev[0], Event::Welcome(w) if w.service_name("kham-noi") == "Khám Nội"));
+    assert_eq!(
+        held_up(&ev),
+        ["r1", "r2"],
+        "pressed with no welcome: please wait"
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Welcome(w) if w.service_name("kham-noi") == "Khám Nội"))
+    );
     assert!(k.s.is_ready());
 }
 
@@ -358,13 +366,210 @@ fn a_refused_token_stops_and_waits_the_longest_backoff() {
     k.press("r1");
     k.connect();
     assert!(k.receive(error(None, "unauthorized")).is_empty());
+    let refused: Vec<_> = k
+        .events()
+        .into_iter()
+        .filter(|e| !matches!(e, Event::HeldUp { .. }))
+        .collect();
     assert!(
-        matches!(k.events().as_slice(), [Event::TokenRefused { code, .. }] if code == "unauthorized")
+        matches!(refused.as_slice(), [Event::TokenRefused { code, .. }] if code == "unauthorized")
     );
     assert_eq!(k.s.wants(), Want::Wait, "the connection is dropped");
     let wait = k.s.poll_timeout() - k.now;
     assert!(wait >= BACKOFF_MAX / 2 && wait < BACKOFF_MAX, "{wait:?}");
     assert!(!k.s.is_ready());
+}
+
+// ------------------------------------------------- rule 107: `unavailable`
+
+fn held_up(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HeldUp { request_id } => Some(request_id.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_unavailable_answer_is_sent_again_1_s_later_with_the_same_request_id() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.events();
+    assert_eq!(issues(&k.press("r1")), ["r1"]);
+    assert!(
+        held_up(&k.events()).is_empty(),
+        "not held up while it goes out"
+    );
+    k.receive(error(Some("r1"), UNAVAILABLE));
+    let ev = k.events();
+    assert_eq!(held_up(&ev), ["r1"], "the kiosk shows please wait: {ev:?}");
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::Answer { .. })),
+        "unavailable is no answer for the press"
+    );
+    assert_eq!(
+        k.s.poll_timeout(),
+        k.now + RETRY_UNAVAILABLE,
+        "a timer, not a sleep"
+    );
+    k.advance(RETRY_UNAVAILABLE - Duration::from_millis(1));
+    assert!(k.sent().is_empty(), "not before 1 s");
+    k.advance(Duration::from_millis(1));
+    let again = k.sent();
+    assert_eq!(issues(&again), ["r1"], "the same request_id, after 1 s");
+    assert_eq!(again, issue_frame("r1"), "the very same frame");
+    // Unavailable again: again 1 s later; held up is reported once only.
+    k.receive(error(Some("r1"), UNAVAILABLE));
+    k.advance(RETRY_UNAVAILABLE);
+    assert_eq!(issues(&k.sent()), ["r1"]);
+    assert!(held_up(&k.events()).is_empty());
+    // No answer: nothing more is sent on this connection.
+    k.advance(Duration::from_secs(3));
+    assert!(k.sent().is_empty(), "resent only after an unavailable");
+    // The primary answers (twice, say): one answer.
+    k.receive(issued("r1", ticket("t1", "A001")));
+    k.receive(issued("r1", ticket("t1", "A001")));
+    assert_eq!(k.answers(), vec![("r1".into(), Ok(ticket("t1", "A001")))]);
+    k.advance(Duration::from_secs(2));
+    assert!(k.sent().is_empty(), "answered: never sent again");
+}
+
+/// The frame of an issue `rid` for `kham-noi`, as first sent.
+fn issue_frame(rid: &str) -> Vec<ClientMessage> {
+    vec![ClientMessage::Issue {
+        request_id: rid.into(),
+        service: "kham-noi".into(),
+        priority: None,
+        identity: None,
+    }]
+}
+
+#[test]
+fn an_unavailable_issue_is_sent_again_after_a_reconnect_and_not_twice() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.press("r1");
+    k.receive(error(Some("r1"), UNAVAILABLE));
+    // The server becomes a standby: close 1012 before the 1 s is up.
+    k.advance(Duration::from_millis(300));
+    k.drop_connection();
+    k.advance(Duration::from_millis(700));
+    assert!(k.sent().is_empty(), "nothing is sent while down");
+    // A standby answers hello `unavailable` (and closes 1013).
+    k.connect();
+    assert!(k.receive(error(None, UNAVAILABLE)).is_empty());
+    assert!(
+        !k.events()
+            .iter()
+            .any(|e| matches!(e, Event::TokenRefused { .. })),
+        "a standby is not a refused token"
+    );
+    assert_eq!(k.s.wants(), Want::Wait);
+    // The new primary welcomes: the issue goes out once, right away.
+    let sent = k.connect_and_welcome();
+    assert_eq!(issues(&sent), ["r1"], "after the reconnect's welcome");
+    k.advance(RETRY_UNAVAILABLE * 2);
+    assert!(k.sent().is_empty(), "and not again 1 s later");
+    k.receive(issued("r1", ticket("t1", "A001")));
+    assert_eq!(k.answers(), vec![("r1".into(), Ok(ticket("t1", "A001")))]);
+}
+
+#[test]
+fn a_hello_answered_unavailable_reconnects_with_the_usual_backoff() {
+    let mut k = Kiosk::new();
+    let mut base = BACKOFF_MIN;
+    for _ in 0..6 {
+        k.connect();
+        k.receive(error(None, UNAVAILABLE));
+        assert_eq!(k.s.wants(), Want::Wait);
+        let w = k.s.poll_timeout() - k.now;
+        assert!(w >= base / 2 && w < base, "{w:?} for a backoff of {base:?}");
+        base = (base * 2).min(BACKOFF_MAX);
+    }
+    assert!(k.events().is_empty(), "no token refused, never welcomed");
+}
+
+#[test]
+fn unavailable_until_the_deadline_gives_up_and_a_late_ticket_is_dropped() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.press("r1");
+    let start = k.now;
+    let mut sends = 1;
+    while k.now < start + DEADLINE {
+        k.receive(error(Some("r1"), UNAVAILABLE));
+        k.advance(RETRY_UNAVAILABLE);
+        sends += issues(&k.sent()).len();
+    }
+    assert_eq!(sends, 8, "sent at 0, 1, … 7 s; given up at 8 s");
+    assert_eq!(k.answers(), vec![("r1".into(), Err(IssueError::Timeout))]);
+    // The answer of an outcome unknown comes late: dropped, never a ticket.
+    k.receive(issued("r1", ticket("t1", "A001")));
+    k.receive(error(Some("r1"), UNAVAILABLE));
+    k.advance(Duration::from_secs(2));
+    assert!(k.answers().is_empty(), "the late ticket is dropped");
+    assert!(k.sent().is_empty(), "and the press is not sent again");
+    k.drop_connection();
+    assert!(issues(&k.connect_and_welcome()).is_empty());
+}
+
+#[test]
+fn an_error_other_than_unavailable_is_final() {
+    for code in [
+        "forbidden",
+        "unknown_service",
+        "bad_request",
+        "service_full",
+    ] {
+        let mut k = Kiosk::new();
+        k.connect_and_welcome();
+        k.press("r1");
+        k.receive(error(Some("r1"), code));
+        assert!(
+            matches!(k.answers().as_slice(), [(_, Err(IssueError::Refused { code: c, .. }))] if c == code),
+            "{code}"
+        );
+        k.advance(Duration::from_secs(3));
+        assert!(k.sent().is_empty(), "{code}: no resend");
+        k.drop_connection();
+        assert!(issues(&k.connect_and_welcome()).is_empty(), "{code}");
+    }
+}
+
+#[test]
+fn a_press_with_no_connection_is_held_up_at_once() {
+    let mut k = Kiosk::new();
+    k.press("r1");
+    assert_eq!(held_up(&k.events()), ["r1"]);
+    k.connect_and_welcome();
+    k.press("r2");
+    assert!(held_up(&k.events()).is_empty(), "r2 goes out at once");
+    k.drop_connection();
+    assert_eq!(held_up(&k.events()), ["r2"], "r1 was reported before");
+}
+
+#[test]
+fn a_check_in_answered_unavailable_takes_the_same_path() {
+    let mut k = Kiosk::new();
+    k.connect_and_welcome();
+    k.events();
+    k.s.check_in(
+        "c1".into(),
+        Booking::Code("40817269".into()),
+        Some(person()),
+        k.now + DEADLINE,
+    );
+    let first = k.sent();
+    k.receive(error(Some("c1"), UNAVAILABLE));
+    assert_eq!(held_up(&k.events()), ["c1"]);
+    k.advance(RETRY_UNAVAILABLE);
+    assert_eq!(k.sent(), first, "the same check-in, identity included");
+    k.drop_connection();
+    assert_eq!(check_ins(&k.connect_and_welcome()), ["c1"]);
+    k.advance(DEADLINE);
+    assert_eq!(k.answers(), vec![("c1".into(), Err(IssueError::Timeout))]);
 }
 
 /// The waits between failed dials: jittered, doubling from 0.5 s to 10 s.
@@ -443,6 +648,8 @@ enum Step {
     /// The server answers the n-th issue it received (any, again or late).
     Answer(usize, u8),
     Refuse(usize),
+    /// The server answers the n-th issue it received `unavailable`.
+    Unavailable(usize),
     /// An `issued` for a request no kiosk made.
     Stray,
 }
@@ -456,6 +663,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Cut),
         5 => (any::<usize>(), 0u8..3).prop_map(|(i, v)| Step::Answer(i, v)),
         1 => any::<usize>().prop_map(Step::Refuse),
+        3 => any::<usize>().prop_map(Step::Unavailable),
         1 => Just(Step::Stray),
     ]
 }
@@ -471,6 +679,9 @@ struct World {
     printed: HashSet<String>,
     /// Request ids sent on the current connection, once it is welcomed.
     this_conn: Option<HashSet<String>>,
+    /// Requests answered `unavailable` on the current connection, and when:
+    /// each may (and must, 1 s later) be sent on it once more.
+    unavailable: HashMap<String, Instant>,
     open: bool,
 }
 
@@ -502,8 +713,15 @@ impl World {
                 let rid = self.received[i % self.received.len()].clone();
                 self.say(k, error(Some(&rid), "bad_request"));
             }
+            Step::Unavailable(i) if !self.received.is_empty() => {
+                let rid = self.received[i % self.received.len()].clone();
+                if self.this_conn.is_some() && !self.answered.contains(&rid) {
+                    self.unavailable.insert(rid.clone(), k.now);
+                }
+                self.say(k, error(Some(&rid), UNAVAILABLE));
+            }
             Step::Stray => self.say(k, issued("stray", ticket("stray", "A999"))),
-            Step::Answer(..) | Step::Refuse(_) => {}
+            Step::Answer(..) | Step::Refuse(_) | Step::Unavailable(_) => {}
         }
     }
 
@@ -517,6 +735,7 @@ impl World {
         if k.s.wants() != Want::Open {
             self.open = false;
             self.this_conn = None;
+            self.unavailable.clear();
             prop_assert!(k.s.poll_transmit().is_none(), "a frame with no connection");
             return Ok(());
         }
@@ -534,7 +753,15 @@ impl World {
                     let sent = self.this_conn.as_mut();
                     prop_assert!(sent.is_some(), "an issue before welcome");
                     let fresh = sent.is_some_and(|s| s.insert(request_id.clone()));
-                    prop_assert!(fresh, "{} sent twice on one connection", request_id);
+                    if !fresh {
+                        // Again on one connection: only 1 s after `unavailable`.
+                        let after = self.unavailable.remove(&request_id);
+                        prop_assert!(
+                            after.is_some_and(|t| k.now >= t + RETRY_UNAVAILABLE),
+                            "{} sent twice on one connection, not 1 s after unavailable",
+                            request_id
+                        );
+                    }
                     self.received.push(request_id);
                 }
                 ClientMessage::DeviceStatus { .. } => {}
@@ -561,11 +788,20 @@ impl World {
         Ok(())
     }
 
-    /// After a welcome, every unanswered press was sent on this connection.
+    /// After a welcome, every unanswered press was sent on this connection,
+    /// and each answered `unavailable` on it again from 1 s after.
     fn check_resent(&self, k: &Kiosk) -> Result<(), TestCaseError> {
         if let (true, Some(sent)) = (k.s.is_ready(), &self.this_conn) {
             for rid in self.pressed.iter().filter(|r| !self.answered.contains(*r)) {
                 prop_assert!(sent.contains(rid), "{} not sent on this connection", rid);
+            }
+            for (rid, t) in &self.unavailable {
+                let due = k.now >= *t + RETRY_UNAVAILABLE;
+                prop_assert!(
+                    !due || self.answered.contains(rid),
+                    "{} not sent again 1 s after unavailable",
+                    rid
+                );
             }
         }
         Ok(())
