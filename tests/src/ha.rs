@@ -560,7 +560,8 @@ postgresql:
         }
     }
 
-    fn wait_node_primary(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+    /// Waits until node `name` answers 200 on Patroni's `/primary`.
+    pub fn wait_node_primary(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         while self.patroni_status(name, "/primary") != Some(200) {
             if Instant::now() > deadline {

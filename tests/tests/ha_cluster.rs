@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -333,4 +334,124 @@ fn writes_go_on_when_the_etcd_leader_is_killed() {
     assert_eq!(rows(&m).unwrap().len(), n as usize);
     c.start_etcd(leader).unwrap();
     c.wait_sync_standby(Duration::from_secs(10)).unwrap();
+}
+
+fn deploy_ha() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ha")
+}
+
+/// A YAML file as JSON, read by python3's yaml (Patroni's own dependency).
+fn yaml(path: &Path) -> serde_json::Value {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} is not valid YAML: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `KEY="value"` lines of an environment file.
+fn env_file(path: &Path) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+#[test]
+fn deploy_ha_holds_the_settings_of_section_13_with_password_authentication() {
+    let etcd: Vec<_> = ["luot-a", "luot-b", "witness"]
+        .iter()
+        .map(|m| (m, env_file(&deploy_ha().join(format!("etcd-{m}.env")))))
+        .collect();
+    let cluster = &etcd[0].1["ETCD_INITIAL_CLUSTER"];
+    let mut clients = vec![];
+    for (m, e) in &etcd {
+        assert_eq!(&e["ETCD_NAME"], *m);
+        assert_eq!(
+            &e["ETCD_INITIAL_CLUSTER"], cluster,
+            "one cluster for all three"
+        );
+        assert!(cluster.contains(&format!("{m}={}", e["ETCD_INITIAL_ADVERTISE_PEER_URLS"])));
+        assert_eq!(
+            e["ETCD_ENABLE_V2"], "true",
+            "Patroni's etcd: section needs v2"
+        );
+        clients.push(
+            e["ETCD_ADVERTISE_CLIENT_URLS"]
+                .trim_start_matches("http://")
+                .to_string(),
+        );
+    }
+    for n in ["luot-a", "luot-b"] {
+        let f = deploy_ha().join(format!("patroni-{n}.yml"));
+        let y = yaml(&f);
+        let what = f.display().to_string();
+        assert_eq!(y["name"], n, "{what}");
+        assert_eq!(y["scope"], "luot", "{what}");
+        assert_eq!(
+            y["etcd"]["hosts"],
+            clients.join(","),
+            "{what}: the three etcd members"
+        );
+        assert!(y.get("etcd3").is_none(), "{what}: v2 API (see ha.rs)");
+        let dcs = &y["bootstrap"]["dcs"];
+        assert_eq!(dcs["ttl"], 10, "{what}");
+        assert_eq!(dcs["loop_wait"], 2, "{what}");
+        assert_eq!(dcs["retry_timeout"], 3, "{what}");
+        assert_eq!(dcs["synchronous_mode"], true, "{what}");
+        assert_eq!(dcs["synchronous_mode_strict"], false, "{what}: not strict");
+        assert_eq!(dcs["postgresql"]["use_pg_rewind"], true, "{what}");
+        let p = &dcs["postgresql"]["parameters"];
+        assert_eq!(p["wal_sender_timeout"], "5s", "{what}");
+        assert_eq!(p["synchronous_commit"], "on", "{what}");
+        assert_eq!(p["wal_log_hints"], "on", "{what}: pg_rewind");
+        let pg = &y["postgresql"];
+        for user in ["superuser", "replication", "rewind"] {
+            let pw = pg["authentication"][user]["password"]
+                .as_str()
+                .unwrap_or("");
+            assert!(!pw.is_empty(), "{what}: {user} has a password");
+        }
+        for rule in pg["pg_hba"].as_array().unwrap() {
+            let rule = rule.as_str().unwrap();
+            let method = rule.split_whitespace().last().unwrap();
+            assert!(
+                ["scram-sha-256", "peer", "reject"].contains(&method),
+                "{what}: pg_hba {rule:?} must use passwords (scram-sha-256)"
+            );
+        }
+        let vip = env_file(&deploy_ha().join(format!("vip-manager-{n}.env")));
+        assert_eq!(vip["VIP_HOST"], n);
+        assert_eq!(
+            vip["VIP_KEY"],
+            format!(
+                "{}{}/leader",
+                y["namespace"].as_str().unwrap(),
+                y["scope"].as_str().unwrap()
+            )
+        );
+    }
+    let post = deploy_ha().join("luot-post-bootstrap.sh");
+    let sc = std::process::Command::new("shellcheck").arg(&post).output();
+    match sc {
+        Ok(o) => assert!(
+            o.status.success(),
+            "shellcheck: {}",
+            String::from_utf8_lossy(&o.stdout)
+        ),
+        Err(e) => panic!("shellcheck (./test-all installs it): {e}"),
+    }
 }
