@@ -652,19 +652,17 @@ postgresql:
         let n = self.node(name);
         let table = process_table();
         let mut roots = vec![];
-        if let Some(g) = self.lock_guards().get(name) {
-            if cmdline(g.pid).contains(&n.config().display().to_string()) {
-                roots.push(g.pid);
-            }
+        let patroni = self.lock_guards().get(name).map(|g| g.pid);
+        if let Some(p) = patroni.filter(|&p| cmdline(p).contains(&n.config().display().to_string()))
+        {
+            roots.push(p);
         }
         let data = n.data();
-        if let Some(pm) = std::fs::read_to_string(data.join("postmaster.pid"))
+        let pm = std::fs::read_to_string(data.join("postmaster.pid"))
             .ok()
-            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
-        {
-            if cmdline(pm).contains(&data.display().to_string()) {
-                roots.push(pm);
-            }
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
+        if let Some(pm) = pm.filter(|&pm| cmdline(pm).contains(&data.display().to_string())) {
+            roots.push(pm);
         }
         let mut all = roots.clone();
         let mut i = 0;
