@@ -114,14 +114,19 @@ struct Guard {
 impl Guard {
     /// Starts `command` (a shell line) under a guard, its output appended to
     /// `log`. `mark` is a string the process's command line holds (a pid is
-    /// killed only if it still does); `on_end` runs after the kill.
+    /// killed only if it still does). At the end the shell stops the process
+    /// and each of its descendants before listing that one's children (so
+    /// none forks past it), kills them all, then runs `on_end`, which may use
+    /// `is_ours PID MARK` and `tree PID` (that pid and its descendants, stopped).
     fn start(command: &str, log: &Path, mark: &str, on_end: &str) -> anyhow::Result<Guard> {
         let script = format!(
             "is_ours() {{ tr '\\0' ' ' <\"/proc/$1/cmdline\" 2>/dev/null | grep -qF -- \"$2\"; }}\n\
+             tree() {{ local c; kill -STOP \"$1\" 2>/dev/null; echo \"$1\"\n\
+             for c in $(ps -o pid= --ppid \"$1\"); do tree \"$c\"; done; }}\n\
              {command} >>'{log}' 2>&1 </dev/null & p=$!\n\
              echo \"$p\"\n\
              cat >/dev/null\n\
-             if is_ours \"$p\" '{mark}'; then kill -9 \"$p\" 2>/dev/null; fi\n\
+             if is_ours \"$p\" '{mark}'; then kill -9 $(tree \"$p\") 2>/dev/null; fi\n\
              {on_end}\n",
             log = log.display(),
         );
@@ -203,7 +208,7 @@ impl HaCluster {
         let root_guard = Guard::watch(&if keep {
             String::new()
         } else {
-            format!("sleep 1; rm -rf '{}'", root.display())
+            format!("sleep 3; rm -rf '{}'", root.display())
         })?;
         let etcd = (1..=3u8)
             .map(|i| {
@@ -406,13 +411,16 @@ postgresql:
             prefix = postgres_exec_prefix(),
             config = n.config().display(),
         );
-        // After Patroni: its postmaster (not Patroni's child: Patroni
-        // detaches it), stopped first so that it forks no more, then its
-        // children, then itself.
+        // After Patroni and what it started (pg_basebackup, pg_rewind, the
+        // helper that starts PostgreSQL): its postmaster, which is not its
+        // child (Patroni detaches it), with the postmaster's children; again
+        // for 1.5 s, for a postmaster a killed helper had just started.
         let on_end = format!(
-            "pm=$(head -n 1 '{data}/postmaster.pid' 2>/dev/null)\n\
-             if [ -n \"$pm\" ] && is_ours \"$pm\" '{data}'; then\n\
-             kill -STOP \"$pm\"; pkill -9 -P \"$pm\"; kill -9 \"$pm\"; fi",
+            "for i in 1 2 3 4; do\n\
+             pm=$(head -n 1 '{data}/postmaster.pid' 2>/dev/null)\n\
+             if [ -n \"$pm\" ] && is_ours \"$pm\" '{data}'; then kill -9 $(tree \"$pm\") 2>/dev/null; fi\n\
+             [ \"$i\" = 4 ] || sleep 0.5\n\
+             done",
             data = data.display()
         );
         let g = Guard::start(
@@ -786,7 +794,11 @@ postgresql:
 impl Drop for HaCluster {
     fn drop(&mut self) {
         self.moving.take();
-        let guards: Vec<Guard> = self.lock_guards().drain().map(|(_, g)| g).collect();
+        let mut guards: Vec<Guard> = self.lock_guards().drain().map(|(_, g)| g).collect();
+        // All at once, then wait for each.
+        for g in &mut guards {
+            g.stdin.take();
+        }
         drop(guards);
         self.root_guard.take();
     }
