@@ -105,6 +105,36 @@ fn the_cluster_forms_with_a_sync_standby_that_holds_what_was_committed_at_the_mo
     );
 }
 
+/// A TCP server on 127.0.0.1 standing in for node `name`'s luot server: it
+/// greets each connection with the node's name and holds it open.
+fn stand_in_server(name: &str) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let name = name.clone();
+            std::thread::spawn(move || {
+                let mut s = s;
+                let _ = std::io::Write::write_all(&mut s, format!("{name}\n").as_bytes());
+                let _ = std::io::Read::read_to_end(&mut s, &mut vec![]);
+            });
+        }
+    });
+    addr
+}
+
+/// Connects to `addr` and reads the stand-in's greeting: (name, connection).
+fn greeting(addr: std::net::SocketAddr) -> Option<(String, std::net::TcpStream)> {
+    let s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(s.try_clone().ok()?), &mut line)
+        .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    Some((line.trim().to_string(), s))
+}
+
 /// Inserts 1, 2, 3 … through `url` until `stop`, each in its own psql (own
 /// connection, own commit), keeping the numbers whose COMMIT returned.
 fn writer(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<i64>> {
@@ -132,6 +162,26 @@ fn kill_9_of_the_primary_promotes_the_standby_within_15_s_and_loses_no_committed
     let m = c.moving_url();
     sql(&c, &m, "CREATE TABLE t (x bigint PRIMARY KEY)");
     sql(&c, &m, "INSERT INTO t VALUES (1), (2), (3)");
+    // A stand-in luot server beside each node, and clients' moving address
+    // for them: a connection through it meets the primary's.
+    let servers: Vec<(String, std::net::SocketAddr)> = c
+        .nodes()
+        .into_iter()
+        .map(|n| (n.clone(), stand_in_server(&n)))
+        .collect();
+    let targets: Vec<(&str, std::net::SocketAddr)> =
+        servers.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+    let luot = c.moving_address_for(&targets).unwrap();
+    let held = within(Duration::from_secs(5), || {
+        greeting(luot.addr()).filter(|(n, _)| n == &old)
+    });
+    let (_, mut held) = held.unwrap_or_else(|| {
+        fail(
+            &c,
+            "the luot moving address never reached the primary's server",
+        )
+    });
+
     let stop = Arc::new(AtomicBool::new(false));
     let w = writer(m.clone(), stop.clone());
     std::thread::sleep(Duration::from_secs(2));
@@ -154,6 +204,20 @@ fn kill_9_of_the_primary_promotes_the_standby_within_15_s_and_loses_no_committed
         c.primary().as_deref(),
         Some(new.as_str()),
         "{new} is the primary"
+    );
+    // The luot moving address follows: the connection to the old machine's
+    // server is cut, a new one meets the new primary's.
+    let mut rest = [0u8; 16];
+    assert!(
+        matches!(std::io::Read::read(&mut held, &mut rest), Ok(0) | Err(_)),
+        "the connection through the moving address to {old}'s server was not cut"
+    );
+    let moved = within(Duration::from_secs(3), || {
+        greeting(luot.addr()).filter(|(n, _)| n == &new)
+    });
+    assert!(
+        moved.is_some(),
+        "the luot moving address does not reach {new}'s server"
     );
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::SeqCst);
