@@ -28,7 +28,7 @@
 //! *writes the leader key unconditionally*, so ~1 s after the standby was
 //! promoted the old leader holds the key again, the promoted node demotes
 //! itself and pg_rewind throws away what it committed meanwhile (seen here;
-//! fixed upstream in Patroni 3.0.3 by patroni/patroni#2689). The v2 client
+//! fixed upstream after 3.0.2 by patroni/patroni#2689, May 2023). The v2 client
 //! updates the key with `prevValue` (compare-and-swap), so the woken old
 //! leader fails to and demotes itself. `tests/tests/ha_cluster.rs` checks it.
 //! The hazard is a race (seen by hand once; not in two runs of the test), so
