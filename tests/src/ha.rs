@@ -43,6 +43,12 @@
 //! ([`HaCluster::log_files`]); [`HaCluster::logs`] gives their last lines for
 //! a failing test to print, and every error of this module carries them.
 //!
+//! It never reaches outside its temporary directory and 127.0.0.0/8 (no
+//! system service, no fixed port, nothing of the machine's own etcd or
+//! PostgreSQL), and never signals a process it did not start: every pid is
+//! checked against its command line (the node's config or data directory)
+//! or is a descendant of one so checked.
+//!
 //! The API is blocking (threads and child processes, no runtime): call it
 //! from a plain `#[test]`, or from `tokio::task::spawn_blocking`. Every wait
 //! is bounded by the timeout it is given.
