@@ -44,7 +44,9 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (then PostgreSQL's binaries run as the
+/// `postgres` user).
+pub fn is_root() -> bool {
     // The effective uid, without libc: /proc/self/status's "Uid:" line.
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -81,6 +83,26 @@ pub fn give_to_postgres(path: &Path) {
             .unwrap_or(false);
         assert!(ok, "chown postgres {} failed", path.display());
     }
+}
+
+/// The words a shell line starts with to run a program as the `postgres`
+/// user *in place*: `setpriv` changes user and execs, where `runuser` forks
+/// and waits, so a shell's `$!` is the program's own pid and a signal sent to
+/// it reaches the program. Empty when this process is not root.
+pub fn postgres_exec_prefix() -> &'static str {
+    if is_root() {
+        "setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql "
+    } else {
+        ""
+    }
+}
+
+/// A free TCP port on `ip` (a loopback address such as 127.0.0.11).
+pub fn free_port_on(ip: std::net::Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("a free port on {ip}: {e}"))
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; tests race only each other).

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod chaos_proxy;
 pub mod escpos;
 pub mod fake_printer;
+pub mod ha;
 pub mod load;
 pub mod webhook_receiver;
 pub mod ws_pipe;
