@@ -452,7 +452,10 @@ impl Ctx<'_> {
                 ));
             }
             let t = s.token_sha256.get_ref();
-            if t.len() != 64 || !t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            if t.len() != 64
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             {
                 return Err(self.err(
                     s.token_sha256.span(),
@@ -528,7 +531,9 @@ impl Ctx<'_> {
                         return Err(self.err(
                             list.span(),
                             "users.sites",
-                            format!("user \"{name}\": an admin sees every site; sites is for viewers"),
+                            format!(
+                                "user \"{name}\": an admin sees every site; sites is for viewers"
+                            ),
                         ));
                     }
                     let mut v = Vec::new();
@@ -547,7 +552,10 @@ impl Ctx<'_> {
                             return Err(self.err(
                                 s.span(),
                                 "users.sites",
-                                format!("user \"{name}\": site \"{}\" is listed twice", s.get_ref()),
+                                format!(
+                                    "user \"{name}\": site \"{}\" is listed twice",
+                                    s.get_ref()
+                                ),
                             ));
                         }
                         v.push(s.get_ref().clone());
@@ -653,7 +661,10 @@ sites = ["bvdk-demo"]
         assert!(err(&t).starts_with("central.toml:20: users.role: "));
         let t = good().replace("sites = [\"bvdk-demo\"]", "sites = [\"khac\"]");
         assert!(err(&t).starts_with("central.toml:22: users.sites: "));
-        let t = good().replace(&format!("token_sha256 = \"{SHA}\""), "token_sha256 = \"ABC\"");
+        let t = good().replace(
+            &format!("token_sha256 = \"{SHA}\""),
+            "token_sha256 = \"ABC\"",
+        );
         assert!(err(&t).starts_with("central.toml:11: sites.token_sha256: "));
         let t = good().replace("id = \"bvdk-demo\"", "id = \"BV DK\"");
         assert!(err(&t).starts_with("central.toml:9: sites.id: "));

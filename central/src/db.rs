@@ -275,10 +275,7 @@ impl Db {
             }
         }
         let decision = ingest::decide(b, v, held_max.map(u), &held);
-        let config_json = b
-            .config
-            .as_ref()
-            .and_then(|c| serde_json::to_value(c).ok());
+        let config_json = b.config.as_ref().and_then(|c| serde_json::to_value(c).ok());
         let mut inserted = 0;
         let mut lag_s = None;
         if let Decision::Take { acked_seq, missing } = &decision {
@@ -568,7 +565,12 @@ impl Db {
                 let seq = u(r.get(1));
                 ingest::entry_of(lineage, seq).is_some_and(|e| e.epoch == r.get::<_, &str>(0))
             })
-            .map(|r| (u(r.get(1)), r.get::<_, Option<String>>(2).unwrap_or_default()))
+            .map(|r| {
+                (
+                    u(r.get(1)),
+                    r.get::<_, Option<String>>(2).unwrap_or_default(),
+                )
+            })
             .collect())
     }
 

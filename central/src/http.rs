@@ -411,11 +411,8 @@ async fn ingest_batch(
         Decision::Take { acked_seq, .. } => {
             app.metrics.batch(&me, "ok");
             app.metrics.add_ingested(&me, out.inserted);
-            app.metrics.set_behind(
-                &me,
-                batch.head_seq.saturating_sub(acked_seq),
-                &app.site_ids,
-            );
+            app.metrics
+                .set_behind(&me, batch.head_seq.saturating_sub(acked_seq), &app.site_ids);
             if let Some(l) = out.lag_s {
                 app.metrics.set_lag(&me, l);
             }
@@ -429,11 +426,8 @@ async fn ingest_batch(
         }
         Decision::Gap { acked_seq } => {
             app.metrics.batch(&me, "gap");
-            app.metrics.set_behind(
-                &me,
-                batch.head_seq.saturating_sub(acked_seq),
-                &app.site_ids,
-            );
+            app.metrics
+                .set_behind(&me, batch.head_seq.saturating_sub(acked_seq), &app.site_ids);
             let first = valid.events.first().map(|e| e.seq).unwrap_or(0);
             Err(with(
                 ApiError::new(
@@ -471,12 +465,7 @@ async fn ingest_batch(
 // ------------------------------------------------------------------ sites
 
 async fn sites(State(app): State<AppState>, Person(u): Person) -> Result<Response, ApiError> {
-    let ids: Vec<String> = app
-        .site_ids
-        .iter()
-        .filter(|s| u.sees(s))
-        .cloned()
-        .collect();
+    let ids: Vec<String> = app.site_ids.iter().filter(|s| u.sees(s)).cloned().collect();
     let states = app.db.sites(&ids).await.map_err(|e| unavailable(&e))?;
     let tz = app.cfg.timezone;
     let rows: Vec<serde_json::Value> = states

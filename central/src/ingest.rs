@@ -187,11 +187,16 @@ pub fn check(b: &Batch) -> Result<Valid, String> {
                 e.seq,
                 b.epoch,
                 entry_first,
-                entry_end.map(|x| format!(" to {}", x - 1)).unwrap_or_default()
+                entry_end
+                    .map(|x| format!(" to {}", x - 1))
+                    .unwrap_or_default()
             ));
         }
         let Some(at) = parse_time(&e.at) else {
-            return Err(format!("event seq {}: at \"{}\" is not RFC 3339", e.seq, e.at));
+            return Err(format!(
+                "event seq {}: at \"{}\" is not RFC 3339",
+                e.seq, e.at
+            ));
         };
         let Some(kind) = e.event.get("kind").and_then(|k| k.as_str()) else {
             return Err(format!("event seq {}: event has no kind", e.seq));
@@ -203,7 +208,12 @@ pub fn check(b: &Batch) -> Result<Valid, String> {
             .and_then(|i| i.as_str())
             .map(str::to_string);
         let day = (kind == "day_started")
-            .then(|| e.event.get("day").and_then(|d| d.as_str()).map(str::to_string))
+            .then(|| {
+                e.event
+                    .get("day")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_string)
+            })
             .flatten();
         events.push(Checked {
             seq: e.seq,
@@ -462,7 +472,10 @@ mod tests {
         let mut b = batch(E1, 8..=12);
         b.events[0].event = json!({"kind": "ticket_issued", "ticket": {"id": "h_other"}});
         let v = check(&b).expect("valid");
-        assert_eq!(decide(&b, &v, Some(10), &held), Decision::Conflict { seq: 8 });
+        assert_eq!(
+            decide(&b, &v, Some(10), &held),
+            Decision::Conflict { seq: 8 }
+        );
         // The same instant written with another offset is the same `at`.
         let mut b = batch(E1, 8..=8);
         b.events[0].at = "2026-11-22T00:08:00Z".into();
@@ -498,8 +511,17 @@ mod tests {
     #[test]
     fn entries_hold_their_seqs() {
         let b = batch(E1, 1..=1);
-        assert_eq!(entry_of(&b.lineage, 100).map(|e| e.epoch.as_str()), Some(E1));
-        assert_eq!(entry_of(&b.lineage, 101).map(|e| e.epoch.as_str()), Some(E2));
-        assert_eq!(ranges(&b.lineage), vec![(E1, 1, Some(101)), (E2, 101, None)]);
+        assert_eq!(
+            entry_of(&b.lineage, 100).map(|e| e.epoch.as_str()),
+            Some(E1)
+        );
+        assert_eq!(
+            entry_of(&b.lineage, 101).map(|e| e.epoch.as_str()),
+            Some(E2)
+        );
+        assert_eq!(
+            ranges(&b.lineage),
+            vec![(E1, 1, Some(101)), (E2, 101, None)]
+        );
     }
 }

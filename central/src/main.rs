@@ -115,7 +115,11 @@ fn check_config(file: &Path) -> anyhow::Result<()> {
         cfg.sites.len(),
         cfg.users.len(),
         cfg.listen,
-        if cfg.tls.is_some() { "https" } else { "http, loopback" },
+        if cfg.tls.is_some() {
+            "https"
+        } else {
+            "http, loopback"
+        },
         if cfg.store.password_file.is_some() {
             "with password_file"
         } else {

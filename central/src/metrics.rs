@@ -138,8 +138,14 @@ mod tests {
         m.set_lag("bv", 1.5);
         m.add_ingested("bv", 3);
         let t = m.render();
-        assert!(t.contains("luot_central_behind_events{site=\"bv\"} 7"), "{t}");
-        assert!(t.contains("luot_central_lag_seconds{site=\"bv\"} 1.5"), "{t}");
+        assert!(
+            t.contains("luot_central_behind_events{site=\"bv\"} 7"),
+            "{t}"
+        );
+        assert!(
+            t.contains("luot_central_lag_seconds{site=\"bv\"} 1.5"),
+            "{t}"
+        );
         assert!(
             t.contains("luot_central_ingested_events_total{site=\"bv\"} 3"),
             "{t}"

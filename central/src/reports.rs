@@ -16,10 +16,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::{NaiveDate, Utc};
 use luot_protocol::{ReportRow, Stats, StepRow, Ticket, TicketStatus, VisitRow};
 use luot_server::config::SiteConfig;
@@ -108,7 +108,16 @@ fn record(seen: &Seen, rating: Option<u8>, closed_at: Option<i64>) -> Option<Tic
         Some(v) => v
             .steps
             .iter()
-            .map(|s| step(s.stage, &s.service, s.counter.clone(), s.returning, s.status, s.calls))
+            .map(|s| {
+                step(
+                    s.stage,
+                    &s.service,
+                    s.counter.clone(),
+                    s.returning,
+                    s.status,
+                    s.calls,
+                )
+            })
             .zip(&v.steps)
             .map(|(mut r, s)| {
                 r.waiting_since = opt_millis(&s.waiting_since);
@@ -197,7 +206,9 @@ pub fn day_tickets(
         if t.day != day {
             continue;
         }
-        let called = (e.kind == "ticket_called").then(|| opt_millis(&t.called_at)).flatten();
+        let called = (e.kind == "ticket_called")
+            .then(|| opt_millis(&t.called_at))
+            .flatten();
         match seen.get_mut(&t.id) {
             Some(s) => {
                 s.first_called = match (s.first_called, called) {
@@ -545,7 +556,11 @@ async fn site_config(db: &Db, site: &str, name: &str) -> Result<SiteConfig, DbEr
 pub fn bare_config(name: &str) -> SiteConfig {
     let text = format!(
         "[site]\nname = {}\n[[services]]\nid = \"x\"\nname = \"x\"\nprefix = \"X\"\n",
-        toml::Value::String(if name.is_empty() { "site".into() } else { name.into() })
+        toml::Value::String(if name.is_empty() {
+            "site".into()
+        } else {
+            name.into()
+        })
     );
     match SiteConfig::parse("central", &text) {
         Ok(mut c) => {
@@ -621,7 +636,10 @@ fn decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' => match s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            b'%' => match s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 Some(b) => {
                     out.push(b);
                     i += 2;
@@ -810,7 +828,11 @@ pub async fn daily_handler(
     Ok(match f {
         Form::Json => Json(json!({"from": from.to_string(), "to": to.to_string(), "rows": rows}))
             .into_response(),
-        Form::Csv => download("text/csv; charset=utf-8", format!("{name}.csv"), daily_csv(&rows)),
+        Form::Csv => download(
+            "text/csv; charset=utf-8",
+            format!("{name}.csv"),
+            daily_csv(&rows),
+        ),
         Form::Xlsx => download(
             luot_server::report::xlsx::MEDIA_TYPE,
             format!("{name}.xlsx"),

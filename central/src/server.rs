@@ -33,7 +33,10 @@ pub fn tls_acceptor(tls: &Tls) -> anyhow::Result<TlsAcceptor> {
         .collect::<Result<_, _>>()
         .with_context(|| format!("central.tls_cert {} is not PEM", tls.cert.display()))?;
     if certs.is_empty() {
-        anyhow::bail!("central.tls_cert {} holds no certificate", tls.cert.display());
+        anyhow::bail!(
+            "central.tls_cert {} holds no certificate",
+            tls.cert.display()
+        );
     }
     let key = PrivateKeyDer::from_pem_file(&tls.key)
         .with_context(|| format!("cannot read central.tls_key {} (PEM)", tls.key.display()))?;
@@ -123,14 +126,16 @@ pub async fn run(
             builder.header_read_timeout(Duration::from_secs(10));
             builder.timer(hyper_util::rt::TokioTimer::new());
             let result = match tls {
-                Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await {
-                    Ok(Ok(s)) => builder.serve_connection(TokioIo::new(s), svc).await,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
+                Some(acc) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await {
+                        Ok(Ok(s)) => builder.serve_connection(TokioIo::new(s), svc).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
                     }
-                    Err(_) => return,
-                },
+                }
                 None => builder.serve_connection(TokioIo::new(stream), svc).await,
             };
             if let Err(e) = result {

@@ -45,16 +45,17 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// The line of `[table]` or `[[table]]` (or of `table =` / `table.x =`),
 /// for tables whose span TOML gives as their content.
 fn header_line(text: &str, table: &str) -> Option<usize> {
-    text.lines().position(|l| {
-        let t = l.trim();
-        let inner = t.trim_start_matches('[').trim_end_matches(']').trim();
-        (t.starts_with('[') && (inner == table || inner.starts_with(&format!("{table}."))))
-            || (!t.starts_with('[')
-                && t.split(['=', '.'])
-                    .next()
-                    .is_some_and(|k| k.trim() == table))
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let t = l.trim();
+            let inner = t.trim_start_matches('[').trim_end_matches(']').trim();
+            (t.starts_with('[') && (inner == table || inner.starts_with(&format!("{table}."))))
+                || (!t.starts_with('[')
+                    && t.split(['=', '.'])
+                        .next()
+                        .is_some_and(|k| k.trim() == table))
+        })
+        .map(|i| i + 1)
 }
 
 /// Checks version `name`'s text (rule 116); the parsed configuration when
@@ -151,7 +152,11 @@ password_hash = "{HASH}"
             ("\n[notify]\nkind = \"none\"\n", 19, "notify"),
         ] {
             let e = validate("central:v3", &format!("{}{extra}", good())).expect_err(field);
-            assert_eq!((e.file.as_str(), e.line, e.field.as_str()), ("central:v3", line, field), "{e}");
+            assert_eq!(
+                (e.file.as_str(), e.line, e.field.as_str()),
+                ("central:v3", line, field),
+                "{e}"
+            );
         }
         let t = good().replace("name = \"Bệnh viện\"", "name = \"Bệnh viện\"\nid = \"bv\"");
         let e = validate("central:v2", &t).expect_err("site.id");
@@ -162,7 +167,11 @@ password_hash = "{HASH}"
     fn a_broken_rule_names_the_version_line_and_field() {
         let t = good().replace("services = [\"kham-noi\"]", "services = [\"khong-co\"]");
         let e = validate("central:v4", &t).expect_err("unknown service");
-        assert!(e.to_string().starts_with("central:v4:12: counters.services: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("central:v4:12: counters.services: "),
+            "{e}"
+        );
         let e = validate("central:v5", "[site\nname = 1").expect_err("syntax");
         assert!(e.to_string().starts_with("central:v5:1: "), "{e}");
     }
