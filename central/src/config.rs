@@ -373,10 +373,10 @@ impl Ctx<'_> {
 
     fn parse_addr(&self, v: &Spanned<String>, field: &str) -> Result<SocketAddr, ConfigError> {
         let s = v.get_ref();
-        if let Some(port) = s.strip_prefix("localhost:") {
-            if let Ok(p) = port.parse::<u16>() {
-                return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
-            }
+        if let Some(port) = s.strip_prefix("localhost:")
+            && let Ok(p) = port.parse::<u16>()
+        {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
         }
         s.parse().map_err(|_| {
             self.err(

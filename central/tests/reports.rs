@@ -147,11 +147,11 @@ async fn a_complete_day_is_reported_as_the_site_reports_it() {
 
     // The site's own report code on the same tickets gives the same rows,
     // once central holds the site's configuration (its order of rows).
-    let cfg_toml = format!(
+    let cfg_toml =
         "[site]\nname = \"A\"\n[[services]]\nid = \"kham\"\nname = \"Khám\"\nprefix = \"A\"\n\
          [[services]]\nid = \"xn\"\nname = \"Xét nghiệm\"\nprefix = \"B\"\n\
          [[counters]]\nid = \"q1\"\nname = \"Quầy 1\"\nservices = [\"kham\", \"xn\"]\n"
-    );
+            .to_string();
     let p = c
         .post(
             "/sites/bv-a/config",
