@@ -6,7 +6,7 @@
 //! A day runs from its `day_started` to the next one. Its tickets are the
 //! newest view of each ticket (by its hashed id) among that range's events,
 //! with the first call of a ticket without a visit taken from the earliest
-//! `called_at` seen; when the next `day_started` is held, steps still open
+//! `called_at` any of its events shows; when the next `day_started` is held, steps still open
 //! become no-shows, as the site closes a day (rule 39). A rating counts when
 //! its `after_seq` lies in the day's range.
 //!
@@ -206,9 +206,9 @@ pub fn day_tickets(
         if t.day != day {
             continue;
         }
-        let called = (e.kind == "ticket_called")
-            .then(|| opt_millis(&t.called_at))
-            .flatten();
+        // The earliest `called_at` any event shows is the first call (a
+        // recall keeps it, a transfer clears it until the next call).
+        let called = opt_millis(&t.called_at);
         match seen.get_mut(&t.id) {
             Some(s) => {
                 s.first_called = match (s.first_called, called) {
@@ -230,7 +230,7 @@ pub fn day_tickets(
                     t.id.clone(),
                     Seen {
                         issued_service: service,
-                        first_called: called.or_else(|| opt_millis(&t.called_at)),
+                        first_called: called,
                         last: t,
                     },
                 );
@@ -919,4 +919,113 @@ pub async fn visits_handler(
         _ => Json(json!({"from": from.to_string(), "to": to.to_string(), "visits": visits, "steps": steps}))
             .into_response(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(id: &str, status: &str, called: Option<&str>, service: &str) -> serde_json::Value {
+        json!({"id": id, "number": "A001", "service": service, "priority": null, "status": status,
+               "counter": called.map(|_| "q1"), "issued_at": "2026-11-22T07:00:00+07:00",
+               "called_at": called, "finished_at": null, "day": "2026-11-22",
+               "position": null, "estimated_wait_s": null})
+    }
+
+    fn ev(seq: u64, kind: &str, t: serde_json::Value) -> StoredEvent {
+        StoredEvent {
+            seq,
+            at: "2026-11-22T07:00:00+07:00".into(),
+            kind: kind.into(),
+            day: None,
+            body: json!({"kind": kind, "ticket": t}),
+        }
+    }
+
+    #[test]
+    fn tickets_keep_their_first_call_and_close_with_the_day() {
+        let c1 = Some("2026-11-22T07:05:00+07:00");
+        let c2 = Some("2026-11-22T07:20:00+07:00");
+        let events = vec![
+            ev(2, "ticket_issued", ticket("h_a", "waiting", None, "kham")),
+            ev(3, "ticket_called", ticket("h_a", "called", c1, "kham")),
+            ev(4, "ticket_transferred", {
+                let mut t = ticket("h_a", "waiting", None, "xn");
+                t["counter"] = json!(null);
+                t
+            }),
+            ev(5, "ticket_called", ticket("h_a", "called", c2, "xn")),
+            ev(6, "ticket_issued", ticket("h_b", "waiting", None, "kham")),
+        ];
+        let closed = Some(1_795_000_000_000);
+        let t = day_tickets("2026-11-22", &events, &[], closed);
+        assert_eq!(t.len(), 2);
+        let a = &t[0];
+        assert_eq!(
+            a.issued_service, "kham",
+            "waits count under the service issued for"
+        );
+        assert_eq!(a.steps[0].service, "xn");
+        assert_eq!(
+            a.steps[0].first_called_at,
+            millis("2026-11-22T07:05:00+07:00")
+        );
+        assert_eq!(
+            a.steps[0].status,
+            TicketStatus::NoShow,
+            "closed by the next day"
+        );
+        assert_eq!(t[1].steps[0].status, TicketStatus::NoShow);
+        // Still running: left as they are.
+        let t = day_tickets("2026-11-22", &events, &[], None);
+        assert_eq!(t[1].steps[0].status, TicketStatus::Waiting);
+        // Another day's tickets are not this day's.
+        assert!(day_tickets("2026-11-23", &events, &[], None).is_empty());
+    }
+
+    #[test]
+    fn ratings_count_only_for_done_tickets() {
+        let mut done = ticket("h_a", "done", Some("2026-11-22T07:05:00+07:00"), "kham");
+        done["finished_at"] = json!("2026-11-22T07:09:00+07:00");
+        let events = vec![
+            ev(2, "ticket_issued", ticket("h_a", "waiting", None, "kham")),
+            ev(3, "ticket_done", done),
+            ev(4, "ticket_issued", ticket("h_b", "waiting", None, "kham")),
+        ];
+        let ratings = [
+            StoredRating {
+                ticket: "h_a".into(),
+                after_seq: 3,
+                rating: 4,
+            },
+            StoredRating {
+                ticket: "h_b".into(),
+                after_seq: 4,
+                rating: 1,
+            },
+        ];
+        let t = day_tickets("2026-11-22", &events, &ratings, None);
+        assert_eq!((t[0].rating, t[1].rating), (Some(4), None));
+        let rows = daily_rows("bv", "2026-11-22", &bare_config("A"), &t, false);
+        let site = rows.iter().find(|r| r.kind == "site").expect("site row");
+        assert_eq!(
+            (site.r.issued, site.r.served, site.r.ratings.count),
+            (Some(2), 1, 1)
+        );
+        assert_eq!(site.r.service_s.mean, Some(240.0));
+        let csv = daily_csv(&rows);
+        assert!(csv.starts_with(DAILY_HEADER));
+        assert!(
+            csv.contains("\nbv,2026-11-22,site,bv,2,1,0,300,300,300,240,240,240,1,4,false\n"),
+            "{csv}"
+        );
+    }
+
+    #[test]
+    fn queries_repeat_sites_and_decode() {
+        let q = parse_query(Some("site=a&site=b%2Dc&from=2026-11-01&format=csv")).expect("parses");
+        assert_eq!(q.sites, ["a", "b-c"]);
+        assert_eq!(q.from.as_deref(), Some("2026-11-01"));
+        assert!(parse_query(Some("colour=red")).is_err());
+    }
 }
