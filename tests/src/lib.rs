@@ -331,6 +331,20 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
+        self.try_call(method, path, token, body)
+            .await
+            .unwrap_or_else(|e| panic!("request: {e:?}"))
+    }
+
+    /// The same, with a connection that fails or is cut as an error (a
+    /// client that keeps trying through a failover).
+    pub async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Answer, reqwest::Error> {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(m, format!("{}{}", self.base, path));
         if let Some(t) = token {
@@ -339,14 +353,14 @@ impl Api {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request");
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        Answer {
+        let text = resp.text().await?;
+        Ok(Answer {
             status,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
             text,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
@@ -367,6 +381,22 @@ impl Api {
             .await;
         assert_eq!(a.status, 200, "login {username}: {}", a.text);
         a.body["token"].as_str().expect("token").to_string()
+    }
+
+    /// An issue whose connection may fail (see `try_call`).
+    pub async fn try_issue(
+        &self,
+        token: &str,
+        service: &str,
+        request_id: &str,
+    ) -> Result<Answer, reqwest::Error> {
+        self.try_call(
+            "POST",
+            "/api/v1/tickets",
+            Some(token),
+            Some(json!({"service": service, "request_id": request_id})),
+        )
+        .await
     }
 
     pub async fn issue(&self, token: &str, service: &str, request_id: &str) -> Answer {
