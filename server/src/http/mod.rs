@@ -263,7 +263,7 @@ async fn ha(
         App::require_admin(&extract::principal(&app, &headers).await?)?;
     }
     let role = app.hub.role().borrow().clone();
-    let seq = app.hub.seq().await;
+    let seq = app.hub.durable_seq();
     let (repl, epoch) = app.hub.replication().await.unwrap_or_default();
     let postgres = app.config.store != StoreKind::Sled;
     let store_seq = if role.is_primary() {

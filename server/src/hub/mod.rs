@@ -86,6 +86,10 @@ struct Shared {
     role: watch::Sender<RoleState>,
     /// With PostgreSQL, a command unanswered this long gets 503 (rule 103).
     answer_within: Option<std::time::Duration>,
+    /// The last durable public seq, readable without the planner's lock
+    /// (a commit that waits for a synchronous standby holds that lock;
+    /// `/healthz` and `/api/v1/ha` must still answer).
+    durable_seq: std::sync::atomic::AtomicU64,
 }
 
 enum Request {
@@ -163,6 +167,7 @@ impl Hub {
     ) -> Result<Hub, StoreError> {
         let index = loaded.index;
         let planner = Planner::new(config.clone(), loaded)?;
+        let seq0 = planner.seq();
         let (btx, _) = broadcast::channel(knobs.broadcast_capacity);
         let head = watch::Sender::new(planner.seq());
         let shared = Arc::new(Shared {
@@ -180,7 +185,9 @@ impl Hub {
             notices: std::sync::OnceLock::new(),
             role: watch::Sender::new(role),
             answer_within,
+            durable_seq: std::sync::atomic::AtomicU64::new(0),
         });
+        shared.durable_seq.store(seq0, Ordering::Release);
         let (tx, rx) = mpsc::channel(64 * 1024);
         let writer = Writer {
             shared: shared.clone(),
@@ -517,6 +524,11 @@ impl Hub {
         self.shared.core.read().await.planner.seq()
     }
 
+    /// The last durable public seq, without waiting for a commit in flight.
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
     /// Subscribes to the event stream: the missed events after `since` when
     /// the hub still holds them all, otherwise a snapshot.
     pub async fn subscribe(&self, since: Option<u64>) -> Catchup {
@@ -607,15 +619,21 @@ impl Writer {
                 Request::Beat => beat = true,
             }
         }
+        // The beat holds no lock: one that waits on the database must not
+        // stop queries.
+        if beat
+            && inputs.is_empty()
+            && take_over.is_empty()
+            && self.shared.role.borrow().is_primary()
+        {
+            self.beat();
+        }
         let shared = self.shared.clone();
         let mut core = shared.core.blocking_write();
         for tx in take_over {
             let _ = tx.send(self.take_over(&mut core));
         }
         let primary = self.shared.role.borrow().is_primary();
-        if beat && primary && inputs.is_empty() {
-            self.beat();
-        }
         let (replies, broadcasts) = if !primary {
             let why = "Máy chủ này đang dự phòng (this server is a standby)";
             let refused = inputs
@@ -783,6 +801,9 @@ impl Writer {
             Ok(index) => {
                 tracing::info!("state rebuilt from the store");
                 self.index = index;
+                self.shared
+                    .durable_seq
+                    .store(core.planner.seq(), Ordering::Release);
                 self.broken = false;
             }
             Err(e) => {
@@ -796,6 +817,9 @@ impl Writer {
     /// the batch's frames to broadcast.
     fn committed(&mut self, core: &mut Core, plan: &Plan, appended: Appended) -> Vec<Frame> {
         self.index = appended.index;
+        self.shared
+            .durable_seq
+            .store(core.planner.seq(), Ordering::Release);
         self.shared.metrics.tickets_issued.inc_by(plan.issued);
         self.maybe_snapshot(core);
         if plan.day_started {

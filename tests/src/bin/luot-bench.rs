@@ -49,6 +49,11 @@ enum What {
         kiosks: usize,
         #[arg(long, default_value_t = 50_000)]
         tickets: usize,
+        /// Where the server keeps the queue: `sled`; `postgres` (one
+        /// throwaway PostgreSQL); `ha` (§13's cluster: etcd, Patroni and a
+        /// synchronous standby, the server beside the primary).
+        #[arg(long, default_value = "sled")]
+        store: String,
     },
     Fanout {
         #[arg(long, default_value_t = 5_000)]
@@ -208,23 +213,95 @@ async fn issue_load(
     ((per * kiosks) as f64 / took, h)
 }
 
-async fn bench_issue(kiosks: usize, tickets: usize, f: &mut Figures) {
-    let site = Site::hospital();
+/// The test hospital on PostgreSQL at `url`, as node `node`, with
+/// `patroni` as its Patroni when given.
+fn pg_site(url: &str, node: &str, patroni: Option<&str>) -> Site {
+    let mut toml = format!(
+        "{}\n[store]\nkind = \"postgres\"\nurl = \"{url}\"\n",
+        test_site_toml(false)
+    );
+    if let Some(p) = patroni {
+        toml.push_str(&format!(
+            "\n[ha]\nnode = \"{node}\"\npatroni_url = \"{p}\"\n"
+        ));
+    }
+    Site::new(&toml)
+}
+
+/// What keeps a bench's store: nothing, a PostgreSQL, or the HA cluster
+/// (dropped at the end of the bench).
+enum Backing {
+    None,
+    Pg {
+        _pg: luot_pgtest::Cluster,
+    },
+    Ha {
+        _cluster: Box<luot_tests::ha::HaCluster>,
+    },
+}
+
+/// The bench's site and what backs its store.
+fn bench_site(store: &str) -> (Site, Backing, &'static str) {
+    match store {
+        "postgres" => {
+            let pg = luot_pgtest::Cluster::start();
+            let url = pg.fresh_database();
+            (pg_site(&url, "bench", None), Backing::Pg { _pg: pg }, "pg_")
+        }
+        "ha" => {
+            let c = luot_tests::ha::HaCluster::start().expect("the HA cluster");
+            let primary = c.primary().expect("a primary");
+            let site = pg_site(
+                &c.pg_url(&primary),
+                &primary,
+                Some(&c.patroni_url(&primary)),
+            );
+            (
+                site,
+                Backing::Ha {
+                    _cluster: Box::new(c),
+                },
+                "ha_",
+            )
+        }
+        _ => (Site::hospital(), Backing::None, ""),
+    }
+}
+
+async fn bench_issue(kiosks: usize, tickets: usize, store: &str, f: &mut Figures) {
+    let (site, backing, key) = bench_site(store);
     let server = site.start();
+    if !matches!(backing, Backing::None) {
+        let api = Api::new(&server);
+        let t0 = Instant::now();
+        while api.get("/healthz", None).await.status != 200 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{}",
+                server.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let ha = api.get("/api/v1/ha", None).await;
+        println!(
+            "issue: store {store}, synchronous standby {}",
+            ha.body["sync_standby"]
+        );
+    }
     // Warm up.
     issue_load(&server, kiosks, kiosks * 20, "warm").await;
     let (rate, h) = issue_load(&server, kiosks, tickets, "run").await;
     println!(
-        "issue: {kiosks} kiosk websockets, {} durable tickets: {rate:.0} tickets/s; ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "issue ({store}): {kiosks} kiosk websockets, {} durable tickets: {rate:.0} tickets/s; ack latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         h.len(),
         ms(&h, 0.5),
         ms(&h, 0.99),
         h.max() as f64 / 1000.0
     );
-    f.insert("issue_tickets_per_s".into(), rate.round());
-    f.insert("issue_p50_ms".into(), ms(&h, 0.5));
-    f.insert("issue_p99_ms".into(), ms(&h, 0.99));
-    f.insert("issue_max_ms".into(), h.max() as f64 / 1000.0);
+    f.insert(format!("issue_{key}tickets_per_s"), rate.round());
+    f.insert(format!("issue_{key}p50_ms"), ms(&h, 0.5));
+    f.insert(format!("issue_{key}p99_ms"), ms(&h, 0.99));
+    f.insert(format!("issue_{key}max_ms"), h.max() as f64 / 1000.0);
     let api = Api::new(&server);
     let m = api.get("/metrics", None).await.text;
     let flushes = m
@@ -240,10 +317,15 @@ async fn bench_issue(kiosks: usize, tickets: usize, f: &mut Figures) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
     let n: f64 = flushes.parse().unwrap_or(f64::NAN);
+    let tickets_total = h.len() as f64 + (kiosks * 20) as f64;
     println!(
-        "issue: {flushes} group commits (fsyncs) in total, mean write+flush {:.3} ms",
-        flush_sum / n * 1000.0
+        "issue ({store}): {flushes} group commits in total, mean write+commit {:.3} ms, {:.1} tickets per commit",
+        flush_sum / n * 1000.0,
+        tickets_total / n
     );
+    f.insert(format!("issue_{key}tickets_per_commit"), tickets_total / n);
+    drop(server);
+    drop(backing);
 }
 
 const INTEGRATION_TOKEN: &str = "bench-integration-token-dddddddd";
@@ -1054,7 +1136,11 @@ async fn main() {
     }
     let mut f = Figures::new();
     match cli.what {
-        What::Issue { kiosks, tickets } => bench_issue(kiosks, tickets, &mut f).await,
+        What::Issue {
+            kiosks,
+            tickets,
+            store,
+        } => bench_issue(kiosks, tickets, &store, &mut f).await,
         What::Fanout { screens, calls } => bench_fanout(screens, calls, &mut f).await,
         What::Restart { events } => bench_restart(events, &mut f).await,
         What::Book { clients, bookings } => bench_book(clients, bookings, &mut f).await,
@@ -1085,7 +1171,7 @@ async fn main() {
             read: None,
         } => bench_floor(sockets, rounds, &mut f).await,
         What::All => {
-            bench_issue(64, 50_000, &mut f).await;
+            bench_issue(64, 50_000, "sled", &mut f).await;
             bench_fanout(5_000, 40, &mut f).await;
             bench_restart(100_000, &mut f).await;
             bench_kiosk(50, &mut f).await;
