@@ -291,7 +291,7 @@ impl HaCluster {
             "#!/bin/sh\n# Patroni runs this once, on the node that bootstraps, with a superuser URL.\n\
              set -e\n\
              psql -X -q -v ON_ERROR_STOP=1 \"$1\" -c 'CREATE ROLE luot LOGIN' \
-             -c 'CREATE DATABASE luot OWNER luot'\n",
+             -c 'GRANT pg_monitor TO luot' -c 'CREATE DATABASE luot OWNER luot'\n",
         )?;
         let _ = Command::new("chmod").arg("755").arg(&post).status();
         // LUOT_HA_DCS=etcd3 tries Patroni's v3 client instead (see above).

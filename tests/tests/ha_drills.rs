@@ -124,6 +124,11 @@ fn drill(fault: Fault) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
+    // The other node is the synchronous standby (rule 106's sync_standby):
+    // an acknowledged ticket is on both machines.
+    let ha = rt.block_on(api.get("/api/v1/ha", None));
+    assert_eq!(ha.body["sync_standby"], second.as_str(), "{}", ha.text);
+    assert_eq!(ha.body["primary"]["node"], first.as_str(), "{}", ha.text);
     static STOP: AtomicBool = AtomicBool::new(false);
     static OK_AT: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
     // Drills run one at a time (SERIAL): each starts these afresh.
