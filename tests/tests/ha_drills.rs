@@ -83,6 +83,19 @@ enum Fault {
     Kill,
     /// SIGSTOP of them all; SIGCONT once the other took over.
     Freeze,
+    /// kill -9 of the standby machine's processes: the primary goes on
+    /// once Patroni stops waiting for it (rule 108: acknowledged events
+    /// then sit on one machine).
+    KillStandby,
+    /// kill -9 of one etcd member, the leader: two of three still agree.
+    KillEtcd,
+}
+
+impl Fault {
+    /// Whether the other node serves at the end.
+    fn fails_over(&self) -> bool {
+        matches!(self, Fault::Kill | Fault::Freeze)
+    }
 }
 
 /// Runs a drill under two kiosks; checks what every drill checks.
@@ -158,17 +171,41 @@ fn drill(fault: Fault) {
             signal("-STOP");
             c.freeze_node(&first);
         }
+        Fault::KillStandby => {
+            if let Some(mut s) = servers.remove(&second) {
+                s.kill9();
+            }
+            c.kill_node(&second);
+        }
+        Fault::KillEtcd => c.kill_etcd(c.etcd_leader().unwrap_or(0)),
     }
-    // Until an issue succeeds again, then a little more.
+    let survivor = if fault.fails_over() {
+        second.clone()
+    } else {
+        first.clone()
+    };
+    // Until an issue succeeds again (for a fault the primary rides out: one
+    // sent 12 s after it, once Patroni no longer waits for a dead standby),
+    // then a little more.
+    let settle = if fault.fails_over() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(12)
+    };
     let back = loop {
-        let after = OK_AT.lock().unwrap().iter().copied().find(|t| *t > died);
+        let after = OK_AT
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|t| *t > died + settle);
         if let Some(t) = after {
             break t;
         }
         assert!(
             died.elapsed() < Duration::from_secs(60),
-            "no issue succeeded within 60 s of the primary's death\n{}\n{}",
-            servers[&second].stderr(),
+            "no issue succeeded within 60 s of the fault\n{}\n{}",
+            servers[&survivor].stderr(),
             c.logs()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -232,9 +269,23 @@ fn drill(fault: Fault) {
         .into_iter()
         .map(|h| rt.block_on(h).unwrap())
         .collect();
+    // The longest time without an answer to any kiosk, around the fault.
+    let gap = {
+        let mut at = OK_AT.lock().unwrap().clone();
+        at.sort();
+        let mut last = died;
+        let mut gap = Duration::ZERO;
+        for t in at.into_iter().filter(|t| *t > died) {
+            gap = gap.max(t - last);
+            last = t;
+        }
+        gap
+    };
     eprintln!(
-        "drill: an issue succeeded again {:.1} s after the primary node's fault",
-        (back - died).as_secs_f64()
+        "drill: first answer {:.1} s after the fault (waited for: {:.1} s); longest time without an answer {:.1} s",
+        (back - died).as_secs_f64(),
+        settle.as_secs_f64(),
+        gap.as_secs_f64()
     );
 
     rt.block_on(async {
@@ -265,9 +316,9 @@ fn drill(fault: Fault) {
         );
         assert!(acked > 10, "the kiosks pressed too little: {acked}");
     });
-    // seq goes on without a gap on the new primary's PostgreSQL.
+    // seq goes on without a gap on the primary's PostgreSQL.
     let out = psql(
-        &c.pg_url(&second),
+        &c.pg_url(&survivor),
         "SELECT count(*), max(seq), (SELECT seq FROM luot_head WHERE site_id = 'luot') \
          FROM luot_events WHERE site_id = 'luot'",
     )
@@ -282,7 +333,7 @@ fn drill(fault: Fault) {
     let ha = rt.block_on(api.get("/api/v1/ha", None));
     // Not on localhost's own address through the proxy? It is: loopback.
     assert_eq!(ha.body["role"], "primary", "{}", ha.text);
-    assert_eq!(ha.body["primary"]["node"], second.as_str());
+    assert_eq!(ha.body["primary"]["node"], survivor.as_str());
     drop(moving);
 }
 
@@ -299,4 +350,17 @@ fn kill_9_of_every_process_of_the_primary_node_loses_no_acknowledged_ticket() {
 #[test]
 fn a_frozen_primary_thawed_after_the_takeover_writes_nothing_and_loses_nothing() {
     drill(Fault::Freeze);
+}
+
+/// The standby machine dies: the primary waits for it only until Patroni
+/// takes it out of `synchronous_standby_names`; a command unanswered for
+/// 10 s meanwhile gets 503 and the kiosk sends it again (rule 103).
+#[test]
+fn kill_9_of_the_standby_node_the_primary_goes_on_and_loses_nothing() {
+    drill(Fault::KillStandby);
+}
+
+#[test]
+fn kill_9_of_the_etcd_leader_changes_nothing_a_kiosk_would_notice() {
+    drill(Fault::KillEtcd);
 }
