@@ -892,11 +892,13 @@ impl PgStore {
         log.sort_by_key(|(i, _)| *i);
         let mut seqs = Vec::new();
         let mut bodies = Vec::new();
-        let (mut idxs, mut afters, mut pbodies) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut idxs, mut pbodies) = (Vec::new(), Vec::new());
         let mut last = None::<u64>;
         // Each private record's position in the backup, to place the
-        // snapshot among them.
+        // snapshot among them, and the public seq before it (none: before
+        // the first public record the backup holds).
         let mut private_positions = Vec::new();
+        let mut before = Vec::new();
         for (index, v) in &log {
             let r: Record = serde_json::from_slice(v).map_err(|e| corrupt("a log record", e))?;
             let body = serde_json::to_string(&r.event).map_err(|e| corrupt("an event", e))?;
@@ -917,35 +919,15 @@ impl PgStore {
                     idxs.push(i64_of(idxs.len() as u64 + 1));
                     private_positions.push(*index);
                     pbodies.push(body);
-                    afters.push(0i64); // set below, once the seq before it is known
+                    before.push(last);
                 }
             }
         }
-        // The seq before each private record: the last public one before
-        // its position.
-        {
-            let mut pub_iter = log.iter().filter_map(|(i, v)| {
-                serde_json::from_slice::<Record>(v)
-                    .ok()
-                    .and_then(|r| r.seq.map(|s| (*i, s)))
-            });
-            let mut before = None::<(u64, u64)>;
-            let mut next = pub_iter.next();
-            for (n, pos) in private_positions.iter().enumerate() {
-                while let Some((i, s)) = next {
-                    if i < *pos {
-                        before = Some((i, s));
-                        next = pub_iter.next();
-                    } else {
-                        break;
-                    }
-                }
-                afters[n] = i64_of(before.map_or(
-                    seqs.first().map_or(0, |f| u64_of(*f).saturating_sub(1)),
-                    |(_, s)| s,
-                ));
-            }
-        }
+        let first = seqs.first().map(|f| u64_of(*f).saturating_sub(1));
+        let afters: Vec<i64> = before
+            .into_iter()
+            .map(|b| i64_of(b.or(first).unwrap_or(0)))
+            .collect();
         // The snapshot's position, counted as this store counts.
         let snapshot = match snapshot {
             Some(v) => {
