@@ -185,9 +185,8 @@ impl Hub {
             notices: std::sync::OnceLock::new(),
             role: watch::Sender::new(role),
             answer_within,
-            durable_seq: std::sync::atomic::AtomicU64::new(0),
+            durable_seq: std::sync::atomic::AtomicU64::new(seq0),
         });
-        shared.durable_seq.store(seq0, Ordering::Release);
         let (tx, rx) = mpsc::channel(64 * 1024);
         let writer = Writer {
             shared: shared.clone(),
