@@ -1,7 +1,7 @@
 //! The `luot-central` command line (contract §14): `serve`, `check-config`,
 //! `token`, `hash-password` (rules 1, 2) and `push-config`.
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -130,19 +130,7 @@ fn check_config(file: &Path) -> anyhow::Result<()> {
 }
 
 fn hash_password() -> anyhow::Result<()> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
-    }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
-    let pw = line.strip_suffix('\n').unwrap_or(&line);
-    let pw = pw.strip_suffix('\r').unwrap_or(pw);
-    if pw.is_empty() {
-        anyhow::bail!("empty password");
-    }
-    println!("{}", luot_server::secret::hash_password(pw));
+    println!("{}", luot_server::secret::hash_password_from_stdin()?);
     Ok(())
 }
 

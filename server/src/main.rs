@@ -2,7 +2,7 @@
 //! logging, and hands over to the library. Every file error it reports names
 //! the path concerned.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -187,19 +187,7 @@ fn check_config(file: &Path) -> anyhow::Result<()> {
 }
 
 fn hash_password() -> anyhow::Result<()> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("Password: ");
-        let _ = std::io::stderr().flush();
-    }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
-    let pw = line.strip_suffix('\n').unwrap_or(&line);
-    let pw = pw.strip_suffix('\r').unwrap_or(pw);
-    if pw.is_empty() {
-        anyhow::bail!("empty password");
-    }
-    println!("{}", auth::hash_password(pw));
+    println!("{}", luot_server::secret::hash_password_from_stdin()?);
     Ok(())
 }
 

@@ -30,6 +30,29 @@ pub fn is_argon2id_hash(s: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// `hash-password` of both binaries (rule 2): reads one line from stdin
+/// (asking for it on a terminal) and returns its argon2id hash; an empty
+/// line is refused.
+pub fn hash_password_from_stdin() -> std::io::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password: ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let pw = line.strip_suffix('\n').unwrap_or(&line);
+    let pw = pw.strip_suffix('\r').unwrap_or(pw);
+    if pw.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "empty password",
+        ));
+    }
+    Ok(hash_password(pw))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
